@@ -1,0 +1,53 @@
+# Launcher — the two commands a newcomer needs: `make run` and `make test`.
+# Both create the virtual environment and install what they need on their own.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+STAMPS := .make-stamps
+
+.PHONY: run test lint fmt bench screenshots clean
+
+# (Re)install only when pyproject.toml changed since the last install.
+$(STAMPS)/install: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Launcher needs Python 3.11+"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@mkdir -p $(STAMPS) && touch $@
+
+.env:
+	cp .env.example .env
+	@echo "Created .env from .env.example (DEBUG on, local sandbox)."
+
+## make run: set up, then serve on http://127.0.0.1:$(PORT)/ with the sandbox and the worker.
+run: $(STAMPS)/install .env
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_sandbox
+	$(PY) manage.py ensure_demo_user
+	@echo ""
+	@echo "  Launcher is starting on http://127.0.0.1:$(PORT)/   (Ctrl-C stops everything)"
+	@echo ""
+	@# The worker and the web server run side by side; Ctrl-C (or either one dying) stops both.
+	@# runserver is threaded: the launcher calls the sandbox on this same server.
+	@trap 'kill 0' INT TERM EXIT; \
+	  PORT=$(PORT) $(PY) manage.py db_worker --queue-name '*' --interval 0.5 --no-reload & \
+	  PORT=$(PORT) $(PY) manage.py runserver --noreload 127.0.0.1:$(PORT) & \
+	  wait -n; exit $$?
+
+## make test: lint, then the whole suite (browser tests included). SQLite unless DATABASE_URL.
+test: $(STAMPS)/install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMPS)/install
+	$(VENV)/bin/ruff check .
+
+fmt: $(STAMPS)/install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) $(STAMPS) staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LauncherConfig(AppConfig):
+    name = "launcher"
+    verbose_name = "Launcher"

@@ -1,0 +1,350 @@
+"""Launcher's own tables.
+
+The Cyberdesk API stays the source of truth for workflows, model configurations and run state;
+Launcher keeps local mirrors of the first two (so that runs, versions and labels can point at
+them) and the full history of what it launched and which prompt version it used.
+"""
+
+import hashlib
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Workflow(models.Model):
+    """A local mirror of an upstream workflow (synced from the API, never edited here)."""
+
+    id = models.UUIDField(primary_key=True, help_text="The workflow's id in Cyberdesk.")
+    name = models.CharField(max_length=255, blank=True)
+    main_prompt = models.TextField(blank=True, help_text="The prompt stored on the workflow.")
+    input_schema = models.JSONField(null=True, blank=True, help_text="Parsed JSON Schema.")
+    model_metadata = models.JSONField(null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True, help_text="Tag names.")
+    last_run_errored = models.BooleanField(default=False)
+    has_post_run_checks = models.BooleanField(default=False)
+    upstream_updated_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+
+class ModelOption(models.Model):
+    """An upstream model configuration, and whether staff offer it to operators here."""
+
+    id = models.UUIDField(primary_key=True, help_text="The model configuration's id in Cyberdesk.")
+    name = models.CharField(max_length=255)
+    provider = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=255, blank=True, help_text="The provider's model id.")
+    description = models.TextField(blank=True)
+    is_computer_use = models.BooleanField(default=False)
+    is_archived_upstream = models.BooleanField(default=False)
+    is_system_default = models.BooleanField(default=False)
+    present_upstream = models.BooleanField(
+        default=True, help_text="False once the API stopped listing it."
+    )
+    enabled = models.BooleanField(default=True, help_text="Offered to operators (staff decide).")
+    price_input_per_million = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, help_text="USD per 1M input tokens."
+    )
+    price_output_per_million = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="USD per 1M output tokens.",
+    )
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_offered(self) -> bool:
+        return (
+            self.is_computer_use
+            and not self.is_archived_upstream
+            and self.present_upstream
+            and self.enabled
+        )
+
+
+class ModelOptionChange(models.Model):
+    """Who enabled or disabled a model, and when."""
+
+    model_option = models.ForeignKey(ModelOption, on_delete=models.CASCADE, related_name="changes")
+    enabled = models.BooleanField()
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-changed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model_option_id} {'enabled' if self.enabled else 'disabled'}"
+
+
+class PromptVersion(models.Model):
+    """One immutable version of a workflow's prompt, numbered 1, 2, 3… per workflow."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="prompt_versions")
+    number = models.PositiveIntegerField(editable=False)
+    text = models.TextField()
+    sha256 = models.CharField(max_length=64, editable=False)
+    note = models.CharField(max_length=500, blank=True)
+    based_on = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["workflow", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "number"], name="prompt_version_number_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.number}"
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:12]
+
+
+class PromptLabel(models.Model):
+    """A named pointer (production, staging, …) at one version of a workflow's prompt."""
+
+    PRODUCTION = "production"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="prompt_labels")
+    name = models.SlugField(max_length=50)
+    version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="labels")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workflow", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "name"], name="prompt_label_name_unique"),
+            # "latest" is derived (the newest version), never stored.
+            models.CheckConstraint(condition=~Q(name="latest"), name="prompt_label_not_latest"),
+        ]
+        permissions = [("move_production_label", "Can move the production label")]
+
+    def __str__(self) -> str:
+        return f"{self.name} → v{self.version.number}"
+
+
+class PromptLabelMove(models.Model):
+    """The history of a label: who moved it, when, from which version to which, and why."""
+
+    label = models.ForeignKey(PromptLabel, on_delete=models.CASCADE, related_name="moves")
+    from_version = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    moved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    moved_at = models.DateTimeField(auto_now_add=True)
+    reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-moved_at"]
+
+    def __str__(self) -> str:
+        return f"{self.label_id}: {self.from_version_id} → {self.to_version_id}"
+
+
+class Batch(models.Model):
+    """A group of runs launched together: rows × models × prompt choices."""
+
+    class State(models.TextChoices):
+        SUBMITTING = "submitting", "Submitting"
+        SUBMITTED = "submitted", "Submitted"
+        CANCELLED = "cancelled", "Cancelled"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="batches")
+    name = models.CharField(max_length=200, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.SUBMITTING)
+    is_matrix = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="batches"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return self.name or f"Batch {self.pk}"
+
+
+class RunStatus(models.TextChoices):
+    # Local states, before the API has the run.
+    PENDING = "pending", "Pending"  # stored here, not yet accepted by the API
+    REJECTED = "rejected", "Rejected"  # the API refused it; nothing runs
+    # Upstream states (spec §2.1).
+    SCHEDULING = "scheduling", "Scheduling"
+    RUNNING = "running", "Running"
+    RUNNING_CHECKS = "running_checks", "Running checks"
+    SUCCESS = "success", "Success"
+    TASK_FAILED = "task_failed", "Task failed"
+    ERROR = "error", "Error"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        RunStatus.REJECTED,
+        RunStatus.SUCCESS,
+        RunStatus.TASK_FAILED,
+        RunStatus.ERROR,
+        RunStatus.CANCELLED,
+    }
+)
+# Status only moves forward: a lower rank never overwrites a higher one (retry excepted,
+# which starts a new attempt explicitly).
+STATUS_RANK = {
+    RunStatus.PENDING: 0,
+    RunStatus.SCHEDULING: 1,
+    RunStatus.RUNNING: 2,
+    RunStatus.RUNNING_CHECKS: 3,
+    RunStatus.SUCCESS: 4,
+    RunStatus.TASK_FAILED: 4,
+    RunStatus.ERROR: 4,
+    RunStatus.CANCELLED: 4,
+    RunStatus.REJECTED: 4,
+}
+
+
+class PromptMode(models.TextChoices):
+    STORED = "stored", "Workflow's stored prompt"
+    LATEST = "latest", "Latest version"
+    LABEL = "label", "Label"
+    PINNED = "pinned", "Pinned version"
+
+
+class Submission(models.TextChoices):
+    QUEUED = "queued", "Queued"  # stored with its idempotency key, not sent yet
+    ACCEPTED = "accepted", "Accepted"  # the API returned the run
+    UNKNOWN = "unknown", "Outcome unknown"  # sent, no answer: the reconciler settles it
+    REJECTED = "rejected", "Rejected"  # the API refused it
+
+
+class Run(models.Model):
+    """One run Launcher launched, with the three choices it carried and its last known state."""
+
+    idempotency_key = models.UUIDField(
+        unique=True,
+        default=uuid.uuid4,
+        editable=False,
+        help_text="Stored before sending; every (re)send of this run uses it.",
+    )
+    cyberdesk_id = models.UUIDField(null=True, blank=True, unique=True)
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
+    batch_row = models.PositiveIntegerField(null=True, blank=True)
+
+    # Choice 1: the model (null = workflow default, no override sent).
+    model_option = models.ForeignKey(
+        ModelOption, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    # Choice 2: the prompt, as chosen and as resolved at launch.
+    prompt_mode = models.CharField(max_length=10, choices=PromptMode.choices)
+    prompt_label = models.CharField(max_length=50, blank=True)
+    prompt_version = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    prompt_sha256 = models.CharField(max_length=64, blank=True)
+    # Choice 3: the inputs. Sensitive values are never stored: only their keys.
+    input_values = models.JSONField(default=dict, blank=True)
+    sensitive_input_keys = models.JSONField(default=list, blank=True)
+    file_input_names = models.JSONField(default=list, blank=True)
+    is_priority = models.BooleanField(default=False)
+
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    submission = models.CharField(
+        max_length=10, choices=Submission.choices, default=Submission.QUEUED
+    )
+    submission_error = models.TextField(blank=True)
+    submission_attempts = models.PositiveSmallIntegerField(default=0)
+
+    status = models.CharField(
+        max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
+    )
+    attempt = models.PositiveSmallIntegerField(default=1, help_text="Bumped by each retry.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    output_data = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    post_run_checks = models.JSONField(default=list, blank=True)
+    usage_metadata = models.JSONField(null=True, blank=True)
+    message_history = models.JSONField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # Compare-and-set guard: at most one upstream refresh per interval across all processes.
+    synced_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("launch_run", "Can launch runs")]
+        indexes = [
+            models.Index(fields=["workflow", "-created_at"], name="run_workflow_created"),
+            models.Index(fields=["batch", "status"], name="run_batch_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at and self.ended_at:
+            return self.ended_at - self.started_at
+        return None
+
+
+class WebhookEvent(models.Model):
+    """Each delivered webhook, recorded once (the unique id makes redeliveries no-ops)."""
+
+    event_id = models.CharField(max_length=100, unique=True)
+    event_type = models.CharField(max_length=50)
+    cyberdesk_run_id = models.UUIDField(null=True, blank=True, db_index=True)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    applied = models.BooleanField(default=False, help_text="Whether it changed the run.")
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

@@ -1,0 +1,3 @@
+"""Sandbox URLs, mounted at /sandbox/ (so endpoints live under /sandbox/v1/...)."""
+
+urlpatterns: list = []

@@ -1,0 +1,5 @@
+from django.shortcuts import render
+
+
+def prompt_index(request):
+    return render(request, "launcher/prompt_index.html")

@@ -1,0 +1,76 @@
+"""Shared fixtures: the personas of STYLE.md (an operator, a staff member, a prompt editor,
+an outsider) and clients logged in as each."""
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.test import Client
+
+
+def _user(django_user_model, username, **extra):
+    return django_user_model.objects.create_user(username=username, password="pw", **extra)
+
+
+@pytest.fixture
+def operator(django_user_model):
+    user = _user(django_user_model, "olivia-operator")
+    user.groups.add(Group.objects.get(name="Operators"))
+    return user
+
+
+@pytest.fixture
+def staff(django_user_model):
+    user = _user(django_user_model, "sam-staff", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operators"))
+    return user
+
+
+@pytest.fixture
+def prompt_editor(django_user_model):
+    user = _user(django_user_model, "pat-prompt-editor", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operators"))
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="launcher",
+            codename__in=[
+                "add_promptversion",
+                "view_promptversion",
+                "add_promptlabel",
+                "change_promptlabel",
+                "view_promptlabel",
+                "view_workflow",
+            ],
+        )
+    )
+    return user
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    """Logged in, but in no group and without any permission."""
+    return _user(django_user_model, "otto-outsider")
+
+
+def _client_for(user) -> Client:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def operator_client(operator):
+    return _client_for(operator)
+
+
+@pytest.fixture
+def staff_client(staff):
+    return _client_for(staff)
+
+
+@pytest.fixture
+def prompt_editor_client(prompt_editor):
+    return _client_for(prompt_editor)
+
+
+@pytest.fixture
+def outsider_client(outsider):
+    return _client_for(outsider)
