@@ -98,6 +98,10 @@ class ModelOptionChange(models.Model):
         return f"{self.model_option_id} {'enabled' if self.enabled else 'disabled'}"
 
 
+class PromptVersionImmutable(Exception):
+    """Raised when code tries to change a saved prompt version."""
+
+
 class PromptVersion(models.Model):
     """One immutable version of a workflow's prompt, numbered 1, 2, 3… per workflow."""
 
@@ -124,6 +128,14 @@ class PromptVersion(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.number}"
+
+    def save(self, *args, **kwargs):
+        # Runs record which version they used: a saved version must never change, or that
+        # record would lie. "Editing" saves a new version (launcher.services.prompts).
+        if not self._state.adding:
+            raise PromptVersionImmutable("A saved prompt version never changes; save a new one.")
+        self.sha256 = sha256_text(self.text)
+        super().save(*args, **kwargs)
 
     @property
     def short_hash(self) -> str:
