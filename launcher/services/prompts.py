@@ -1,0 +1,399 @@
+"""Prompt versions: saving them, labelling them, resolving a run's prompt choice, checking
+their variables, importing the workflow's stored prompt and publishing a version to it.
+
+A version never changes once saved (the model refuses); "editing" saves a new version that
+remembers which one it started from (`based_on`). Labels are named pointers at one version of a
+workflow; every move is recorded. `latest` is derived (the newest version), never stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils.text import slugify
+
+from launcher.models import (
+    PromptLabel,
+    PromptLabelMove,
+    PromptMode,
+    PromptVersion,
+    Workflow,
+    sha256_text,
+)
+
+logger = logging.getLogger(__name__)
+
+MOVE_PRODUCTION_LABEL = "launcher.move_production_label"
+# Publishing patches the upstream workflow's stored prompt, which every run without an override
+# uses. The mirror itself is never edited here, so "change workflow" means exactly this.
+PUBLISH_PROMPT = "launcher.change_workflow"
+LATEST = "latest"
+
+
+class PromptError(Exception):
+    """A prompt operation that cannot be done; the message is safe to show to the user."""
+
+
+class PromptChoiceInvalid(PromptError):
+    """A prompt choice that does not name anything usable for this workflow."""
+
+
+class PromptTextInvalid(PromptError):
+    """A version's text that cannot be saved (empty)."""
+
+
+class PromptLabelInvalid(PromptError):
+    """A label name that cannot be used (`latest`, not a slug) or a version of another workflow."""
+
+
+# --- Variables ----------------------------------------------------------------------------------
+
+# Order matters: escapes first, then runtime `{{x}}`, then `{x}` / `{$x}`.
+_PLACEHOLDER = re.compile(
+    r"""
+    \\\{\{[^{}]*\}\}                 # \{{x}}  an escaped runtime variable: literal text
+  | \\\{[^{}]*\}                     # \{x} or \{$x}  an escaped variable: literal text
+  | \{\{[^{}]*\}\}                   # {{x}}  runtime variable, set during the run
+  | \{(?P<secret>\$?)(?P<path>[A-Za-z_][\w.\[\]]*)\}   # {x}, {x.y[0]}, {$x}
+    """,
+    re.VERBOSE,
+)
+_PATH_ROOT = re.compile(r"[.\[]")
+
+
+def prompt_variables(text: str) -> tuple[set[str], set[str]]:
+    """The root names of the `{name}` (plain) and `{$name}` (secret) variables of a prompt.
+
+    Dot and bracket paths count by their root (`{patient.dob}` → `patient`); runtime
+    `{{name}}` variables and backslash-escaped `\\{name}` are not inputs.
+    """
+    plain: set[str] = set()
+    secret: set[str] = set()
+    for match in _PLACEHOLDER.finditer(text or ""):
+        path = match.group("path")
+        if path is None:
+            continue
+        root = _PATH_ROOT.split(path, maxsplit=1)[0]
+        (secret if match.group("secret") else plain).add(root)
+    return plain, secret
+
+
+def _schema_properties(workflow: Workflow) -> set[str]:
+    schema = workflow.input_schema
+    if not isinstance(schema, dict):
+        return set()
+    properties = schema.get("properties")
+    return set(properties) if isinstance(properties, dict) else set()
+
+
+def prompt_variable_warnings(workflow: Workflow, text: str) -> list[str]:
+    """What is wrong with a prompt's variables for this workflow, as sentences to show.
+
+    - `{name}` whose root the workflow's `input_schema` does not define;
+    - `{name}` where the schema defines the secret `$name` (the secret would be sent in clear
+      to the model, or not filled at all): it should be `{$name}`;
+    - `{$name}` whose `$name` the schema does not define.
+    """
+    properties = _schema_properties(workflow)
+    plain, secret = prompt_variables(text)
+    warnings = []
+    for name in sorted(plain):
+        if name in properties:
+            continue
+        if f"${name}" in properties:
+            warnings.append(
+                f"{{{name}}} uses the secret input {name} as plain text: write {{${name}}}."
+            )
+        else:
+            warnings.append(f"{{{name}}} is not defined in the workflow's input schema.")
+    for name in sorted(secret):
+        if f"${name}" not in properties:
+            warnings.append(f"{{${name}}} is not defined in the workflow's input schema.")
+    return warnings
+
+
+# --- Versions -----------------------------------------------------------------------------------
+
+
+def prompt_version_create(
+    *,
+    workflow: Workflow,
+    text: str,
+    note: str = "",
+    author=None,
+    based_on: PromptVersion | None = None,
+) -> PromptVersion:
+    """Save a new version numbered one after the workflow's newest.
+
+    Two editors saving at once must not get the same number: the workflow row is locked for
+    the numbering (PostgreSQL; SQLite serialises writers with IMMEDIATE transactions), and the
+    unique (workflow, number) constraint backs it up with one retry.
+    """
+    if not text or not text.strip():
+        raise PromptTextInvalid("The prompt text cannot be empty.")
+    if based_on is not None and based_on.workflow_id != workflow.pk:
+        raise PromptTextInvalid("A version can only be based on a version of the same workflow.")
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                Workflow.objects.select_for_update().filter(pk=workflow.pk).exists()
+                newest = PromptVersion.objects.filter(workflow=workflow).aggregate(
+                    newest=Max("number")
+                )["newest"]
+                return PromptVersion.objects.create(
+                    workflow=workflow,
+                    number=(newest or 0) + 1,
+                    text=text,
+                    note=note or "",
+                    author=author,
+                    based_on=based_on,
+                )
+        except IntegrityError:
+            if attempt:
+                raise
+            logger.info("prompt version number taken for workflow %s; retrying", workflow.pk)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def prompt_latest_version(workflow: Workflow) -> PromptVersion | None:
+    return PromptVersion.objects.filter(workflow=workflow).order_by("-number").first()
+
+
+# --- Labels -------------------------------------------------------------------------------------
+
+
+def prompt_label_name_clean(name: str) -> str:
+    """A label name as stored: a lower-case slug; `latest` is refused (it is derived)."""
+    cleaned = slugify((name or "").strip()).lower()
+    if not cleaned:
+        raise PromptLabelInvalid("A label needs a name (letters, digits, - or _).")
+    if cleaned == LATEST:
+        raise PromptLabelInvalid("'latest' is always the newest version; it cannot be set.")
+    if len(cleaned) > 50:
+        raise PromptLabelInvalid("A label name has at most 50 characters.")
+    return cleaned
+
+
+def prompt_label_move(
+    *, workflow: Workflow, name: str, version: PromptVersion, user, reason: str = ""
+) -> PromptLabel:
+    """Point the label `name` of `workflow` at `version` (creating it), recording the move.
+
+    Moving (or creating) `production` needs the `launcher.move_production_label` permission.
+    Pointing a label where it already points changes and records nothing.
+    """
+    name = prompt_label_name_clean(name)
+    if version.workflow_id != workflow.pk:
+        raise PromptLabelInvalid("A label can only point at a version of its own workflow.")
+    if name == PromptLabel.PRODUCTION and not (user and user.has_perm(MOVE_PRODUCTION_LABEL)):
+        raise PermissionDenied("Moving the production label needs its own permission.")
+    with transaction.atomic():
+        label = PromptLabel.objects.select_for_update().filter(workflow=workflow, name=name).first()
+        if label is None:
+            label = PromptLabel.objects.create(workflow=workflow, name=name, version=version)
+            from_version = None
+        elif label.version_id == version.pk:
+            return label
+        else:
+            from_version = label.version
+            label.version = version
+            label.save(update_fields=["version", "updated_at"])
+        PromptLabelMove.objects.create(
+            label=label,
+            from_version=from_version,
+            to_version=version,
+            moved_by=user,
+            reason=(reason or "").strip()[:500],
+        )
+    return label
+
+
+# --- Choosing and resolving a run's prompt ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptChoice:
+    """What an operator chose: the encoded `value` is what forms and URLs carry.
+
+    "stored", "latest", "label:<name>", "version:<id>".
+    """
+
+    mode: str
+    label: str = ""
+    version_id: int | None = None
+
+    @property
+    def value(self) -> str:
+        if self.mode == PromptMode.LABEL:
+            return f"label:{self.label}"
+        if self.mode == PromptMode.PINNED:
+            return f"version:{self.version_id}"
+        return str(self.mode)
+
+
+def prompt_choice_parse(value: str) -> PromptChoice:
+    """Decode a prompt choice string; raise PromptChoiceInvalid for anything else."""
+    value = (value or "").strip()
+    if value in (PromptMode.STORED, PromptMode.LATEST):
+        return PromptChoice(mode=PromptMode(value))
+    kind, _, rest = value.partition(":")
+    if kind == "label" and rest:
+        if rest == LATEST:
+            return PromptChoice(mode=PromptMode.LATEST)
+        return PromptChoice(mode=PromptMode.LABEL, label=rest)
+    if kind == "version" and rest.isdigit():
+        return PromptChoice(mode=PromptMode.PINNED, version_id=int(rest))
+    raise PromptChoiceInvalid(f"Unknown prompt choice {value!r}.")
+
+
+@dataclass(frozen=True)
+class ResolvedPrompt:
+    """A prompt choice resolved to concrete text at launch.
+
+    `text` is None for the stored prompt: send no `main_prompt`, the API uses the workflow's.
+    `sha256` is the hash of the text the run is expected to use (for `stored`, of the
+    workflow's prompt as last mirrored).
+    """
+
+    mode: str
+    label: str
+    version: PromptVersion | None
+    text: str | None
+    sha256: str
+
+    @property
+    def choice(self) -> PromptChoice:
+        return PromptChoice(
+            mode=self.mode,
+            label=self.label,
+            version_id=self.version.pk if self.version and self.mode == PromptMode.PINNED else None,
+        )
+
+    @property
+    def description(self) -> str:
+        """e.g. "Workflow's stored prompt", "latest (v3)", "production (v2)", "v2"."""
+        if self.version is None:
+            return str(PromptMode.STORED.label)
+        if self.mode == PromptMode.LATEST:
+            return f"latest (v{self.version.number})"
+        if self.mode == PromptMode.LABEL:
+            return f"{self.label} (v{self.version.number})"
+        return f"v{self.version.number}"
+
+    def run_fields(self) -> dict:
+        """The Run columns that record this choice."""
+        return {
+            "prompt_mode": str(self.mode),
+            "prompt_label": self.label,
+            "prompt_version": self.version,
+            "prompt_sha256": self.sha256,
+        }
+
+
+def prompt_resolve(
+    *,
+    workflow: Workflow,
+    mode: str,
+    label: str | None = None,
+    version_id: int | None = None,
+) -> ResolvedPrompt:
+    """Resolve a prompt choice for `workflow` to one concrete version (or the stored prompt).
+
+    Raises PromptChoiceInvalid when the label or version does not exist, belongs to another
+    workflow, or `latest` is asked of a workflow without versions.
+    """
+    if mode == PromptMode.STORED:
+        return ResolvedPrompt(
+            mode=PromptMode.STORED,
+            label="",
+            version=None,
+            text=None,
+            sha256=sha256_text(workflow.main_prompt or ""),
+        )
+    if mode == PromptMode.LABEL and label == LATEST:
+        mode = PromptMode.LATEST
+    if mode == PromptMode.LATEST:
+        version = prompt_latest_version(workflow)
+        if version is None:
+            raise PromptChoiceInvalid(f"{workflow} has no prompt versions yet.")
+        return _resolved(PromptMode.LATEST, "", version)
+    if mode == PromptMode.LABEL:
+        found = (
+            PromptLabel.objects.select_related("version")
+            .filter(workflow=workflow, name=label or "")
+            .first()
+        )
+        if found is None:
+            raise PromptChoiceInvalid(f"{workflow} has no prompt label {label!r}.")
+        return _resolved(PromptMode.LABEL, found.name, found.version)
+    if mode == PromptMode.PINNED:
+        version = PromptVersion.objects.filter(workflow=workflow, pk=version_id).first()
+        if version is None:
+            raise PromptChoiceInvalid(f"That prompt version does not belong to {workflow}.")
+        return _resolved(PromptMode.PINNED, "", version)
+    raise PromptChoiceInvalid(f"Unknown prompt mode {mode!r}.")
+
+
+def _resolved(mode: str, label: str, version: PromptVersion) -> ResolvedPrompt:
+    return ResolvedPrompt(
+        mode=mode, label=label, version=version, text=version.text, sha256=version.sha256
+    )
+
+
+def prompt_resolve_choice(*, workflow: Workflow, choice: str) -> ResolvedPrompt:
+    """`prompt_resolve` for an encoded choice string ("stored", "label:production", …)."""
+    parsed = prompt_choice_parse(choice)
+    return prompt_resolve(
+        workflow=workflow, mode=parsed.mode, label=parsed.label, version_id=parsed.version_id
+    )
+
+
+# --- The workflow's stored prompt ---------------------------------------------------------------
+
+
+def prompt_import_stored(*, workflow: Workflow, user) -> tuple[PromptVersion, bool]:
+    """Save the workflow's stored prompt (fetched fresh from the API) as a new version.
+
+    Returns (version, created): when the newest version already has exactly that text, it is
+    returned and nothing is saved. API errors propagate (nothing is imported from a stale
+    mirror without the editor knowing).
+    """
+    from launcher.services.workflows import workflow_refresh
+
+    workflow = workflow_refresh(workflow)
+    newest = prompt_latest_version(workflow)
+    if newest is not None and newest.sha256 == sha256_text(workflow.main_prompt):
+        return newest, False
+    version = prompt_version_create(
+        workflow=workflow,
+        text=workflow.main_prompt,
+        note="Imported from the workflow's stored prompt",
+        author=user,
+    )
+    return version, True
+
+
+def prompt_publish(*, version: PromptVersion, user) -> Workflow:
+    """Make `version` the workflow's stored prompt upstream (PATCH main_prompt).
+
+    This changes what every run launched without a prompt override uses, here and in any other
+    client of the API — hence its own permission and a confirmation step in the admin.
+    """
+    from launcher.cyberdesk import get_client
+    from launcher.services.workflows import workflow_store
+
+    if not (user and user.has_perm(PUBLISH_PROMPT)):
+        raise PermissionDenied("Publishing a prompt to the workflow needs its own permission.")
+    upstream = get_client().update_workflow(version.workflow_id, main_prompt=version.text)
+    logger.info(
+        "prompt v%s of workflow %s published by %s",
+        version.number,
+        version.workflow_id,
+        getattr(user, "pk", None),
+    )
+    return workflow_store(upstream)
