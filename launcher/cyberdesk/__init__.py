@@ -1,0 +1,10 @@
+"""The Cyberdesk API client package: the only code in Launcher that speaks HTTP.
+
+from launcher.cyberdesk import get_client, errors, types
+run = get_client().get_run(run_id)
+"""
+
+from launcher.cyberdesk import errors, types
+from launcher.cyberdesk.client import CyberdeskClient, get_client, use_transport
+
+__all__ = ["CyberdeskClient", "errors", "get_client", "types", "use_transport"]
