@@ -1,0 +1,329 @@
+"""Keeping each run's local state true to the API.
+
+Three ways news about a run arrives, all funnelled through `run_apply_upstream`:
+
+- `run_refresh` — the run page's status poll. However many people (and processes) watch a run,
+  at most one of them calls the API per `RUN_REFRESH_INTERVAL_SECONDS`: an
+  `UPDATE … SET synced_at = now WHERE synced_at <= now - interval` claims the refresh
+  (compare-and-set) and only the poll whose UPDATE touched the row makes the call. Every other
+  poll reads the database.
+- `runs_refresh_many` — the same claim for many runs at once, refreshed with one list call per
+  workflow (the reconciler, batch pages).
+- the webhook receiver (`launcher/webhooks.py`).
+
+Status only moves forward (`STATUS_RANK`): an older, slower or redelivered piece of news never
+overwrites a newer one, and once a run is finished its first terminal status sticks.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from launcher.cyberdesk import errors, get_client, types
+from launcher.models import STATUS_RANK, TERMINAL_STATUSES, Run, RunStatus, Submission
+
+logger = logging.getLogger(__name__)
+
+# What a list call asks for: enough to show status, results and checks. The message history is
+# large, so it is fetched once, with the full run, when the run finishes (`run_finalize`).
+LIST_FIELDS = [
+    "started_at",
+    "ended_at",
+    "error",
+    "output_data",
+    "post_run_checks",
+    "usage_metadata",
+]
+LIST_PAGE_SIZE = 1000  # the API's maximum
+LIST_MAX_PAGES = 10
+# Launcher stores a run before sending it, so the upstream created_at is a little later than
+# ours; the margin absorbs clock differences between the two machines.
+CREATED_AT_MARGIN = timedelta(minutes=5)
+# Runs a list call did not return (clock far off, thousands of newer runs) are fetched one by
+# one, but only this many per call, so a batch page poll stays quick.
+SINGLE_FETCH_LIMIT = 10
+CLAIM_CHUNK = 500  # ids per claiming UPDATE (SQLite allows 999 parameters)
+
+
+def refresh_interval() -> timedelta:
+    return timedelta(seconds=settings.RUN_REFRESH_INTERVAL_SECONDS)
+
+
+def run_apply_upstream(run: Run, upstream: types.Run, *, restart: bool = False) -> bool:
+    """Copy the API's view of a run onto our row; return whether anything changed.
+
+    Status only moves forward by `STATUS_RANK`; a finished run keeps its first terminal status.
+    Values missing from `upstream` (a `fields=` projection, a sparse payload) never erase what
+    we already know.
+
+    `restart=True` is for the launcher's own retry (`run_retry`, after it bumped `run.attempt`):
+    the API retries in place — same id, back to `scheduling`, outputs cleared — so the fresh
+    attempt replaces the finished one wholesale. Nothing else may move a run backwards.
+
+    The row is re-read under a lock, so a webhook and a poll landing together cannot interleave
+    and step the status back. `run` is updated in place.
+    """
+    changed, _ = _apply(run, upstream, restart=restart)
+    return changed
+
+
+def _apply(run: Run, upstream: types.Run, *, restart: bool = False) -> tuple[bool, bool]:
+    """`run_apply_upstream`, also telling whether this call finished the run."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        was_finished = locked.is_finished
+        updates = _changes(locked, upstream, restart=restart)
+        if updates:
+            for field, value in updates.items():
+                setattr(locked, field, value)
+            locked.save(update_fields=list(updates))
+    for field in _SYNCED_FIELDS:
+        setattr(run, field, getattr(locked, field))
+    return bool(updates), (not was_finished and locked.is_finished)
+
+
+_SYNCED_FIELDS = (
+    "cyberdesk_id",
+    "submission",
+    "submission_error",
+    "status",
+    "started_at",
+    "ended_at",
+    "output_data",
+    "errors",
+    "post_run_checks",
+    "usage_metadata",
+    "message_history",
+    "cost_usd",
+    "synced_at",
+)
+
+
+def _changes(run: Run, upstream: types.Run, *, restart: bool) -> dict:
+    """The field updates `upstream` brings to `run` (empty when it brings nothing new)."""
+    updates: dict = {}
+    if run.cyberdesk_id is None:
+        updates["cyberdesk_id"] = upstream.id
+    elif run.cyberdesk_id != upstream.id:
+        logger.warning("Run %s: ignoring news about another upstream run %s", run.pk, upstream.id)
+        return {}
+    if run.submission != Submission.ACCEPTED:
+        # Seeing the run upstream settles a launch whose outcome we did not know.
+        updates["submission"] = Submission.ACCEPTED
+        updates["submission_error"] = ""
+
+    status = upstream.status
+    if status not in STATUS_RANK or status in (RunStatus.PENDING, RunStatus.REJECTED):
+        logger.warning("Run %s: ignoring unknown upstream status %r", run.pk, status)
+        return updates
+    if restart:
+        updates.update(
+            status=status,
+            started_at=upstream.started_at,
+            ended_at=upstream.ended_at,
+            output_data=upstream.output_data,
+            errors=list(upstream.error or []),
+            post_run_checks=list(upstream.post_run_checks or []),
+            usage_metadata=upstream.usage_metadata,
+            message_history=upstream.run_message_history,
+            cost_usd=None,
+        )
+        return {k: v for k, v in updates.items() if getattr(run, k) != v}
+
+    if STATUS_RANK[status] < STATUS_RANK[run.status]:
+        return updates  # stale news: a newer state is already recorded
+    if run.is_finished and status != run.status:
+        return updates  # the first terminal status sticks
+    updates["status"] = status
+    known = {
+        "started_at": upstream.started_at,
+        "ended_at": upstream.ended_at,
+        "output_data": upstream.output_data,
+        "errors": list(upstream.error or []),
+        "post_run_checks": list(upstream.post_run_checks or []),
+        "usage_metadata": upstream.usage_metadata,
+        "message_history": upstream.run_message_history,
+    }
+    for field, value in known.items():
+        if value is None or value == []:
+            continue  # not in this projection or payload: keep what we have
+        updates[field] = value
+    return {k: v for k, v in updates.items() if getattr(run, k) != v}
+
+
+def run_refresh(run: Run, *, force: bool = False) -> Run:
+    """Bring `run` up to date from the API at most once per refresh interval.
+
+    The compare-and-set UPDATE decides which caller refreshes; all others (and every call
+    within the interval) only re-read the row. `force=True` skips the interval (after an
+    action of ours, such as a cancel) but still records the refresh. API errors are logged
+    and swallowed: the page shows the last known state and the next poll tries again.
+    """
+    if run.cyberdesk_id is None or run.is_finished:
+        return run
+    now = timezone.now()
+    claim = Run.objects.filter(pk=run.pk, cyberdesk_id__isnull=False).exclude(
+        status__in=TERMINAL_STATUSES
+    )
+    if not force:
+        claim = claim.filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - refresh_interval()))
+    if not claim.update(synced_at=now):
+        run.refresh_from_db()
+        return run
+
+    try:
+        upstream = get_client().get_run(run.cyberdesk_id)
+    except errors.CyberdeskError as exc:
+        logger.warning("Run %s: refresh failed: %s", run.pk, exc)
+        run.refresh_from_db()
+        return run
+    _, finished = _apply(run, upstream)
+    if finished:
+        # The full run (message history included) is already here; only the cost is missing.
+        run_cost_fetch(run)
+    return run
+
+
+def runs_refresh_many(runs: Iterable[Run], *, stale_after: timedelta | None = None) -> int:
+    """Refresh many runs with one list call per workflow; return how many runs changed.
+
+    Claims the runs not refreshed within `stale_after` (default: the refresh interval) with one
+    compare-and-set UPDATE per chunk of ids, so pollers, the reconciler and other processes
+    never refresh the same run twice in an interval. Runs that finish here are finalized
+    (message history, cost) by a background task.
+    """
+    candidates = [run for run in runs if run.cyberdesk_id is not None and not run.is_finished]
+    if not candidates:
+        return 0
+    claimed = _claim(
+        [run.pk for run in candidates],
+        stale_before=timezone.now() - (stale_after or refresh_interval()),
+    )
+    by_workflow: dict = defaultdict(list)
+    for run in claimed:
+        by_workflow[run.workflow_id].append(run)
+
+    changed = 0
+    finished_ids: list[int] = []
+    client = get_client()
+    for workflow_id, workflow_runs in by_workflow.items():
+        found = _list_upstream(client, workflow_id, workflow_runs)
+        missing = [run for run in workflow_runs if run.cyberdesk_id not in found]
+        for run in missing[:SINGLE_FETCH_LIMIT]:
+            try:
+                found[run.cyberdesk_id] = client.get_run(run.cyberdesk_id)
+            except errors.CyberdeskError as exc:
+                logger.warning("Run %s: refresh failed: %s", run.pk, exc)
+        for run in workflow_runs:
+            upstream = found.get(run.cyberdesk_id)
+            if upstream is None:
+                continue
+            was_changed, finished = _apply(run, upstream)
+            changed += was_changed
+            if finished:
+                finished_ids.append(run.pk)
+    if finished_ids:
+        _enqueue_finalize(finished_ids)
+    return changed
+
+
+def _claim(ids: Sequence[int], *, stale_before) -> list[Run]:
+    """Claim the stale, unfinished runs among `ids`; return the claimed rows, fresh.
+
+    Each chunk is stamped with a timestamp of its own, and the rows carrying exactly that stamp
+    are ours. (Another process would have to claim the same run in the same microsecond to be
+    confused, and then the cost is one extra list call, not a wrong state.)
+    """
+    claimed: list[Run] = []
+    for start in range(0, len(ids), CLAIM_CHUNK):
+        chunk = ids[start : start + CLAIM_CHUNK]
+        stamp = timezone.now()
+        updated = (
+            Run.objects.filter(pk__in=chunk, cyberdesk_id__isnull=False)
+            .exclude(status__in=TERMINAL_STATUSES)
+            .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=stale_before))
+            .update(synced_at=stamp)
+        )
+        if updated:
+            claimed.extend(Run.objects.filter(pk__in=chunk, synced_at=stamp))
+    return claimed
+
+
+def _list_upstream(client, workflow_id, runs: list[Run]) -> dict:
+    """The upstream runs among `runs`, from list calls newest first, paged until all are seen."""
+    wanted = {run.cyberdesk_id for run in runs}
+    created_at_from = min(run.created_at for run in runs) - CREATED_AT_MARGIN
+    found: dict = {}
+    skip = 0
+    for _ in range(LIST_MAX_PAGES):
+        try:
+            page = client.list_runs(
+                workflow_id=workflow_id,
+                created_at_from=created_at_from,
+                fields=LIST_FIELDS,
+                # Stable under paging: new runs land on top and only push items down a page.
+                sort_mode="created_at_desc",
+                skip=skip,
+                limit=LIST_PAGE_SIZE,
+            )
+        except errors.CyberdeskError as exc:
+            logger.warning("Workflow %s: listing runs failed: %s", workflow_id, exc)
+            break
+        for item in page.items:
+            if item.id in wanted:
+                found[item.id] = item
+        skip += len(page.items)
+        if len(found) == len(wanted) or not page.items or skip >= page.total:
+            break
+    return found
+
+
+def run_cost_fetch(run: Run) -> None:
+    """Record what a finished run cost (one call, once). Errors leave the cost unknown: the
+    API only reports costs with the organisation's cost-visibility feature on."""
+    if run.cyberdesk_id is None or run.cost_usd is not None:
+        return
+    try:
+        costs = get_client().get_run_llm_costs(run.cyberdesk_id)
+    except errors.CyberdeskError as exc:
+        logger.info("Run %s: no cost: %s", run.pk, exc)
+        return
+    if costs.total_cost_usd is None:
+        return
+    try:
+        cost = Decimal(str(costs.total_cost_usd)).quantize(Decimal("0.000001"))
+    except InvalidOperation:
+        logger.warning("Run %s: unreadable cost %r", run.pk, costs.total_cost_usd)
+        return
+    Run.objects.filter(pk=run.pk, cost_usd__isnull=True).update(cost_usd=cost)
+    run.cost_usd = cost
+
+
+def run_finalize(run: Run) -> None:
+    """Fill in what a finished run's status news left out: the message history (list calls and
+    sparse webhooks do not carry it) and the cost."""
+    if run.cyberdesk_id is None or not run.is_finished:
+        return
+    if run.message_history is None:
+        try:
+            _apply(run, get_client().get_run(run.cyberdesk_id))
+        except errors.CyberdeskError as exc:
+            logger.warning("Run %s: fetching the finished run failed: %s", run.pk, exc)
+    run_cost_fetch(run)
+
+
+def _enqueue_finalize(run_ids: list[int]) -> None:
+    from launcher.tasks import run_finalize_task  # tasks import services, not the reverse
+
+    def enqueue():
+        for run_id in run_ids:
+            run_finalize_task.enqueue(run_id)
+
+    transaction.on_commit(enqueue)

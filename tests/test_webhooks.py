@@ -1,0 +1,399 @@
+"""POST /webhooks/cyberdesk/ — Svix-signed run_complete events (spec §6)."""
+
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.test import Client
+from django_tasks_db.models import DBTaskResult
+from svix.webhooks import Webhook
+
+from launcher.models import Run, RunStatus, Submission, WebhookEvent, Workflow
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+OLD_SECRET = "whsec_" + base64.b64encode(b"the-key-before-the-rotation-000").decode()
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+URL = "/webhooks/cyberdesk/"
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _secret_and_clock(settings):
+    settings.CYBERDESK_WEBHOOK_SECRET = SECRET
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture
+def client():
+    """Svix is anonymous and sends no CSRF token."""
+    return Client(enforce_csrf_checks=True)
+
+
+@pytest.fixture
+def run():
+    workflow = Workflow.objects.create(id=uuid.uuid4(), name="Invoice intake")
+    return Run.objects.create(
+        workflow=workflow,
+        prompt_mode="stored",
+        cyberdesk_id=uuid.uuid4(),
+        submission=Submission.ACCEPTED,
+        status=RunStatus.RUNNING,
+        started_at=NOW - timedelta(minutes=3),
+    )
+
+
+def event_body(run_id, *, status="success", event_id=None, **run_fields) -> bytes:
+    upstream = {
+        "id": str(run_id),
+        "workflow_id": str(uuid.uuid4()),
+        "machine_id": None,
+        "status": status,
+        "created_at": (NOW - timedelta(minutes=5)).isoformat(),
+        "started_at": (NOW - timedelta(minutes=3)).isoformat(),
+        "ended_at": NOW.isoformat() if status in {"success", "error", "task_failed"} else None,
+        "output_data": {"invoice_total": "41.20"} if status == "success" else None,
+        "error": [],
+        "run_message_history": [{"role": "assistant", "content": "Done."}],
+        "sensitive_input_aliases": {"portal_password": "vault://alias"},
+        **run_fields,
+    }
+    payload = {
+        "event_id": event_id or str(uuid.uuid4()),
+        "event_type": "run_complete",
+        "occurred_at": NOW.isoformat(),
+        "run": upstream,
+    }
+    return json.dumps(payload).encode()
+
+
+def signed_headers(body: bytes, *, secret=SECRET, msg_id="msg_1", at=NOW, prefix="svix") -> dict:
+    signature = Webhook(secret).sign(msg_id, at, body.decode())
+    return {
+        f"{prefix}-id": msg_id,
+        f"{prefix}-timestamp": str(int(at.timestamp())),
+        f"{prefix}-signature": signature,
+    }
+
+
+def post(client, body: bytes, headers: dict, url=URL):
+    return client.post(url, body, content_type="application/json", headers=headers)
+
+
+# --- Verification ----------------------------------------------------------------------------
+
+
+def test_the_signature_is_the_published_svix_known_answer():
+    """Svix's own test vector, computed by hand per spec §6 and by the library we verify with."""
+    msg_id, timestamp = "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330
+    body = '{"test": 2432232314}'
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    by_hand = base64.b64encode(
+        hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    ).decode()
+    expected = "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+    assert by_hand == expected
+    at = datetime.fromtimestamp(timestamp, tz=UTC)
+    assert Webhook(SECRET).sign(msg_id, at, body) == f"v1,{expected}"
+
+
+def test_it_accepts_the_known_answer_vector_at_its_own_time(client):
+    with time_machine.travel(datetime.fromtimestamp(1614265330, tz=UTC), tick=False):
+        response = post(
+            client,
+            b'{"test": 2432232314}',
+            {
+                "svix-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                "svix-timestamp": "1614265330",
+                "svix-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            },
+        )
+
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get()
+    assert event.event_id == "msg_p5jXN8AQM9LWM0D4loKWxJek"  # no event_id: the svix-id
+    assert event.run is None
+
+
+def test_a_signed_run_complete_finishes_the_run(client, run):
+    body = event_body(run.cyberdesk_id, status="success")
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "applied"}
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
+    assert run.ended_at == NOW
+    assert run.output_data == {"invoice_total": "41.20"}
+    assert run.message_history == [{"role": "assistant", "content": "Done."}]
+    event = WebhookEvent.objects.get()
+    assert (event.run, event.applied, event.cyberdesk_run_id) == (run, True, run.cyberdesk_id)
+
+
+@pytest.mark.parametrize("missing", ["svix-id", "svix-timestamp", "svix-signature"])
+def test_it_refuses_a_delivery_missing_a_signature_header(client, run, missing):
+    body = event_body(run.cyberdesk_id)
+    headers = signed_headers(body)
+    del headers[missing]
+
+    response = post(client, body, headers)
+
+    assert response.status_code == 400
+    assert not WebhookEvent.objects.exists()
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "",
+        "v1",
+        "v1,",
+        "v1,not base64!!",
+        "garbage",
+        "v1,AAAA v1",
+        "v2,{valid}",  # a valid digest under a version we do not accept
+        "v1," + base64.b64encode(b"x" * 32).decode(),  # well-formed, wrong
+        "{other_secret}",  # signed with another secret
+    ],
+)
+def test_it_refuses_a_malformed_or_wrong_signature(client, run, signature):
+    body = event_body(run.cyberdesk_id)
+    headers = signed_headers(body)
+    valid_digest = headers["svix-signature"].removeprefix("v1,")
+    headers["svix-signature"] = signature.format(
+        valid=valid_digest,
+        other_secret=signed_headers(body, secret=OLD_SECRET)["svix-signature"],
+    )
+
+    response = post(client, body, headers)
+
+    assert response.status_code in (400, 401)
+    assert not WebhookEvent.objects.exists()
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+def test_it_refuses_a_body_changed_after_signing(client, run):
+    body = event_body(run.cyberdesk_id, status="success")
+    headers = signed_headers(body)
+    tampered = body.replace(b"41.20", b"99.99")
+
+    response = post(client, tampered, headers)
+
+    assert response.status_code == 401
+    assert not WebhookEvent.objects.exists()
+
+
+def test_it_refuses_a_signature_for_another_message_id(client, run):
+    body = event_body(run.cyberdesk_id)
+    headers = signed_headers(body, msg_id="msg_1")
+    headers["svix-id"] = "msg_2"
+
+    assert post(client, body, headers).status_code == 401
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("offset", "accepted"),
+    [
+        (timedelta(minutes=-5, seconds=-1), False),
+        (timedelta(minutes=-4, seconds=-59), True),
+        (timedelta(minutes=4, seconds=59), True),
+        (timedelta(minutes=5, seconds=1), False),
+    ],
+)
+def test_it_accepts_timestamps_only_within_five_minutes(client, run, offset, accepted):
+    body = event_body(run.cyberdesk_id)
+
+    response = post(client, body, signed_headers(body, at=NOW + offset))
+
+    assert response.status_code == (200 if accepted else 401)
+    assert WebhookEvent.objects.exists() is accepted
+
+
+@pytest.mark.parametrize("timestamp", ["", "yesterday", "nan", "inf", "1e400", "-1"])
+def test_it_refuses_an_unreadable_timestamp(client, run, timestamp):
+    body = event_body(run.cyberdesk_id)
+    headers = signed_headers(body)
+    headers["svix-timestamp"] = timestamp
+
+    assert post(client, body, headers).status_code in (400, 401)
+    assert not WebhookEvent.objects.exists()
+
+
+def test_it_accepts_any_of_several_signatures_during_a_key_rotation(client, run):
+    body = event_body(run.cyberdesk_id)
+    old = signed_headers(body, secret=OLD_SECRET)["svix-signature"]
+    current = signed_headers(body)["svix-signature"]
+    headers = signed_headers(body)
+    headers["svix-signature"] = f"{old} {current}"
+
+    assert post(client, body, headers).status_code == 200
+    assert WebhookEvent.objects.count() == 1
+
+
+def test_it_accepts_the_standard_webhooks_header_names(client, run):
+    body = event_body(run.cyberdesk_id)
+
+    response = post(client, body, signed_headers(body, prefix="webhook"))
+
+    assert response.status_code == 200
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
+
+
+def test_it_refuses_everything_when_no_secret_is_configured(client, run, settings):
+    settings.CYBERDESK_WEBHOOK_SECRET = ""
+    body = event_body(run.cyberdesk_id)
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 503
+    assert not WebhookEvent.objects.exists()
+
+
+def test_a_signed_body_that_is_not_json_is_a_bad_request(client):
+    body = b"not json at all"
+
+    assert post(client, body, signed_headers(body)).status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_a_signed_run_complete_without_a_readable_run_is_a_bad_request(client):
+    body = json.dumps({"event_id": "e1", "event_type": "run_complete", "run": {"id": 7}}).encode()
+
+    assert post(client, body, signed_headers(body)).status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+# --- The route ---------------------------------------------------------------------------------
+
+
+def test_it_never_redirects_a_delivery_without_the_trailing_slash(client, run):
+    body = event_body(run.cyberdesk_id)
+
+    response = post(client, body, signed_headers(body), url="/webhooks/cyberdesk")
+
+    assert response.status_code == 200
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
+
+
+def test_it_only_takes_post(client):
+    assert client.get(URL).status_code == 405
+
+
+# --- Recording and applying --------------------------------------------------------------------
+
+
+def test_a_redelivered_event_answers_200_and_changes_nothing(client, run):
+    event_id = str(uuid.uuid4())
+    first = event_body(run.cyberdesk_id, status="success", event_id=event_id)
+    assert post(client, first, signed_headers(first)).status_code == 200
+    # The same event again, even carrying different content, is not applied twice.
+    again = event_body(run.cyberdesk_id, status="error", event_id=event_id, error=["late"])
+
+    response = post(client, again, signed_headers(again, msg_id="msg_1"))
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "duplicate"}
+    assert WebhookEvent.objects.count() == 1
+    run.refresh_from_db()
+    assert (run.status, run.errors) == (RunStatus.SUCCESS, [])
+
+
+def test_an_older_event_never_overwrites_a_finished_run(client, run):
+    finished = event_body(run.cyberdesk_id, status="success")
+    post(client, finished, signed_headers(finished, msg_id="msg_new"))
+    older = event_body(run.cyberdesk_id, status="running", output_data=None)
+
+    response = post(client, older, signed_headers(older, msg_id="msg_old"))
+
+    assert response.status_code == 200
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
+    assert run.output_data == {"invoice_total": "41.20"}
+    stale = WebhookEvent.objects.get(event_id=json.loads(older)["event_id"])
+    assert (stale.run, stale.applied) == (run, False)
+
+
+def test_a_second_terminal_status_does_not_replace_the_first(client, run):
+    success = event_body(run.cyberdesk_id, status="success")
+    post(client, success, signed_headers(success))
+    error = event_body(run.cyberdesk_id, status="error", error=["machine lost"])
+
+    post(client, error, signed_headers(error, msg_id="msg_2"))
+
+    run.refresh_from_db()
+    assert (run.status, run.errors) == (RunStatus.SUCCESS, [])
+
+
+def test_an_event_for_a_run_we_do_not_know_is_recorded_and_answered_200(client, run):
+    stranger = uuid.uuid4()
+    body = event_body(stranger)
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get()
+    assert (event.cyberdesk_run_id, event.run, event.applied) == (stranger, None, False)
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+def test_other_event_types_are_recorded_without_touching_runs(client, run):
+    body = json.dumps({"event_id": "e-9", "event_type": "workflow_updated", "data": {}}).encode()
+
+    assert post(client, body, signed_headers(body)).status_code == 200
+    assert WebhookEvent.objects.get().event_type == "workflow_updated"
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+def test_finishing_a_run_leaves_fetching_its_cost_to_the_worker(
+    client, run, django_capture_on_commit_callbacks
+):
+    body = event_body(run.cyberdesk_id, status="success")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, body, signed_headers(body))
+
+    queued = DBTaskResult.objects.get()
+    assert queued.task_path == "launcher.tasks.run_finalize_task"
+    assert queued.args_kwargs == {"args": [run.pk], "kwargs": {}}
+
+
+def test_a_finished_event_for_a_retried_run_is_checked_with_the_api_first(
+    client, run, django_capture_on_commit_callbacks
+):
+    """The launcher retried the run in place (attempt 2): a late run_complete may belong to
+    attempt 1, so the worker asks the API instead of trusting it."""
+    Run.objects.filter(pk=run.pk).update(attempt=2, status=RunStatus.SCHEDULING)
+    body = event_body(run.cyberdesk_id, status="error", error=["attempt 1 failed"])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 200
+    run.refresh_from_db()
+    assert run.status == RunStatus.SCHEDULING
+    assert DBTaskResult.objects.get().task_path == "launcher.tasks.run_refresh_task"
+
+
+def test_it_answers_with_a_handful_of_queries(client, run, django_assert_max_num_queries):
+    body = event_body(run.cyberdesk_id, status="success")
+
+    with django_assert_max_num_queries(10):
+        response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 200
