@@ -1,0 +1,211 @@
+"""The reconciler: the runs nobody watches, and launches whose outcome we never heard.
+
+Run every 30 s by the worker (`launcher.tasks.reconcile_runs_task`) and on demand by
+`python manage.py reconcile_runs`. Two jobs:
+
+1. Every unfinished, accepted run not refreshed for a minute is refreshed — in list calls, one
+   per workflow (`runs_refresh_many`), never one call per run.
+2. Every run whose launch outcome is unknown (sent, no answer) — and every single run still
+   queued a couple of minutes after it was stored (the process died before sending it) — is
+   settled:
+
+   - Normally by sending it again with its own idempotency key (`run_submit`). That *is* the
+     lookup: if the API accepted the first send, it answers the replay with the original run;
+     if it never got it, this send creates it. Either way exactly one upstream run exists.
+   - Except when the run carried sensitive values or files: those are never stored, so the
+     request cannot be rebuilt (and a replay with a different body would be refused). Such a
+     run is looked for in the workflow's run list instead (same inputs, model, prompt,
+     sensitive keys and file count, created around the same time, not already someone
+     else's). Found → accepted; not there after `SECRET_LOOKUP_GRACE` → rejected with a
+     message asking the operator to launch it again.
+   - Runs older than `REPLAY_SAFE_AGE` are also only looked for, never re-sent: the API's
+     idempotency keys expire (≥ 24 h), after which a re-send could create a second run.
+
+   Queued runs that belong to a batch are the batch worker's, not ours.
+
+Each run is claimed with the same compare-and-set on `synced_at` the status refresh uses, so
+two reconcilers (the worker and a manual command) never work on the same run at once.
+"""
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from launcher.cyberdesk import errors, get_client, types
+from launcher.models import TERMINAL_STATUSES, PromptMode, Run, RunStatus, Submission
+from launcher.services import run_sync
+
+logger = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(minutes=1)
+QUEUED_GRACE = timedelta(minutes=2)  # a launch request has long finished (or died) by then
+SECRET_LOOKUP_GRACE = timedelta(minutes=5)  # the API has long stored a run it accepted by then
+REPLAY_SAFE_AGE = timedelta(hours=20)  # well inside the idempotency key lifetime (≥ 24 h)
+LOOKUP_WINDOW = timedelta(minutes=30)
+REFRESH_CHUNK = 1000
+SETTLE_LIMIT = 100  # per pass; the next pass takes the rest
+NOT_RESENDABLE = (
+    "Launcher never heard whether Cyberdesk accepted this run, and it is not there. Its "
+    "sensitive values or files are not kept, so it cannot be sent again: launch it again."
+)
+
+
+@dataclass
+class ReconcileReport:
+    refreshed: int = 0  # unfinished runs checked against the API
+    changed: int = 0  # of those, runs whose state changed
+    resubmitted: int = 0  # unknown/queued runs sent again with their idempotency key
+    found: int = 0  # unknown runs found upstream by looking
+    rejected: int = 0  # unknown runs settled as rejected
+    unsettled: int = 0  # still unknown (the API did not answer); tried again next pass
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def runs_reconcile() -> ReconcileReport:
+    report = ReconcileReport()
+    _refresh_stale(report)
+    _settle_unsubmitted(report)
+    logger.info("Reconciled runs: %s", report.as_dict())
+    return report
+
+
+def _refresh_stale(report: ReconcileReport) -> None:
+    stale_before = timezone.now() - STALE_AFTER
+    stale_ids = list(
+        Run.objects.filter(submission=Submission.ACCEPTED, cyberdesk_id__isnull=False)
+        .exclude(status__in=TERMINAL_STATUSES)
+        .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=stale_before))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for start in range(0, len(stale_ids), REFRESH_CHUNK):
+        runs = list(Run.objects.filter(pk__in=stale_ids[start : start + REFRESH_CHUNK]))
+        report.refreshed += len(runs)
+        report.changed += run_sync.runs_refresh_many(runs, stale_after=STALE_AFTER)
+
+
+def _settle_unsubmitted(report: ReconcileReport) -> None:
+    now = timezone.now()
+    runs = (
+        Run.objects.filter(
+            Q(submission=Submission.UNKNOWN)
+            | Q(
+                submission=Submission.QUEUED, batch__isnull=True, created_at__lte=now - QUEUED_GRACE
+            )
+        )
+        .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - STALE_AFTER))
+        .order_by("created_at", "pk")[:SETTLE_LIMIT]
+    )
+    for run in runs:
+        if not _claim(run, now=now):
+            continue  # another reconciler has it
+        outcome = run_settle(run)
+        setattr(report, outcome, getattr(report, outcome) + 1)
+
+
+def _claim(run: Run, *, now) -> bool:
+    claimed = (
+        Run.objects.filter(pk=run.pk, submission__in=[Submission.UNKNOWN, Submission.QUEUED])
+        .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - STALE_AFTER))
+        .update(synced_at=now)
+    )
+    return bool(claimed)
+
+
+def run_settle(run: Run) -> str:
+    """Settle one run whose launch outcome is unknown; return the `ReconcileReport` field
+    that counts the outcome."""
+    age = timezone.now() - run.created_at
+    if not (run.sensitive_input_keys or run.file_input_names) and age < REPLAY_SAFE_AGE:
+        from launcher.services.runs import run_submit  # runs.py imports run_sync, not this
+
+        run_submit(run)
+        run.refresh_from_db()
+        if run.submission == Submission.UNKNOWN:
+            return "unsettled"
+        return "resubmitted"
+
+    try:
+        upstream = _find_upstream(run)
+    except errors.CyberdeskError as exc:
+        logger.warning("Run %s: looking for it upstream failed: %s", run.pk, exc)
+        return "unsettled"
+    if upstream is not None:
+        run_sync.run_apply_upstream(run, upstream)
+        return "found"
+    if age < SECRET_LOOKUP_GRACE:
+        return "unsettled"
+    rejected = Run.objects.filter(
+        pk=run.pk, submission__in=[Submission.UNKNOWN, Submission.QUEUED]
+    ).update(
+        submission=Submission.REJECTED,
+        status=RunStatus.REJECTED,
+        submission_error=NOT_RESENDABLE,
+    )
+    logger.warning("Run %s: outcome unknown and not found upstream; marked rejected", run.pk)
+    return "rejected" if rejected else "unsettled"
+
+
+def _find_upstream(run: Run) -> types.Run | None:
+    """The upstream run that is this launch, found by what it carried (see the module doc)."""
+    client = get_client()
+    candidates: list[types.Run] = []
+    skip = 0
+    while True:
+        page = client.list_runs(
+            workflow_id=run.workflow_id,
+            created_at_from=run.created_at - run_sync.CREATED_AT_MARGIN,
+            created_at_to=run.created_at + LOOKUP_WINDOW,
+            fields=[
+                "input_values",
+                "main_prompt",
+                "model_metadata",
+                "sensitive_input_aliases",
+                "input_attachment_ids",
+                "started_at",
+                "ended_at",
+                "error",
+                "output_data",
+                "post_run_checks",
+                "usage_metadata",
+            ],
+            sort_mode="created_at_desc",
+            skip=skip,
+            limit=run_sync.LIST_PAGE_SIZE,
+        )
+        candidates.extend(item for item in page.items if _is_same_launch(run, item))
+        skip += len(page.items)
+        if not page.items or skip >= page.total or skip >= 10 * run_sync.LIST_PAGE_SIZE:
+            break
+    taken = set(
+        Run.objects.filter(cyberdesk_id__in=[c.id for c in candidates]).values_list(
+            "cyberdesk_id", flat=True
+        )
+    )
+    free = [c for c in candidates if c.id not in taken]
+    if not free:
+        return None
+    # Identical launches are interchangeable; take the one created nearest to ours.
+    return min(free, key=lambda c: abs(c.created_at - run.created_at))
+
+
+def _is_same_launch(run: Run, item: types.Run) -> bool:
+    if (item.input_values or {}) != (run.input_values or {}):
+        return False
+    if set(item.sensitive_input_aliases or {}) != set(run.sensitive_input_keys or []):
+        return False
+    if len(item.input_attachment_ids or []) != len(run.file_input_names or []):
+        return False
+    if run.model_option_id is not None:
+        model = item.model_metadata.main_agent_model_id if item.model_metadata else None
+        if model != run.model_option_id:
+            return False
+    if item.main_prompt is None:
+        return run.prompt_mode == PromptMode.STORED
+    return hashlib.sha256(item.main_prompt.encode("utf-8")).hexdigest() == run.prompt_sha256
