@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from launcher import webhooks
 from launcher.views import health, launch, models, prompts, runs
 
 urlpatterns = [
@@ -13,8 +14,15 @@ urlpatterns = [
     path("runs/", runs.run_list, name="run_list"),
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("prompts/", prompts.prompt_index, name="prompt_index"),
+    path("prompts/<uuid:workflow_id>/", prompts.prompt_workflow, name="prompt_workflow"),
     path("models/", models.model_list, name="model_list"),
+    path("models/sync/", models.model_sync, name="model_sync"),
+    path("models/<uuid:model_id>/toggle/", models.model_toggle, name="model_toggle"),
+    path("models/<uuid:model_id>/prices/", models.model_prices, name="model_prices"),
     path("healthz", health.healthz, name="healthz"),
+    # Svix treats a redirect as a failed delivery: the address answers with and without "/".
+    path("webhooks/cyberdesk/", webhooks.cyberdesk_webhook, name="cyberdesk_webhook"),
+    path("webhooks/cyberdesk", webhooks.cyberdesk_webhook),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

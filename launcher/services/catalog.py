@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from launcher.cyberdesk import errors, get_client
 from launcher.models import ModelOption, ModelOptionChange
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ class SyncResult:
 
 def models_sync() -> SyncResult:
     """Upsert every upstream model configuration. API errors propagate (nothing changes)."""
-    from launcher.cyberdesk import get_client
 
     upstream = get_client().list_model_configurations()
     now = timezone.now()
@@ -95,7 +95,6 @@ def models_sync_if_stale() -> SyncResult | None:
     Returns the result, or None when it was fresh or the API failed (logged; the last catalog
     stays in use).
     """
-    from launcher.cyberdesk import errors
 
     if not models_are_stale():
         return None

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils.text import slugify
 
+from launcher.cyberdesk import get_client
 from launcher.models import (
     PromptLabel,
     PromptLabelMove,
@@ -25,6 +26,7 @@ from launcher.models import (
     Workflow,
     sha256_text,
 )
+from launcher.services.workflows import workflow_refresh, workflow_store
 
 logger = logging.getLogger(__name__)
 
@@ -363,7 +365,6 @@ def prompt_import_stored(*, workflow: Workflow, user) -> tuple[PromptVersion, bo
     returned and nothing is saved. API errors propagate (nothing is imported from a stale
     mirror without the editor knowing).
     """
-    from launcher.services.workflows import workflow_refresh
 
     workflow = workflow_refresh(workflow)
     newest = prompt_latest_version(workflow)
@@ -384,8 +385,6 @@ def prompt_publish(*, version: PromptVersion, user) -> Workflow:
     This changes what every run launched without a prompt override uses, here and in any other
     client of the API — hence its own permission and a confirmation step in the admin.
     """
-    from launcher.cyberdesk import get_client
-    from launcher.services.workflows import workflow_store
 
     if not (user and user.has_perm(PUBLISH_PROMPT)):
         raise PermissionDenied("Publishing a prompt to the workflow needs its own permission.")

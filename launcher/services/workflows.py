@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from launcher.cyberdesk import errors, get_client
 from launcher.models import Workflow
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,6 @@ def workflow_store(upstream) -> Workflow:
 
 def workflows_sync() -> list[Workflow]:
     """Fetch every workflow from the API and upsert the mirror. API errors propagate."""
-    from launcher.cyberdesk import get_client
 
     upstream = get_client().list_workflows()
     with transaction.atomic():
@@ -79,7 +79,6 @@ def workflows_sync_if_stale() -> bool:
 
     API errors are logged and swallowed: the caller keeps showing the last mirror.
     """
-    from launcher.cyberdesk import errors
 
     last = Workflow.objects.aggregate(last=Max("synced_at"))["last"]
     if last is not None and timezone.now() - last < _max_age():
@@ -94,7 +93,6 @@ def workflows_sync_if_stale() -> bool:
 
 def workflow_refresh(workflow: Workflow) -> Workflow:
     """Fetch one workflow again from the API and update its mirror row. Errors propagate."""
-    from launcher.cyberdesk import get_client
 
     return workflow_store(get_client().get_workflow(workflow.pk))
 
@@ -105,7 +103,6 @@ def workflow_get_or_sync(workflow_id: uuid.UUID | str) -> Workflow:
     Raises Workflow.DoesNotExist when the API does not know it either (or the id is not a
     UUID); other API errors (`launcher.cyberdesk.errors.CyberdeskError`) propagate.
     """
-    from launcher.cyberdesk import errors, get_client
 
     try:
         workflow_id = uuid.UUID(str(workflow_id))
