@@ -352,7 +352,7 @@ class CyberdeskClient:
                 if response.is_success:
                     return response
                 retry_after = _retry_after_seconds(response)
-                failure = _error_from_response(response, is_write=is_write)
+                failure = _error_from_response(response, method, path, is_write=is_write)
                 if not _worth_retrying(response, is_write=is_write):
                     raise failure
 
@@ -574,10 +574,11 @@ def _validation_errors(detail: Any) -> tuple[dict[str, list[str]], list[str]]:
     return field_errors, messages
 
 
-def _error_from_response(response: httpx.Response, *, is_write: bool) -> errors.CyberdeskError:
+def _error_from_response(
+    response: httpx.Response, method: str, path: str, *, is_write: bool
+) -> errors.CyberdeskError:
     status = response.status_code
-    request = response.request
-    where = {"status_code": status, "method": request.method, "path": request.url.path}
+    where = {"status_code": status, "method": method, "path": path}
     detail = _detail(response)
     said = _detail_text(detail) if not isinstance(detail, list) else ""
     suffix = f": {said}" if said else "."
