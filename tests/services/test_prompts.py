@@ -24,7 +24,9 @@ from launcher.services.prompts import (
     PromptLabelInvalid,
     PromptTextInvalid,
     prompt_choice_parse,
+    prompt_import_stored,
     prompt_label_move,
+    prompt_publish,
     prompt_resolve,
     prompt_resolve_choice,
     prompt_variable_warnings,
@@ -391,3 +393,63 @@ def test_a_workflow_without_versions_offers_only_its_stored_prompt(workflow):
 
 def test_the_default_choice_is_production_when_it_exists(workflow, versions):
     assert prompt_choice_default(workflow) == "label:production"
+
+
+# --- Importing and publishing the workflow's stored prompt --------------------------------------
+
+
+@pytest.fixture
+def api():
+    from tests.services.fake_catalog_api import FakeCatalogApi
+
+    fake = FakeCatalogApi()
+    fake.add_workflow()
+    with fake.serving():
+        yield fake
+
+
+@pytest.fixture
+def mirrored(api, db):
+    from launcher.services.workflows import workflows_sync
+
+    return workflows_sync()[0]
+
+
+@pytest.fixture
+def publisher(django_user_model):
+    user = django_user_model.objects.create_user("pia-publisher", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="change_workflow"))
+    return user
+
+
+def test_importing_saves_the_fresh_stored_prompt_as_a_new_version(api, mirrored, prompt_editor):
+    api.workflows[str(mirrored.pk)]["main_prompt"] = "Fresh upstream text"
+    version, created = prompt_import_stored(workflow=mirrored, user=prompt_editor)
+    assert created and version.number == 1
+    assert version.text == "Fresh upstream text" and version.author == prompt_editor
+    again, created_again = prompt_import_stored(workflow=mirrored, user=prompt_editor)
+    assert (again, created_again) == (version, False)
+
+
+def test_importing_nothing_when_the_api_is_down(api, mirrored, prompt_editor):
+    from launcher.cyberdesk import errors
+
+    api.fail_with = 503
+    with pytest.raises(errors.CyberdeskError):
+        prompt_import_stored(workflow=mirrored, user=prompt_editor)
+    assert not PromptVersion.objects.exists()
+
+
+def test_publishing_patches_the_workflows_prompt_and_refreshes_the_mirror(api, mirrored, publisher):
+    version = prompt_version_create(workflow=mirrored, text="Published text {portal}")
+    workflow = prompt_publish(version=version, user=publisher)
+    assert api.patches() == [{"main_prompt": "Published text {portal}"}]
+    assert workflow.main_prompt == "Published text {portal}"
+    assert Workflow.objects.get(pk=mirrored.pk).main_prompt == "Published text {portal}"
+
+
+def test_publishing_needs_its_own_permission(api, mirrored, prompt_editor):
+    version = prompt_version_create(workflow=mirrored, text="x")
+    with pytest.raises(PermissionDenied):
+        prompt_publish(version=version, user=prompt_editor)
+    assert api.patches() == []
