@@ -450,3 +450,12 @@ def test_payloads_used_here_parse_with_the_sdks_own_models():
     RunAttachmentResponse.from_dict(payloads.attachment())
     RunLlmCostsResponse.from_dict(payloads.llm_costs())
     assert json.loads(payloads.workflow()["input_schema"])["type"] == "object"
+
+
+def test_reads_and_writes_carry_explicit_timeouts(client, api):
+    api.reply(httpx.Response(200, json=payloads.run()), httpx.Response(200, json=payloads.run()))
+    client.get_run(RUN_UUID)
+    client.cancel_run(RUN_UUID)
+    read, write = (request.extensions["timeout"] for request in api.requests)
+    assert (read["connect"], read["read"]) == (3.0, 5.0)
+    assert (write["connect"], write["read"]) == (3.0, 10.0)
