@@ -1,0 +1,471 @@
+"""run_apply_upstream, run_refresh (compare-and-set) and runs_refresh_many."""
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.db import OperationalError, connection
+from django_tasks_db.models import DBTaskResult
+
+from launcher.cyberdesk import types
+from launcher.models import Run, RunStatus, Submission, Workflow
+from launcher.services import run_sync
+from tests.services.fake_cyberdesk import FakeCyberdesk, upstream_run
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def api(settings):
+    settings.RUN_REFRESH_INTERVAL_SECONDS = 2.0
+    fake = FakeCyberdesk()
+    with fake.serve():
+        yield fake
+
+
+@pytest.fixture
+def workflow(db):
+    return Workflow.objects.create(id=uuid.uuid4(), name="Invoice intake")
+
+
+def make_run(workflow, api=None, *, status=RunStatus.RUNNING, upstream_status=None, **fields):
+    """A launched run, and (with `api`) its upstream twin."""
+    cyberdesk_id = fields.pop("cyberdesk_id", uuid.uuid4())
+    run = Run.objects.create(
+        workflow=workflow,
+        prompt_mode="stored",
+        cyberdesk_id=cyberdesk_id,
+        submission=Submission.ACCEPTED,
+        status=status,
+        **fields,
+    )
+    if api is not None:
+        api.add(
+            upstream_run(
+                cyberdesk_id,
+                workflow_id=workflow.id,
+                status=upstream_status or status,
+                created_at=run.created_at,
+            )
+        )
+    return run
+
+
+def parsed(**fields) -> types.Run:
+    return types.Run.from_api(upstream_run(**fields))
+
+
+# --- run_apply_upstream ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+class TestApplyUpstream:
+    def test_it_copies_status_and_results(self, workflow):
+        run = make_run(workflow)
+        ended = NOW.isoformat()
+
+        changed = run_sync.run_apply_upstream(
+            run,
+            parsed(
+                run_id=run.cyberdesk_id,
+                status="success",
+                started_at=(NOW - timedelta(minutes=2)).isoformat(),
+                ended_at=ended,
+                output_data={"total": 3},
+                error=[],
+                post_run_checks=[{"status": "success", "name": "Total present"}],
+                usage_metadata={"total_agentic_steps": 12},
+                run_message_history=[{"role": "assistant"}],
+            ),
+        )
+
+        assert changed is True
+        run.refresh_from_db()
+        assert run.status == RunStatus.SUCCESS
+        assert run.duration == timedelta(minutes=2)
+        assert run.output_data == {"total": 3}
+        assert run.post_run_checks == [{"status": "success", "name": "Total present"}]
+        assert run.usage_metadata == {"total_agentic_steps": 12}
+        assert run.message_history == [{"role": "assistant"}]
+
+    def test_errors_are_copied_as_a_list(self, workflow):
+        run = make_run(workflow)
+
+        run_sync.run_apply_upstream(
+            run, parsed(run_id=run.cyberdesk_id, status="error", error=["Machine lost"])
+        )
+
+        assert Run.objects.get(pk=run.pk).errors == ["Machine lost"]
+
+    @pytest.mark.parametrize("older", ["scheduling", "running", "running_checks"])
+    def test_an_older_status_never_overwrites_a_finished_run(self, workflow, older):
+        run = make_run(workflow, status=RunStatus.SUCCESS, output_data={"total": 3})
+
+        changed = run_sync.run_apply_upstream(run, parsed(run_id=run.cyberdesk_id, status=older))
+
+        assert changed is False
+        run.refresh_from_db()
+        assert (run.status, run.output_data) == (RunStatus.SUCCESS, {"total": 3})
+
+    def test_running_never_goes_back_to_scheduling(self, workflow):
+        run = make_run(workflow, status=RunStatus.RUNNING)
+
+        run_sync.run_apply_upstream(run, parsed(run_id=run.cyberdesk_id, status="scheduling"))
+
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+    def test_the_first_terminal_status_sticks(self, workflow):
+        run = make_run(workflow, status=RunStatus.CANCELLED)
+
+        run_sync.run_apply_upstream(run, parsed(run_id=run.cyberdesk_id, status="success"))
+
+        assert Run.objects.get(pk=run.pk).status == RunStatus.CANCELLED
+
+    def test_a_projection_never_erases_what_we_know(self, workflow):
+        run = make_run(
+            workflow,
+            status=RunStatus.RUNNING_CHECKS,
+            message_history=[{"role": "assistant"}],
+            errors=["check flaked"],
+        )
+        # A list item with fields= carries no message history and no errors key.
+        item = types.Run.from_api(
+            {
+                "id": str(run.cyberdesk_id),
+                "workflow_id": str(workflow.id),
+                "machine_id": None,
+                "status": "success",
+                "created_at": NOW.isoformat(),
+                "ended_at": NOW.isoformat(),
+            }
+        )
+
+        run_sync.run_apply_upstream(run, item)
+
+        run.refresh_from_db()
+        assert run.status == RunStatus.SUCCESS
+        assert run.ended_at == NOW
+        assert run.message_history == [{"role": "assistant"}]
+        assert run.errors == ["check flaked"]
+
+    def test_a_retry_the_launcher_asked_for_starts_the_run_afresh(self, workflow):
+        run = make_run(
+            workflow,
+            status=RunStatus.ERROR,
+            errors=["Machine lost"],
+            output_data={"partial": True},
+            ended_at=NOW,
+            cost_usd=Decimal("0.5"),
+        )
+        Run.objects.filter(pk=run.pk).update(attempt=2)
+
+        changed = run_sync.run_apply_upstream(
+            run, parsed(run_id=run.cyberdesk_id, status="scheduling"), restart=True
+        )
+
+        assert changed is True
+        run.refresh_from_db()
+        assert run.status == RunStatus.SCHEDULING
+        assert (run.errors, run.output_data, run.ended_at, run.cost_usd) == ([], None, None, None)
+
+    def test_seeing_the_run_upstream_settles_an_unknown_launch(self, workflow):
+        run = make_run(workflow, status=RunStatus.PENDING, cyberdesk_id=None)
+        Run.objects.filter(pk=run.pk).update(
+            submission=Submission.UNKNOWN, submission_error="timed out"
+        )
+        run.refresh_from_db()
+        upstream_id = uuid.uuid4()
+
+        run_sync.run_apply_upstream(run, parsed(run_id=upstream_id, status="scheduling"))
+
+        run.refresh_from_db()
+        assert run.cyberdesk_id == upstream_id
+        assert (run.submission, run.submission_error) == (Submission.ACCEPTED, "")
+        assert run.status == RunStatus.SCHEDULING
+
+    def test_news_about_another_upstream_run_is_ignored(self, workflow):
+        run = make_run(workflow)
+
+        changed = run_sync.run_apply_upstream(run, parsed(status="success"))
+
+        assert changed is False
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+    def test_an_unknown_status_is_ignored(self, workflow):
+        run = make_run(workflow)
+
+        run_sync.run_apply_upstream(run, parsed(run_id=run.cyberdesk_id, status="paused"))
+
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+    def test_nothing_new_is_no_change(self, workflow):
+        run = make_run(workflow)
+
+        assert run_sync.run_apply_upstream(run, parsed(run_id=run.cyberdesk_id)) is False
+
+
+# --- run_refresh ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+class TestRefresh:
+    def test_it_refreshes_at_most_once_per_interval(self, workflow, api, clock):
+        run = make_run(workflow, api)
+        api.runs[str(run.cyberdesk_id)]["status"] = "running_checks"
+
+        first = run_sync.run_refresh(run)
+        assert first.status == RunStatus.RUNNING_CHECKS
+        api.runs[str(run.cyberdesk_id)]["status"] = "success"
+        clock.shift(timedelta(seconds=1.9))
+        second = run_sync.run_refresh(Run.objects.get(pk=run.pk))
+        assert second.status == RunStatus.RUNNING_CHECKS  # the database only
+        assert api.calls["GET /v1/runs/{id}"] == 1
+
+        clock.shift(timedelta(seconds=0.1))
+        third = run_sync.run_refresh(Run.objects.get(pk=run.pk))
+
+        assert third.status == RunStatus.SUCCESS
+        assert api.calls["GET /v1/runs/{id}"] == 2
+
+    def test_a_poll_within_the_interval_only_reads_the_database(
+        self, workflow, api, clock, django_assert_num_queries
+    ):
+        run = make_run(workflow, api)
+        run_sync.run_refresh(run)
+        viewer_copy = Run.objects.get(pk=run.pk)
+
+        with django_assert_num_queries(2):  # the failed claim, then the re-read
+            run_sync.run_refresh(viewer_copy)
+
+        assert api.calls["GET /v1/runs/{id}"] == 1
+
+    def test_force_skips_the_interval(self, workflow, api, clock):
+        run = make_run(workflow, api)
+        run_sync.run_refresh(run)
+
+        run_sync.run_refresh(run, force=True)
+
+        assert api.calls["GET /v1/runs/{id}"] == 2
+
+    def test_a_finished_run_is_not_refreshed(self, workflow, api, clock):
+        run = make_run(workflow, api, status=RunStatus.SUCCESS)
+
+        assert run_sync.run_refresh(run) is run
+        assert not api.requests
+
+    def test_a_run_the_api_never_accepted_is_not_refreshed(self, workflow, api, clock):
+        run = make_run(workflow, status=RunStatus.PENDING, cyberdesk_id=None)
+
+        run_sync.run_refresh(run)
+
+        assert not api.requests
+
+    def test_the_api_being_down_leaves_the_last_known_state(self, workflow, api, clock):
+        run = make_run(workflow, api, status=RunStatus.RUNNING)
+        api.fail_with = 503
+
+        refreshed = run_sync.run_refresh(run)
+
+        assert refreshed.status == RunStatus.RUNNING
+        # The failed attempt still counts: the next poll within the interval does not hammer.
+        calls = len(api.requests)
+        run_sync.run_refresh(refreshed)
+        assert len(api.requests) == calls
+
+    def test_finishing_fetches_the_cost_once(self, workflow, api, clock):
+        run = make_run(workflow, api, upstream_status="success")
+        api.costs[str(run.cyberdesk_id)] = 0.123456789
+
+        refreshed = run_sync.run_refresh(run)
+
+        assert refreshed.status == RunStatus.SUCCESS
+        assert refreshed.cost_usd == Decimal("0.123457")
+        assert Run.objects.get(pk=run.pk).cost_usd == Decimal("0.123457")
+        clock.shift(timedelta(seconds=10))
+        run_sync.run_refresh(refreshed)
+        assert api.calls["GET llm-costs"] == 1
+
+    def test_a_cost_the_api_will_not_give_stays_unknown(self, workflow, api, clock):
+        run = make_run(workflow, api, upstream_status="success")
+        api.on_request = lambda request: (
+            setattr(api, "fail_with", 403) if request.url.path.endswith("llm-costs") else None
+        )
+
+        refreshed = run_sync.run_refresh(run)
+
+        assert refreshed.status == RunStatus.SUCCESS
+        assert refreshed.cost_usd is None
+
+
+def wait_while_sqlite_table_is_locked(execute, sql, params, many, context):
+    """The in-memory SQLite test database shares one cache between threads and answers
+    "table is locked" at once, where a real SQLite file (WAL, 20 s timeout) waits for the lock.
+    Wait here instead, so the threads contend the way they would in production."""
+    for _ in range(2000):
+        try:
+            return execute(sql, params, many, context)
+        except OperationalError as exc:
+            if connection.vendor != "sqlite" or "locked" not in str(exc):
+                raise
+            time.sleep(0.005)  # a lock wait, not a wait for time to pass
+    return execute(sql, params, many, context)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_pollers_make_one_upstream_call_per_interval(workflow, api, clock):
+    """Eight viewers poll the same run at the same moment: one of them calls the API, the
+    others read the database. The winner's call is held until every loser has answered, so a
+    second call could not hide behind timing."""
+    run = make_run(workflow, api, upstream_status="running_checks")
+    pollers = 8
+    start = threading.Barrier(pollers)
+    losers_done = threading.Semaphore(0)
+    results: list = []
+    failures: list = []
+
+    def hold_until_losers_answered(request):
+        for _ in range(pollers - 1):
+            assert losers_done.acquire(timeout=20), "the other pollers never answered"
+
+    api.on_request = hold_until_losers_answered
+
+    def poll():
+        try:
+            start.wait(timeout=20)
+            with connection.execute_wrapper(wait_while_sqlite_table_is_locked):
+                refreshed = run_sync.run_refresh(Run.objects.get(pk=run.pk))
+            results.append(refreshed.status)
+            if refreshed.status == RunStatus.RUNNING:  # a loser: it read the database
+                losers_done.release()
+        except Exception as exc:  # surfaced below, not lost in the thread
+            failures.append(exc)
+            losers_done.release()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=poll) for _ in range(pollers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not failures
+    assert api.calls["GET /v1/runs/{id}"] == 1
+    assert sorted(results) == [RunStatus.RUNNING] * 7 + [RunStatus.RUNNING_CHECKS]
+
+    # The next interval: again exactly one call, however many poll.
+    api.on_request = None
+    clock.shift(timedelta(seconds=2))
+    for _ in range(pollers):
+        run_sync.run_refresh(Run.objects.get(pk=run.pk))
+    assert api.calls["GET /v1/runs/{id}"] == 2
+
+
+# --- runs_refresh_many ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+class TestRefreshMany:
+    def test_it_refreshes_a_workflows_runs_with_one_list_call(self, workflow, api, clock):
+        runs = [make_run(workflow, api) for _ in range(5)]
+        for run in runs[:3]:
+            api.runs[str(run.cyberdesk_id)].update(status="running_checks")
+
+        changed = run_sync.runs_refresh_many(runs)
+
+        assert changed == 3
+        assert api.calls == {"GET /v1/runs": 1}
+        request = api.requests[0]
+        assert request.url.params["workflow_id"] == str(workflow.id)
+        assert request.url.params["sort_mode"] == "created_at_desc"
+        assert "run_message_history" not in request.url.params.get_list("fields")
+        statuses = sorted(Run.objects.values_list("status", flat=True))
+        assert statuses == ["running"] * 2 + ["running_checks"] * 3
+
+    def test_one_list_call_per_workflow(self, workflow, api, clock):
+        other = Workflow.objects.create(id=uuid.uuid4(), name="Claims")
+        runs = [make_run(workflow, api), make_run(other, api), make_run(other, api)]
+
+        run_sync.runs_refresh_many(runs)
+
+        assert api.calls == {"GET /v1/runs": 2}
+
+    def test_runs_refreshed_within_the_interval_are_left_alone(self, workflow, api, clock):
+        runs = [make_run(workflow, api) for _ in range(3)]
+        run_sync.run_refresh(runs[0])
+        api.requests.clear()
+
+        run_sync.runs_refresh_many(runs)
+        run_sync.runs_refresh_many(runs)  # a second viewer, same moment
+
+        assert len(api.requests) == 1  # one list call, for the two stale runs
+
+    def test_nothing_stale_means_no_call(self, workflow, api, clock):
+        runs = [make_run(workflow, api, status=RunStatus.SUCCESS)]
+
+        assert run_sync.runs_refresh_many(runs) == 0
+        assert not api.requests
+
+    def test_it_pages_until_it_has_seen_every_run(self, workflow, api, clock, monkeypatch):
+        monkeypatch.setattr(run_sync, "LIST_PAGE_SIZE", 2)
+        old = make_run(workflow, api)
+        for _ in range(4):  # newer runs that push ours to the last page
+            api.add(upstream_run(workflow_id=workflow.id, created_at=NOW + timedelta(minutes=1)))
+        api.runs[str(old.cyberdesk_id)]["status"] = "success"
+
+        run_sync.runs_refresh_many([old])
+
+        assert Run.objects.get(pk=old.pk).status == RunStatus.SUCCESS
+        assert api.calls["GET /v1/runs"] == 3
+
+    def test_a_run_missing_from_the_list_is_fetched_by_id(self, workflow, api, clock):
+        run = make_run(workflow, api, upstream_status="running_checks")
+        # Its upstream created_at is far earlier than ours (a skewed clock): not in the window.
+        api.runs[str(run.cyberdesk_id)]["created_at"] = (NOW - timedelta(hours=1)).isoformat()
+
+        run_sync.runs_refresh_many([run])
+
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING_CHECKS
+        assert api.calls == {"GET /v1/runs": 1, "GET /v1/runs/{id}": 1}
+
+    def test_runs_that_finish_are_finalized_by_the_worker(
+        self, workflow, api, clock, django_capture_on_commit_callbacks
+    ):
+        run = make_run(workflow, api, upstream_status="success")
+
+        with django_capture_on_commit_callbacks(execute=True):
+            run_sync.runs_refresh_many([run])
+
+        task = DBTaskResult.objects.get()
+        assert task.task_path == "launcher.tasks.run_finalize_task"
+        assert task.args_kwargs["args"] == [run.pk]
+
+    def test_the_api_being_down_changes_nothing(self, workflow, api, clock):
+        run = make_run(workflow, api)
+        api.fail_with = 500
+
+        assert run_sync.runs_refresh_many([run]) == 0
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+
+@pytest.mark.django_db
+def test_finalize_fetches_the_history_and_cost_a_list_call_left_out(workflow, api, clock):
+    run = make_run(workflow, api, status=RunStatus.SUCCESS)
+    api.runs[str(run.cyberdesk_id)]["run_message_history"] = [{"role": "assistant"}]
+    api.costs[str(run.cyberdesk_id)] = 0.02
+
+    run_sync.run_finalize(run)
+
+    run.refresh_from_db()
+    assert run.message_history == [{"role": "assistant"}]
+    assert run.cost_usd == Decimal("0.02")
