@@ -54,7 +54,9 @@ def workflow(db):
 @pytest.fixture
 def production_mover(django_user_model):
     user = django_user_model.objects.create_user("rita-release", password="pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="move_production_label"))
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="launcher", codename="move_production_label")
+    )
     return user
 
 
@@ -418,7 +420,9 @@ def mirrored(api, db):
 @pytest.fixture
 def publisher(django_user_model):
     user = django_user_model.objects.create_user("pia-publisher", password="pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="change_workflow"))
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="launcher", codename="change_workflow")
+    )
     return user
 
 
