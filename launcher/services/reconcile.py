@@ -9,9 +9,9 @@ Run every 30 s by the worker (`launcher.tasks.reconcile_runs_task`) and on deman
    queued a couple of minutes after it was stored (the process died before sending it) — is
    settled:
 
-   - Normally by sending it again with its own idempotency key (`run_submit`). That *is* the
-     lookup: if the API accepted the first send, it answers the replay with the original run;
-     if it never got it, this send creates it. Either way exactly one upstream run exists.
+   - Normally by sending it again with its own idempotency key and the same body. That *is*
+     the lookup: if the API accepted the first send, it answers the replay with the original
+     run; if it never got it, this send creates it. Either way exactly one upstream run exists.
    - Except when the run carried sensitive values or files: those are never stored, so the
      request cannot be rebuilt (and a replay with a different body would be refused). Such a
      run is looked for in the workflow's run list instead (same inputs, model, prompt,
@@ -32,7 +32,7 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client, types
@@ -123,13 +123,7 @@ def run_settle(run: Run) -> str:
     that counts the outcome."""
     age = timezone.now() - run.created_at
     if not (run.sensitive_input_keys or run.file_input_names) and age < REPLAY_SAFE_AGE:
-        from launcher.services.runs import run_submit  # runs.py imports run_sync, not this
-
-        run_submit(run)
-        run.refresh_from_db()
-        if run.submission == Submission.UNKNOWN:
-            return "unsettled"
-        return "resubmitted"
+        return _resend(run)
 
     try:
         upstream = _find_upstream(run)
@@ -150,6 +144,38 @@ def run_settle(run: Run) -> str:
     )
     logger.warning("Run %s: outcome unknown and not found upstream; marked rejected", run.pk)
     return "rejected" if rejected else "unsettled"
+
+
+def _resend(run: Run) -> str:
+    """Send the run again with its own idempotency key and the same body.
+
+    Only a conclusive answer changes the run: the run itself (accepted — whether this send
+    created it or the API replayed the first answer) or a refusal of its values (rejected —
+    the first send got the same refusal). Anything else — no connection, throttled, a key
+    problem, a timeout again — says nothing about the first send, so the run stays as it is
+    and the next pass tries again. (`run_submit` rejects on some of those, which is right for
+    a first send but not for this one.)
+    """
+    from launcher.services.runs import run_request  # runs.py imports run_sync, not this
+
+    Run.objects.filter(pk=run.pk).update(submission_attempts=F("submission_attempts") + 1)
+    try:
+        upstream = get_client().create_run(
+            idempotency_key=str(run.idempotency_key), **run_request(run)
+        )
+    except errors.InvalidRequest as exc:
+        message = f"{exc} Nothing was started; correct the values and launch again."[:2000]
+        Run.objects.filter(pk=run.pk).exclude(submission=Submission.ACCEPTED).update(
+            submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=message
+        )
+        logger.warning("Run %s: re-send refused: %s", run.pk, exc)
+        return "rejected"
+    except errors.CyberdeskError as exc:
+        logger.warning("Run %s: re-send got no answer (%s); trying again later", run.pk, exc)
+        return "unsettled"
+    run_sync.run_apply_upstream(run, upstream)
+    logger.info("Run %s: settled by re-sending; upstream run %s", run.pk, upstream.id)
+    return "resubmitted"
 
 
 def _find_upstream(run: Run) -> types.Run | None:

@@ -46,7 +46,9 @@ class FakeCyberdesk:
         self.requests: list[httpx.Request] = []
         self.calls = Counter()
         self.fail_with: int | None = None  # answer every request with this status
-        self.on_request = None  # called with each request before answering (tests' hook)
+        # Tests' hook: called with each request; may raise, or return a response to answer with.
+        self.on_request = None
+        self.lose_create_answers = 0  # create the run, then time out this many answers
         self.lock = threading.Lock()
 
     def add(self, run: dict) -> dict:
@@ -57,8 +59,8 @@ class FakeCyberdesk:
         with self.lock:
             self.requests.append(request)
             self.calls[self._route_name(request)] += 1
-        if self.on_request:
-            self.on_request(request)
+        if self.on_request and (answer := self.on_request(request)) is not None:
+            return answer
         if self.fail_with:
             return httpx.Response(self.fail_with, json={"detail": "boom"})
         path = request.url.path.removeprefix("/sandbox")
@@ -135,6 +137,9 @@ class FakeCyberdesk:
         )
         if key:
             self.created_by_key[key] = run
+        if self.lose_create_answers:
+            self.lose_create_answers -= 1
+            raise httpx.ReadTimeout("the answer was lost", request=request)
         return httpx.Response(201, json=run)
 
     def serve(self):

@@ -1,0 +1,368 @@
+"""The reconciler: stale runs refreshed in list calls; unknown launches settled, never lost
+and never sent twice."""
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import time_machine
+from django.core.management import call_command
+from django_tasks_db.models import DBTaskResult
+
+from launcher import tasks
+from launcher.cyberdesk import errors, get_client
+from launcher.models import Batch, PromptVersion, Run, RunStatus, Submission, Workflow
+from launcher.services import reconcile
+from tests.services.fake_cyberdesk import FakeCyberdesk, upstream_run
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def api():
+    fake = FakeCyberdesk()
+    with fake.serve():
+        yield fake
+
+
+@pytest.fixture
+def workflow(db):
+    return Workflow.objects.create(id=uuid.uuid4(), name="Invoice intake")
+
+
+def accepted_run(workflow, api, *, status=RunStatus.RUNNING, upstream_status=None, **fields):
+    run = Run.objects.create(
+        workflow=workflow,
+        prompt_mode="stored",
+        cyberdesk_id=uuid.uuid4(),
+        submission=Submission.ACCEPTED,
+        status=status,
+        **fields,
+    )
+    api.add(
+        upstream_run(
+            run.cyberdesk_id,
+            workflow_id=workflow.id,
+            status=upstream_status or status,
+            created_at=run.created_at,
+        )
+    )
+    return run
+
+
+def unsent_run(workflow, *, submission=Submission.UNKNOWN, **fields):
+    return Run.objects.create(
+        workflow=workflow,
+        prompt_mode="stored",
+        input_values={"invoice": "INV-7"},
+        submission=submission,
+        status=RunStatus.PENDING,
+        **fields,
+    )
+
+
+def creates(api) -> int:
+    return api.calls["POST /v1/runs"]
+
+
+# --- Refreshing runs nobody watches -------------------------------------------------------------
+
+
+def test_runs_not_refreshed_for_a_minute_are_refreshed_in_one_list_call(workflow, api, clock):
+    runs = [accepted_run(workflow, api, upstream_status="success") for _ in range(4)]
+    Run.objects.filter(pk=runs[0].pk).update(synced_at=NOW - timedelta(seconds=61))
+    Run.objects.filter(pk=runs[1].pk).update(synced_at=NOW - timedelta(seconds=30))
+
+    report = reconcile.runs_reconcile()
+
+    assert api.calls == {"GET /v1/runs": 1}  # one list call, not one call per run
+    assert (report.refreshed, report.changed) == (3, 3)
+    assert Run.objects.get(pk=runs[1].pk).status == RunStatus.RUNNING  # fresh enough
+    assert Run.objects.filter(status=RunStatus.SUCCESS).count() == 3
+
+
+def test_finished_runs_are_left_alone(workflow, api, clock):
+    accepted_run(workflow, api, status=RunStatus.SUCCESS)
+
+    assert reconcile.runs_reconcile().refreshed == 0
+    assert not api.requests
+
+
+# --- Settling launches whose outcome is unknown ----------------------------------------------
+
+
+def test_a_launch_the_api_accepted_but_whose_answer_was_lost_is_found_not_duplicated(
+    workflow, api, clock
+):
+    run = unsent_run(workflow)
+    # The first send reached the API; only its answer was lost.
+    api.lose_create_answers = 1
+    with pytest.raises(errors.OutcomeUnknown):
+        get_client().create_run(idempotency_key=str(run.idempotency_key), workflow_id=workflow.id)
+    assert len(api.runs) == 1
+    first_upstream_id = next(iter(api.runs))
+
+    report = reconcile.runs_reconcile()
+
+    assert report.resubmitted == 1
+    run.refresh_from_db()
+    assert (run.submission, str(run.cyberdesk_id)) == (Submission.ACCEPTED, first_upstream_id)
+    assert run.status == RunStatus.SCHEDULING
+    assert len(api.runs) == 1  # the re-send was answered with the original run
+    sent = api.requests[-1]
+    assert sent.headers["Idempotency-Key"] == str(run.idempotency_key)
+
+
+def test_a_launch_the_api_never_got_is_sent_once(workflow, api, clock):
+    run = unsent_run(workflow)
+
+    reconcile.runs_reconcile()
+    clock.shift(timedelta(minutes=5))
+    reconcile.runs_reconcile()
+
+    run.refresh_from_db()
+    assert run.submission == Submission.ACCEPTED
+    assert len(api.runs) == 1
+    assert creates(api) == 1
+
+
+def test_it_sends_exactly_what_was_launched(workflow, api, clock):
+    version = PromptVersion.objects.create(workflow=workflow, text="Read {invoice}.", number=1)
+    run = unsent_run(workflow, prompt_version=version)
+    Run.objects.filter(pk=run.pk).update(prompt_mode="pinned")
+
+    reconcile.runs_reconcile()
+
+    body = json.loads(api.requests[-1].content)
+    assert body["main_prompt"] == "Read {invoice}."
+    assert body["input_values"] == {"invoice": "INV-7"}
+    assert body["workflow_id"] == str(workflow.id)
+
+
+def test_a_resend_that_times_out_again_stays_unknown_and_is_never_duplicated(workflow, api, clock):
+    run = unsent_run(workflow)
+    api.lose_create_answers = 1
+
+    first = reconcile.runs_reconcile()
+
+    assert first.unsettled == 1
+    assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN
+    clock.shift(timedelta(minutes=1))
+    reconcile.runs_reconcile()
+    run.refresh_from_db()
+    assert run.submission == Submission.ACCEPTED
+    assert len(api.runs) == 1  # two sends, one upstream run
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ConnectError("refused"),
+        httpx.Response(429, json={"detail": "slow down"}),
+        httpx.Response(401, json={"detail": "bad key"}),
+        httpx.Response(404, json={"detail": "Workflow not found"}),
+    ],
+    ids=["not-sent", "throttled", "auth", "not-found"],
+)
+def test_a_failed_resend_says_nothing_about_the_first_send(workflow, api, clock, failure):
+    """The first send may have been accepted: only a conclusive answer settles the run."""
+    run = unsent_run(workflow)
+
+    def fail(request):
+        if request.method == "POST":
+            if isinstance(failure, Exception):
+                raise failure
+            return failure
+        return None
+
+    api.on_request = fail
+    report = reconcile.runs_reconcile()
+
+    assert report.unsettled == 1
+    run.refresh_from_db()
+    assert (run.submission, run.status) == (Submission.UNKNOWN, RunStatus.PENDING)
+
+
+def test_a_refusal_of_the_values_settles_the_run_as_rejected(workflow, api, clock):
+    run = unsent_run(workflow)
+    refusal = httpx.Response(
+        422,
+        json={"detail": [{"loc": ["body", "input_values", "invoice"], "msg": "bad", "type": "x"}]},
+    )
+    api.on_request = lambda request: refusal if request.method == "POST" else None
+
+    report = reconcile.runs_reconcile()
+
+    assert report.rejected == 1
+    run.refresh_from_db()
+    assert (run.submission, run.status) == (Submission.REJECTED, RunStatus.REJECTED)
+    assert "Nothing was started" in run.submission_error
+
+
+def test_a_run_stored_but_never_sent_is_sent_after_a_grace_period(workflow, api, clock):
+    run = unsent_run(workflow, submission=Submission.QUEUED)
+
+    reconcile.runs_reconcile()
+    assert creates(api) == 0  # its launch request may still be on its way
+    clock.shift(reconcile.QUEUED_GRACE + timedelta(seconds=1))
+    reconcile.runs_reconcile()
+
+    assert Run.objects.get(pk=run.pk).submission == Submission.ACCEPTED
+    assert creates(api) == 1
+
+
+def test_queued_runs_of_a_batch_are_left_to_the_batch_worker(workflow, api, clock):
+    batch = Batch.objects.create(workflow=workflow)
+    run = unsent_run(workflow, submission=Submission.QUEUED, batch=batch)
+    clock.shift(timedelta(hours=1))
+
+    reconcile.runs_reconcile()
+
+    assert Run.objects.get(pk=run.pk).submission == Submission.QUEUED
+    assert creates(api) == 0
+
+
+def test_two_reconcilers_at_once_send_each_run_once(workflow, api, clock):
+    unsent_run(workflow)
+    unsent_run(workflow)
+    api.lose_create_answers = 2  # both stay unknown after the first pass
+
+    reconcile.runs_reconcile()
+    reconcile.runs_reconcile()  # the manual command, same minute
+
+    assert creates(api) == 2
+
+
+# --- Runs with secrets or files cannot be rebuilt -----------------------------------------------
+
+
+def secret_run(workflow, **fields):
+    return unsent_run(workflow, sensitive_input_keys=["portal_password"], **fields)
+
+
+def add_upstream_twin(api, workflow, run, **fields):
+    """An upstream run carrying what `run` carried (unless `fields` say otherwise)."""
+    carried = {
+        "input_values": run.input_values,
+        "sensitive_input_aliases": {"portal_password": "vault://x"},
+        **fields,
+    }
+    return api.add(
+        upstream_run(
+            workflow_id=workflow.id,
+            status="running",
+            created_at=run.created_at + timedelta(seconds=1),
+            **carried,
+        )
+    )
+
+
+def test_a_run_with_secrets_is_looked_for_never_resent(workflow, api, clock):
+    run = secret_run(workflow)
+    twin = add_upstream_twin(api, workflow, run)
+    add_upstream_twin(api, workflow, run, input_values={"invoice": "INV-8"})  # another launch
+
+    report = reconcile.runs_reconcile()
+
+    assert report.found == 1
+    assert creates(api) == 0
+    run.refresh_from_db()
+    assert str(run.cyberdesk_id) == twin["id"]
+    assert (run.submission, run.status) == (Submission.ACCEPTED, RunStatus.RUNNING)
+
+
+def test_a_run_with_secrets_the_api_never_got_is_rejected_with_a_way_forward(workflow, api, clock):
+    run = secret_run(workflow)
+
+    reconcile.runs_reconcile()
+    assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN  # it may still appear
+    clock.shift(reconcile.SECRET_LOOKUP_GRACE + timedelta(seconds=1))
+    report = reconcile.runs_reconcile()
+
+    assert report.rejected == 1
+    run.refresh_from_db()
+    assert (run.submission, run.status) == (Submission.REJECTED, RunStatus.REJECTED)
+    assert "launch it again" in run.submission_error
+    assert creates(api) == 0
+
+
+def test_an_upstream_run_already_claimed_by_another_launch_is_not_taken_twice(workflow, api, clock):
+    first, second = secret_run(workflow), secret_run(workflow)
+    twin = add_upstream_twin(api, workflow, first)
+
+    reconcile.runs_reconcile()
+
+    owners = Run.objects.filter(cyberdesk_id=twin["id"])
+    assert owners.count() == 1
+    other = second if owners.get() == first else first
+    assert Run.objects.get(pk=other.pk).submission == Submission.UNKNOWN
+
+
+def test_a_different_model_or_prompt_is_not_the_same_launch(workflow, api, clock):
+    run = secret_run(workflow)
+    add_upstream_twin(api, workflow, run, main_prompt="Some other prompt")
+
+    assert reconcile.runs_reconcile().found == 0
+    assert Run.objects.get(pk=run.pk).cyberdesk_id is None
+
+
+def test_a_run_older_than_the_idempotency_window_is_only_looked_for(workflow, api, clock):
+    run = unsent_run(workflow)
+    clock.shift(reconcile.REPLAY_SAFE_AGE + timedelta(minutes=1))
+    twin = add_upstream_twin(api, workflow, run, sensitive_input_aliases=None)
+
+    reconcile.runs_reconcile()
+
+    assert creates(api) == 0
+    assert str(Run.objects.get(pk=run.pk).cyberdesk_id) == twin["id"]
+
+
+# --- Scheduling ------------------------------------------------------------------------------
+
+
+def test_the_command_runs_one_pass_and_reports_it(workflow, api, clock, capsys):
+    unsent_run(workflow)
+
+    call_command("reconcile_runs")
+
+    assert '"resubmitted": 1' in capsys.readouterr().out
+
+
+def test_schedule_enqueues_one_pending_pass_however_often_it_is_called(db, capsys):
+    call_command("reconcile_runs", "--schedule")
+    call_command("reconcile_runs", "--schedule")
+
+    pending = DBTaskResult.objects.get()
+    assert pending.task_path == "launcher.tasks.reconcile_runs_task"
+    assert "already scheduled" in capsys.readouterr().out
+
+
+def test_each_pass_schedules_the_next_one(db, api, clock):
+    result = tasks.reconcile_runs_task.call()
+
+    assert result["refreshed"] == 0
+    follow_up = DBTaskResult.objects.get()
+    assert follow_up.task_path == "launcher.tasks.reconcile_runs_task"
+    assert follow_up.run_after == NOW + tasks.RECONCILE_EVERY
+
+
+def test_a_failing_pass_still_schedules_the_next_one(db, clock, monkeypatch):
+    def broken():
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(tasks, "runs_reconcile", broken)
+
+    with pytest.raises(RuntimeError):
+        tasks.reconcile_runs_task.call()
+
+    assert DBTaskResult.objects.filter(task_path=tasks.reconcile_runs_task.module_path).exists()
