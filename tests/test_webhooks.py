@@ -397,3 +397,12 @@ def test_it_answers_with_a_handful_of_queries(client, run, django_assert_max_num
         response = post(client, body, signed_headers(body))
 
     assert response.status_code == 200
+
+
+def test_it_is_not_redirected_to_https_either(client, run, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    body = event_body(run.cyberdesk_id)
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 200
