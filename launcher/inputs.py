@@ -37,6 +37,7 @@ from django.utils.text import slugify
 
 SENSITIVE_PREFIX = "$"
 FIELD_PREFIX = "input:"  # form field names are "input:<schema key>", apart from workflow/model/…
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_$.\-]+")
 
 
 class InputKind(StrEnum):
@@ -80,13 +81,13 @@ class InputSpec:
 
     @property
     def field_name(self) -> str:
-        return FIELD_PREFIX + self.key
-
-    @property
-    def html_id(self) -> str:
-        # Schema keys may hold any character; ids (and label `for`) need a safe one.
+        """The form field's name, "input:<key>". A key with characters that do not belong in
+        an HTML id (spaces, slashes…) gets a slug with a short hash instead, so the label's
+        `for` and `aria-describedby` keep working."""
+        if _PLAIN_KEY.fullmatch(self.key):
+            return FIELD_PREFIX + self.key
         slug = slugify(self.key.replace(SENSITIVE_PREFIX, "secret-")) or "field"
-        return f"input-{slug}-{_short_hash(self.key)}"
+        return f"{FIELD_PREFIX}{slug}-{_short_hash(self.key)}"
 
     def form_field(self) -> forms.Field:
         """The Django form field for this input (required-ness is checked by jsonschema, so
@@ -283,14 +284,12 @@ class _FileField(forms.FileField):
 
 
 def _build_form_field(spec: InputSpec) -> forms.Field:
-    attrs: dict[str, Any] = {"id": spec.html_id}
+    attrs: dict[str, Any] = {}
     if spec.required and spec.kind != InputKind.BOOLEAN:
         # The form carries `novalidate`: the server validates and shows every error at once;
         # the attribute still tells assistive technology the field is required.
         attrs["required"] = True
         attrs["aria-required"] = "true"
-    if spec.description:
-        attrs["aria-describedby"] = f"{spec.html_id}-help"
     kwargs: dict[str, Any] = {"label": spec.key, "help_text": spec.description}
 
     if spec.sensitive:

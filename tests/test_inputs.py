@@ -105,9 +105,12 @@ def test_prompt_variables_the_schema_lacks_become_fields():
     assert specs["customer_id"].in_schema
 
 
-def test_ids_are_safe_even_for_odd_keys():
-    spec = input_specs({"properties": {"first name/ü": {"type": "string"}}})[0]
-    assert " " not in spec.html_id and "/" not in spec.html_id
+def test_field_names_are_the_keys_unless_a_key_cannot_be_an_html_id():
+    specs = input_specs({"properties": {"first name/ü": {}, "customer_id": {}, "$pin": {}}})
+    odd, plain, secret = (spec.field_name for spec in specs)
+    assert " " not in odd and "/" not in odd and odd.startswith("input:first-name")
+    assert plain == "input:customer_id"
+    assert secret == "input:$pin"
 
 
 @pytest.mark.parametrize(
