@@ -89,7 +89,10 @@ def _apply(run: Run, upstream: types.Run, *, restart: bool = False) -> tuple[boo
     return bool(updates), (not was_finished and locked.is_finished)
 
 
+# The state this module keeps true; re-reading only these keeps a caller's select_related
+# relations cached (a full refresh_from_db() drops them).
 _SYNCED_FIELDS = (
+    "attempt",
     "cyberdesk_id",
     "submission",
     "submission_error",
@@ -175,14 +178,14 @@ def run_refresh(run: Run, *, force: bool = False) -> Run:
     if not force:
         claim = claim.filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - refresh_interval()))
     if not claim.update(synced_at=now):
-        run.refresh_from_db()
+        run.refresh_from_db(fields=_SYNCED_FIELDS)
         return run
 
     try:
         upstream = get_client().get_run(run.cyberdesk_id)
     except errors.CyberdeskError as exc:
         logger.warning("Run %s: refresh failed: %s", run.pk, exc)
-        run.refresh_from_db()
+        run.refresh_from_db(fields=_SYNCED_FIELDS)
         return run
     _, finished = _apply(run, upstream)
     if finished:

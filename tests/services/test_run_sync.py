@@ -249,6 +249,18 @@ class TestRefresh:
 
         assert api.calls["GET /v1/runs/{id}"] == 1
 
+    def test_relations_the_page_loaded_stay_loaded(
+        self, workflow, api, clock, django_assert_num_queries
+    ):
+        run = make_run(workflow, api)
+        viewer_copy = Run.objects.select_related("workflow").get(pk=run.pk)
+        run_sync.run_refresh(run)  # another viewer refreshed a moment ago
+
+        refreshed = run_sync.run_refresh(viewer_copy)
+
+        with django_assert_num_queries(0):
+            assert refreshed.workflow.name == "Invoice intake"
+
     def test_force_skips_the_interval(self, workflow, api, clock):
         run = make_run(workflow, api)
         run_sync.run_refresh(run)
