@@ -140,9 +140,12 @@ def _changes(run: Run, upstream: types.Run, *, restart: bool) -> dict:
         )
         return {k: v for k, v in updates.items() if getattr(run, k) != v}
 
-    if STATUS_RANK[status] < STATUS_RANK[run.status]:
+    # `rejected` is our own conclusion that the API never took the run; seeing it upstream
+    # proves otherwise, so the API's status replaces it.
+    believed_unsent = run.status == RunStatus.REJECTED
+    if STATUS_RANK[status] < STATUS_RANK[run.status] and not believed_unsent:
         return updates  # stale news: a newer state is already recorded
-    if run.is_finished and status != run.status:
+    if run.is_finished and status != run.status and not believed_unsent:
         return updates  # the first terminal status sticks
     updates["status"] = status
     known = {

@@ -193,6 +193,16 @@ class TestApplyUpstream:
         assert (run.submission, run.submission_error) == (Submission.ACCEPTED, "")
         assert run.status == RunStatus.SCHEDULING
 
+    def test_a_run_we_thought_was_never_accepted_takes_the_apis_status(self, workflow):
+        run = make_run(workflow, status=RunStatus.REJECTED, cyberdesk_id=None)
+        Run.objects.filter(pk=run.pk).update(submission=Submission.REJECTED)
+        run.refresh_from_db()
+
+        run_sync.run_apply_upstream(run, parsed(status="running"))
+
+        run.refresh_from_db()
+        assert (run.submission, run.status) == (Submission.ACCEPTED, RunStatus.RUNNING)
+
     def test_news_about_another_upstream_run_is_ignored(self, workflow):
         run = make_run(workflow)
 
