@@ -245,6 +245,17 @@ CYBERDESK_WEBHOOK_SECRET = env.str("CYBERDESK_WEBHOOK_SECRET", default="")
 SANDBOX_WEBHOOK_URL = env.str(
     "SANDBOX_WEBHOOK_URL", default=f"http://127.0.0.1:{PORT}/webhooks/cyberdesk/"
 )
+# Sandbox behaviour: scale of its simulated run durations (2 = twice as slow), the seconds
+# between webhook attempts (Svix's schedule), and how long Idempotency-Keys are remembered.
+SANDBOX_TIME_SCALE = env.float("SANDBOX_TIME_SCALE", default=1.0)
+SANDBOX_WEBHOOK_RETRY_SECONDS = [
+    float(seconds)
+    for seconds in env.list(
+        "SANDBOX_WEBHOOK_RETRY_SECONDS",
+        default=["0", "5", "300", "1800", "7200", "18000", "36000", "36000"],
+    )
+]
+SANDBOX_IDEMPOTENCY_TTL_HOURS = env.float("SANDBOX_IDEMPOTENCY_TTL_HOURS", default=24)
 
 # Launcher behaviour
 RUN_REFRESH_INTERVAL_SECONDS = env.float("RUN_REFRESH_INTERVAL_SECONDS", default=2.0)
