@@ -120,8 +120,10 @@ class LaunchApi:
         self.runs: dict[str, dict] = {}
         self.by_key: dict[str, dict] = {}
         self.attachments: list[dict] = []
-        # How the next create fails: an httpx exception to raise or an httpx.Response to send.
+        # How creates fail: an httpx exception to raise or an httpx.Response to send; every
+        # time, or only `create_failures_left` times.
         self.create_failure: Exception | httpx.Response | None = None
+        self.create_failures_left: int | None = None
 
     # --- what was asked --------------------------------------------------------------------
 
@@ -181,7 +183,11 @@ class LaunchApi:
         return httpx.Response(404, json={"detail": f"no route {request.method} {path}"})
 
     def _create(self, request: httpx.Request) -> httpx.Response:
-        failure, self.create_failure = self.create_failure, None
+        failure = self.create_failure
+        if failure is not None and self.create_failures_left is not None:
+            self.create_failures_left -= 1
+            if self.create_failures_left <= 0:
+                self.create_failure = None
         if isinstance(failure, Exception):
             raise failure
         if isinstance(failure, httpx.Response):

@@ -1,0 +1,497 @@
+"""Launching runs and acting on them: launch, submit, cancel, retry, launch again.
+
+The launch order is the heart of "one click, one run" (STYLE habit 10):
+
+1. the run is stored locally — workflow, model, the prompt choice resolved to one concrete
+   version and its hash, the non-sensitive inputs, who launched it — under the form's one-time
+   token as its idempotency key, and that transaction is committed;
+2. only then is the API called, with that key.
+
+A double click or a resubmitted form carries the same token: it finds the stored run (the key is
+unique) and never calls the API a second time. If the process dies between 1 and 2, or the API's
+answer is lost, the run stays `queued`/`unknown` and the reconciler re-sends it with the same
+key, which the API applies at most once.
+
+The shared workflow is never patched to launch a run: model and prompt travel as per-run
+overrides (`main_agent_model_id`, `main_prompt`), so concurrent runs cannot race on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from launcher.cyberdesk import errors, get_client, types
+from launcher.models import (
+    ModelOption,
+    PromptLabel,
+    PromptMode,
+    Run,
+    RunStatus,
+    Submission,
+    Workflow,
+)
+from launcher.services.prompts import (
+    PromptChoice,
+    PromptChoiceInvalid,
+    prompt_choice_parse,
+    prompt_resolve,
+)
+from launcher.services.run_sync import run_apply_upstream
+
+logger = logging.getLogger(__name__)
+
+MODEL_NOT_OFFERED = "That model is no longer offered; choose another."
+ATTACHMENTS_CACHE_SECONDS = 3600
+
+
+class LaunchFailed(Exception):
+    """The run was not started. Nothing runs upstream.
+
+    `message` says what happened and whether trying again is safe; `field` names the form
+    field at fault (or ""); `api_error` is the API's `InvalidRequest` when it refused the
+    values. `run` is the stored run, now `rejected` (kept for the record), or None when the
+    launch was refused before anything was stored.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        safe_to_retry: bool,
+        run: Run | None = None,
+        field: str = "",
+        api_error: errors.InvalidRequest | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.safe_to_retry = safe_to_retry
+        self.run = run
+        self.field = field
+        self.api_error = api_error
+
+
+class RunActionFailed(Exception):
+    """A cancel or retry that could not be done; the message is safe to show."""
+
+
+# --- Launch ------------------------------------------------------------------------------------
+
+
+def run_launch(
+    *,
+    user,
+    workflow: Workflow,
+    model_option: ModelOption | None,
+    prompt_choice: str | PromptChoice,
+    input_values: Mapping[str, Any],
+    sensitive_input_values: Mapping[str, Any] | None = None,
+    file_inputs: Iterable[types.FileInput] | None = None,
+    idempotency_key: uuid.UUID | str,
+    is_priority: bool = False,
+) -> Run:
+    """Store a run, commit, then send it (see the module docstring for why in that order).
+
+    Returns the run: `accepted`, or `unknown` when the API's answer was lost (it will be
+    settled by the reconciler; it must not be launched again). A token that was already used
+    returns that earlier run without calling the API.
+
+    Raises `LaunchFailed` when nothing was started: the model is no longer offered or the
+    prompt choice no longer exists (nothing stored), or the API refused the run or could not
+    be reached (the run is kept as `rejected`).
+
+    `sensitive_input_values` are keyed without their `$` and are never stored or logged; of
+    `file_inputs` only the names are stored.
+    """
+    idempotency_key = uuid.UUID(str(idempotency_key))
+    existing = Run.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        logger.info("Run %s: launch form submitted again; not sending twice", existing.pk)
+        return existing
+
+    if model_option is not None and not model_option.is_offered:
+        raise LaunchFailed(MODEL_NOT_OFFERED, safe_to_retry=True, field="model")
+    choice = (
+        prompt_choice
+        if isinstance(prompt_choice, PromptChoice)
+        else _parse_choice(str(prompt_choice))
+    )
+    try:
+        resolved = prompt_resolve(
+            workflow=workflow, mode=choice.mode, label=choice.label, version_id=choice.version_id
+        )
+    except PromptChoiceInvalid as exc:
+        raise LaunchFailed(str(exc), safe_to_retry=True, field="prompt") from None
+
+    files = list(file_inputs or [])
+    sensitive = dict(sensitive_input_values or {})
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                idempotency_key=idempotency_key,
+                workflow=workflow,
+                model_option=model_option,
+                **resolved.run_fields(),
+                input_values=dict(input_values),
+                sensitive_input_keys=sorted(sensitive),
+                file_input_names=[file.filename for file in files],
+                is_priority=is_priority,
+                launched_by=user if getattr(user, "is_authenticated", False) else None,
+                submission=Submission.QUEUED,
+                status=RunStatus.PENDING,
+            )
+    except IntegrityError:
+        # The same form, submitted twice at the same moment: the other request stored it.
+        return Run.objects.get(idempotency_key=idempotency_key)
+    logger.info(
+        "Run %s stored: workflow %s, model %s, prompt %s",
+        run.pk,
+        workflow.pk,
+        model_option.pk if model_option else "workflow default",
+        resolved.description,
+    )
+
+    run, failure = _submit(run, sensitive_input_values=sensitive, file_inputs=files)
+    if failure is not None:
+        raise failure
+    return run
+
+
+def _parse_choice(value: str) -> PromptChoice:
+    try:
+        return prompt_choice_parse(value)
+    except PromptChoiceInvalid as exc:
+        raise LaunchFailed(str(exc), safe_to_retry=True, field="prompt") from None
+
+
+def run_request(run: Run) -> dict[str, Any]:
+    """The `create_run` arguments a stored run stands for (secrets and files excepted).
+
+    "Workflow default" sends no `main_agent_model_id`; "workflow's stored prompt" sends no
+    `main_prompt` — the API then uses the workflow's own at execution time.
+    """
+    send_prompt = run.prompt_mode != PromptMode.STORED and run.prompt_version_id is not None
+    return {
+        "workflow_id": run.workflow_id,
+        "main_agent_model_id": run.model_option_id,
+        "main_prompt": run.prompt_version.text if send_prompt else None,
+        "input_values": dict(run.input_values) if run.input_values else None,
+        "is_priority": run.is_priority,
+    }
+
+
+def run_submit(
+    run: Run,
+    *,
+    sensitive_input_values: Mapping[str, Any] | None = None,
+    file_inputs: Iterable[types.FileInput] | None = None,
+) -> Run:
+    """Send a stored run with its own idempotency key and record the outcome on it:
+
+    - `accepted` (with its upstream id and status) when the API returns the run — also when
+      this is a re-send of a run the API already had (it replays the first answer);
+    - `rejected` when the API refused it or was never reached (nothing runs upstream);
+    - `unknown` when the request may have arrived but no usable answer came back.
+
+    Never raises for API errors (the launch, batches and the reconciler read `run.submission`).
+    Used by `run_launch`, batch submission and the reconciler.
+    """
+    run, _ = _submit(run, sensitive_input_values=sensitive_input_values, file_inputs=file_inputs)
+    return run
+
+
+def _submit(
+    run: Run,
+    *,
+    sensitive_input_values: Mapping[str, Any] | None,
+    file_inputs: Iterable[types.FileInput] | None,
+) -> tuple[Run, LaunchFailed | None]:
+    if run.submission == Submission.ACCEPTED:
+        return run, None
+    Run.objects.filter(pk=run.pk).update(submission_attempts=F("submission_attempts") + 1)
+    try:
+        upstream = get_client().create_run(
+            idempotency_key=str(run.idempotency_key),
+            sensitive_input_values=dict(sensitive_input_values or {}) or None,
+            file_inputs=list(file_inputs or []) or None,
+            **run_request(run),
+        )
+    except errors.InvalidRequest as exc:
+        message = (
+            f"{exc} Nothing was started; correct the values and launch again."
+            if exc.field_errors or exc.messages
+            else f"{exc} Nothing was started."
+        )
+        return run, _reject(run, message, safe_to_retry=False, api_error=exc)
+    except errors.NotSent as exc:
+        return run, _reject(
+            run, f"{exc} Nothing was sent; it is safe to try again.", safe_to_retry=True
+        )
+    except errors.RateLimited as exc:
+        return run, _reject(
+            run, f"{exc} Nothing was started; it is safe to try again.", safe_to_retry=True
+        )
+    except errors.AuthError as exc:
+        return run, _reject(
+            run,
+            f"{exc} Nothing was started; trying again will not help until the key is fixed.",
+            safe_to_retry=False,
+        )
+    except errors.NotFound as exc:
+        return run, _reject(
+            run,
+            f"{exc} Cyberdesk does not know this workflow (any more); nothing was started.",
+            safe_to_retry=False,
+        )
+    except errors.CyberdeskError as exc:
+        # OutcomeUnknown, a 5xx, an unreadable answer: the API may have created the run. Keep
+        # it as `unknown`; the reconciler settles it with the same key. Never send it again
+        # from here with a new key.
+        updated = Run.objects.filter(
+            pk=run.pk, submission__in=[Submission.QUEUED, Submission.UNKNOWN]
+        ).update(submission=Submission.UNKNOWN, submission_error=str(exc)[:2000])
+        if updated:
+            run.submission = Submission.UNKNOWN
+            run.submission_error = str(exc)[:2000]
+        logger.warning("Run %s: launch outcome unknown: %s", run.pk, exc)
+        return run, None
+
+    run_apply_upstream(run, upstream)
+    logger.info("Run %s accepted as %s", run.pk, upstream.id)
+    return run, None
+
+
+def _reject(
+    run: Run,
+    message: str,
+    *,
+    safe_to_retry: bool,
+    api_error: errors.InvalidRequest | None = None,
+) -> LaunchFailed:
+    """Mark a run the API refused (or never got) as rejected; it is kept for the record."""
+    message = message[:2000]
+    updated = (
+        Run.objects.filter(pk=run.pk)
+        .exclude(submission=Submission.ACCEPTED)
+        .update(submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=message)
+    )
+    if updated:
+        run.submission = Submission.REJECTED
+        run.status = RunStatus.REJECTED
+        run.submission_error = message
+    logger.warning("Run %s rejected: %s", run.pk, message)
+    return LaunchFailed(message, safe_to_retry=safe_to_retry, run=run, api_error=api_error)
+
+
+# --- Cancel and retry --------------------------------------------------------------------------
+
+
+def run_cancel(*, run: Run, user) -> Run:
+    """Ask the API to cancel an unfinished run (PATCH status=cancelled) and record the answer."""
+    if run.is_finished:
+        raise RunActionFailed("This run has already finished.")
+    if run.cyberdesk_id is None:
+        raise RunActionFailed(
+            "Cyberdesk has not confirmed this run yet, so it cannot be cancelled yet. "
+            "Try again in a moment."
+        )
+    try:
+        upstream = get_client().cancel_run(run.cyberdesk_id)
+    except errors.CyberdeskError as exc:
+        raise RunActionFailed(f"The run was not cancelled: {exc}") from None
+    run_apply_upstream(run, upstream)
+    logger.info("Run %s: cancel requested by %s", run.pk, getattr(user, "pk", None))
+    return run
+
+
+def run_retry(*, run: Run, user) -> Run:
+    """Retry a finished run in place: the API keeps its id, its prompt, model and inputs.
+
+    `attempt` is bumped first, with a compare-and-set, so two clicks on Retry give one retry;
+    the new attempt's state then replaces the finished one (`run_apply_upstream(restart=True)`,
+    the only way a run's status may move backwards). Sensitive values are not re-sent: the API
+    deleted them after the first attempt.
+    """
+    if not run.is_finished:
+        raise RunActionFailed("Only a finished run can be retried.")
+    if run.cyberdesk_id is None:
+        raise RunActionFailed(
+            "Cyberdesk never started this run, so there is nothing to retry: use Launch again."
+        )
+    attempt = run.attempt
+    claimed = Run.objects.filter(pk=run.pk, attempt=attempt).update(attempt=attempt + 1)
+    if not claimed:
+        raise RunActionFailed("This run is already being retried.")
+    run.attempt = attempt + 1
+    client = get_client()
+    try:
+        upstream = client.retry_run(
+            run.cyberdesk_id, idempotency_key=f"retry-{run.idempotency_key}-{run.attempt}"
+        )
+    except errors.OutcomeUnknown as exc:
+        upstream = _look_for_restart(client, run)
+        if upstream is None:
+            raise RunActionFailed(
+                f"{exc} Reload the page in a moment to see whether the retry started."
+            ) from None
+    except errors.CyberdeskError as exc:
+        Run.objects.filter(pk=run.pk, attempt=run.attempt).update(attempt=attempt)
+        run.attempt = attempt
+        raise RunActionFailed(f"The run was not retried: {exc}") from None
+    run_apply_upstream(run, upstream, restart=True)
+    logger.info("Run %s: retry %s requested by %s", run.pk, run.attempt, getattr(user, "pk", None))
+    return run
+
+
+def _look_for_restart(client, run: Run) -> types.Run | None:
+    try:
+        upstream = client.get_run(run.cyberdesk_id)
+    except errors.CyberdeskError:
+        return None
+    return upstream if upstream.status not in _UPSTREAM_TERMINAL else None
+
+
+_UPSTREAM_TERMINAL = {"success", "task_failed", "error", "cancelled"}
+
+
+# --- Attachments -------------------------------------------------------------------------------
+
+
+def run_attachments(run: Run) -> tuple[list[types.Attachment], str]:
+    """A finished run's attachments and an error message ("" when fine).
+
+    Fetched from the API once per finished attempt and cached: a finished run's files do not
+    change, and the run page must not call the API on every view.
+    """
+    if run.cyberdesk_id is None or not run.is_finished:
+        return [], ""
+    key = f"launcher:run-attachments:{run.pk}:{run.attempt}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached, ""
+    try:
+        attachments = get_client().list_run_attachments(run.cyberdesk_id)
+    except errors.CyberdeskError as exc:
+        return [], f"The attachments could not be loaded: {exc}"
+    cache.set(key, attachments, ATTACHMENTS_CACHE_SECONDS)
+    return attachments, ""
+
+
+def run_attachment_download_url(*, run: Run, attachment_id: uuid.UUID) -> str | None:
+    """A short-lived download URL for one of the run's attachments; None when the attachment
+    is not this run's. API errors propagate."""
+    attachments, error = run_attachments(run)
+    if error:
+        raise RunActionFailed(error)
+    if not any(attachment.id == attachment_id for attachment in attachments):
+        return None
+    return get_client().get_attachment_download_url(attachment_id)
+
+
+# --- Launch again ------------------------------------------------------------------------------
+
+SAME = "same"
+PRODUCTION = "production"
+
+
+@dataclass
+class LaunchAgain:
+    """How the launch form is prefilled from an earlier run."""
+
+    run: Run
+    prompt_from: str  # SAME or PRODUCTION
+    initial: dict[str, Any]  # workflow, model, prompt
+    input_values: dict[str, Any]
+    same_choice: str
+    same_description: str
+    production_choice: str | None
+    production_description: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def run_launch_again(run: Run, *, prompt_from: str = SAME) -> LaunchAgain:
+    """The launch form's starting point for "Launch again": the same workflow, model, prompt
+    choice and non-sensitive inputs. The prompt is either the very version the run used
+    ("same version vN") or whatever `production` points at now ("current production (vK)").
+    """
+    if run.prompt_mode == PromptMode.STORED or run.prompt_version is None:
+        same_choice, same_description = "stored", "same prompt (the workflow's stored prompt)"
+    else:
+        same_choice = f"version:{run.prompt_version_id}"
+        same_description = f"same version v{run.prompt_version.number}"
+
+    production = (
+        PromptLabel.objects.select_related("version")
+        .filter(workflow_id=run.workflow_id, name=PromptLabel.PRODUCTION)
+        .first()
+    )
+    production_choice = f"label:{PromptLabel.PRODUCTION}" if production else None
+    production_description = (
+        f"current production (v{production.version.number})" if production else None
+    )
+    if prompt_from != PRODUCTION or production_choice is None:
+        prompt_from = SAME
+
+    notes = []
+    model = ""
+    if run.model_option_id is not None:
+        if run.model_option.is_offered:
+            model = str(run.model_option_id)
+        else:
+            notes.append(
+                f"The model {run.model_option.name} is no longer offered; the workflow default "
+                "is selected instead."
+            )
+    if run.sensitive_input_keys:
+        keys = ", ".join(f"${key}" for key in run.sensitive_input_keys)
+        notes.append(f"Sensitive inputs are never kept: type {keys} again.")
+    if run.file_input_names:
+        notes.append("Files are not kept: attach " + ", ".join(run.file_input_names) + " again.")
+
+    return LaunchAgain(
+        run=run,
+        prompt_from=prompt_from,
+        initial={
+            "workflow": str(run.workflow_id),
+            "model": model,
+            "prompt": production_choice if prompt_from == PRODUCTION else same_choice,
+        },
+        input_values=dict(run.input_values or {}),
+        same_choice=same_choice,
+        same_description=same_description,
+        production_choice=production_choice,
+        production_description=production_description,
+        notes=notes,
+    )
+
+
+# --- The launch page's catalog -----------------------------------------------------------------
+
+
+def launch_catalog_refresh() -> str:
+    """Bring the workflow mirror and the model catalog up to date when they are stale (one API
+    call each at most); return "" or a message saying Cyberdesk could not be reached.
+
+    An empty mirror is synced straight away so its error can be shown; a stale one is synced
+    quietly (on failure the last mirror stays in use).
+    """
+    from launcher.services.catalog import models_sync_if_stale
+    from launcher.services.workflows import workflows_sync, workflows_sync_if_stale
+
+    message = ""
+    if Workflow.objects.exists():
+        workflows_sync_if_stale()
+    else:
+        try:
+            workflows_sync()
+        except errors.CyberdeskError as exc:
+            message = f"Cyberdesk is unreachable: {exc}"
+    models_sync_if_stale()
+    return message
