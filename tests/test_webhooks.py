@@ -406,3 +406,42 @@ def test_it_is_not_redirected_to_https_either(client, run, settings):
     response = post(client, body, signed_headers(body))
 
     assert response.status_code == 200
+
+
+# --- End to end: the sandbox's own signed delivery --------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sandbox_run_finishes_here_through_its_signed_webhook(live_server, settings):
+    """The sandbox signs and posts run_complete over real HTTP the way Svix does; the
+    receiver verifies it and finishes the launcher's run — no polling involved."""
+    from launcher.cyberdesk import get_client
+    from launcher.sandbox.seed import WORKFLOW_ELIGIBILITY, seed_demo_data
+    from launcher.sandbox.tasks import sandbox_tick
+
+    settings.CYBERDESK_BASE_URL = live_server.url + "/sandbox"
+    settings.CYBERDESK_API_KEY = settings.SANDBOX_API_KEY
+    settings.SANDBOX_WEBHOOK_URL = live_server.url + "/webhooks/cyberdesk/"
+    seed_demo_data()
+    workflow = Workflow.objects.create(id=WORKFLOW_ELIGIBILITY, name="Check insurance eligibility")
+    run = Run.objects.create(workflow=workflow, prompt_mode="stored")
+    upstream = get_client().create_run(
+        idempotency_key=str(run.idempotency_key),
+        workflow_id=workflow.id,
+        input_values={"patient_name": "Ada", "date_of_birth": "1990-01-02", "payer": "Aetna"},
+        sensitive_input_values={"portal_password": "hunter2"},
+    )
+    Run.objects.filter(pk=run.pk).update(
+        cyberdesk_id=upstream.id, submission=Submission.ACCEPTED, status=RunStatus.SCHEDULING
+    )
+
+    with time_machine.travel(NOW + timedelta(minutes=10), tick=False):
+        for _ in range(5):  # each pass advances due runs and sends due webhooks
+            sandbox_tick()
+
+    run.refresh_from_db()
+    assert run.is_finished
+    assert run.ended_at is not None
+    event = WebhookEvent.objects.get(run=run)
+    assert (event.event_type, event.applied) == ("run_complete", True)
+    assert "hunter2" not in json.dumps(event.payload)
