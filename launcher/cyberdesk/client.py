@@ -423,6 +423,17 @@ def get_client(transport: httpx.BaseTransport | None = None) -> CyberdeskClient:
         return _cached[1]
 
 
+def close_client() -> None:
+    """Close the shared client's connections and forget it (the next `get_client()` builds a
+    new one). For process shutdown and for tests against `live_server`: a kept-alive connection
+    keeps a server thread, and its database connection, alive past the test."""
+    global _cached
+    with _lock:
+        cached, _cached = _cached, None
+    if cached is not None:
+        cached[1].close()
+
+
 @contextmanager
 def use_transport(
     transport: httpx.BaseTransport, *, sleep: Callable[[float], None] = lambda seconds: None

@@ -4,7 +4,7 @@ import threading
 
 import httpx
 
-from launcher.cyberdesk import CyberdeskClient, get_client, use_transport
+from launcher.cyberdesk import CyberdeskClient, close_client, get_client, use_transport
 from tests.cyberdesk import payloads
 
 
@@ -64,3 +64,10 @@ def test_use_transport_routes_the_shared_client_and_skips_real_sleeps(settings):
     assert run.status == "success"
     assert answers == []
     assert get_client() is not inside  # back to the real transport
+
+
+def test_close_client_forgets_the_shared_client(settings):
+    settings.CYBERDESK_BASE_URL = "https://close.test"
+    first = get_client()
+    close_client()
+    assert get_client() is not first
