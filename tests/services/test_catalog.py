@@ -167,3 +167,40 @@ def test_the_sync_models_command(catalog):
     catalog.fail_with = 401
     with pytest.raises(CommandError, match="Could not sync the models"):
         call_command("sync_models")
+
+
+# --- Against the real sandbox over HTTP ---------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_catalog_and_the_mirror_sync_from_the_sandbox(live_server, settings):
+    from launcher.sandbox.seed import seed_demo_data
+    from launcher.services.prompts import prompt_publish, prompt_version_create
+    from launcher.services.workflows import workflow_refresh, workflows_sync
+
+    settings.CYBERDESK_BASE_URL = live_server.url + "/sandbox"
+    settings.CYBERDESK_API_KEY = settings.SANDBOX_API_KEY
+    seed_demo_data()
+
+    result = models_sync()
+    assert result.created and ModelOption.objects.count() == len(result.created)
+    offered = list(models_offered())
+    assert offered and all(m.is_computer_use and not m.is_archived_upstream for m in offered)
+    archived = ModelOption.objects.filter(is_archived_upstream=True)
+    assert archived.exists() and not set(archived) & set(offered)
+
+    workflows = workflows_sync()
+    assert len(workflows) >= 5
+    workflow = next(w for w in workflows if w.name == "Check insurance eligibility")
+    assert "patient_name" in workflow.input_schema["properties"]
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    publisher = get_user_model().objects.create_user("pia", password="pw")
+    publisher.user_permissions.add(
+        Permission.objects.get(content_type__app_label="launcher", codename="change_workflow")
+    )
+    version = prompt_version_create(workflow=workflow, text="Published {patient_name}")
+    prompt_publish(version=version, user=get_user_model().objects.get(pk=publisher.pk))
+    assert workflow_refresh(workflow).main_prompt == "Published {patient_name}"
