@@ -538,10 +538,6 @@ class PromptLabelAdmin(admin.ModelAdmin):
         obj.pk = label.pk
         obj._state.adding = False
 
-    def save_related(self, request, form, formsets, change):
-        # The history inline is read-only and the service already recorded the move.
-        pass
-
 
 @admin.register(PromptLabelMove)
 class PromptLabelMoveAdmin(ReadOnlyAdmin):
@@ -620,9 +616,6 @@ class ModelOptionAdmin(admin.ModelAdmin):
         if "enabled" in form.changed_data:
             model_set_enabled(model_option=obj, enabled=obj.enabled, user=request.user)
         obj.save(update_fields=["price_input_per_million", "price_output_per_million"])
-
-    def save_related(self, request, form, formsets, change):
-        pass  # the history inline is read-only
 
     @admin.action(description="Enable selected models", permissions=["change"])
     def enable_selected(self, request, queryset):

@@ -346,3 +346,46 @@ def test_staff_toggling_a_model_in_the_admin_is_recorded(admin_user):
     assert not ModelOption.objects.get(pk=option.pk).enabled
     change = ModelOptionChange.objects.get()
     assert (change.enabled, change.changed_by) == (False, admin_user)
+
+
+def test_every_launcher_admin_page_opens_for_a_superuser(admin_user, workflow, v1):
+    option = ModelOption.objects.create(id="55555555-5555-4555-8555-555555555555", name="M")
+    label = prompt_label_move(workflow=workflow, name="staging", version=v1, user=admin_user)
+    client = _client(admin_user)
+    urls = [
+        reverse("admin:launcher_workflow_changelist"),
+        reverse("admin:launcher_workflow_change", args=[WORKFLOW_ID]),
+        reverse("admin:launcher_promptversion_changelist"),
+        reverse("admin:launcher_promptversion_add"),
+        reverse("admin:launcher_promptversion_change", args=[v1.pk]),
+        reverse("admin:launcher_promptversion_edit", args=[v1.pk]),
+        reverse("admin:launcher_promptversion_publish", args=[v1.pk]),
+        reverse("admin:launcher_promptlabel_changelist"),
+        reverse("admin:launcher_promptlabel_add"),
+        reverse("admin:launcher_promptlabel_change", args=[label.pk]),
+        reverse("admin:launcher_promptlabelmove_changelist"),
+        reverse("admin:launcher_modeloption_changelist"),
+        reverse("admin:launcher_modeloption_change", args=[option.pk]),
+    ]
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+
+
+def test_saving_a_model_in_the_admin_records_the_change_and_keeps_prices(admin_user):
+    option = ModelOption.objects.create(
+        id="66666666-6666-4666-8666-666666666666", name="M", is_computer_use=True
+    )
+    response = _client(admin_user).post(
+        reverse("admin:launcher_modeloption_change", args=[option.pk]),
+        {
+            "price_input_per_million": "2.5",
+            "price_output_per_million": "",
+            "changes-TOTAL_FORMS": "0",
+            "changes-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302
+    option.refresh_from_db()
+    assert not option.enabled  # the unchecked box disables it
+    assert str(option.price_input_per_million) == "2.5000"
+    assert ModelOptionChange.objects.get().changed_by == admin_user
