@@ -1,5 +1,159 @@
-from django.shortcuts import render
+"""The launch page (`/`): pick a workflow, a model, a prompt version, fill the inputs, launch.
+
+One URL does it all, so the page works as a plain form without JavaScript:
+
+- `GET /` shows the form for the first workflow, `?workflow=<id>` for another one,
+  `?again=<run id>[&prompt_from=same|production]` prefilled from an earlier run.
+- `POST /` with `refresh` re-renders the form for the chosen workflow and prompt, keeping what
+  was typed (secrets and files excepted). htmx sends it when Workflow or Prompt change and
+  swaps in only `#launch-details`; without JavaScript the "Choose" button sends it. It is a
+  POST, not a GET, so that nothing typed ever lands in a URL.
+- `POST /` otherwise launches: a run page redirect on success (`HX-Redirect` for htmx), the
+  form again with every error next to its field (status 200) on failure.
+
+Permission: `launcher.launch_run` for all of it (403 otherwise).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+from django_htmx.http import HttpResponseClientRedirect
+
+from launcher.cyberdesk import errors, types
+from launcher.forms import LaunchForm
+from launcher.models import Run, Workflow
+from launcher.permissions import LAUNCH_RUN, permission_required
+from launcher.services.runs import (
+    PRODUCTION,
+    SAME,
+    LaunchFailed,
+    launch_catalog_refresh,
+    run_launch,
+    run_launch_again,
+)
+from launcher.services.workflows import workflow_get_or_sync
+
+PAGE = "launcher/launch.html"
 
 
+@require_http_methods(["GET", "POST"])
+@permission_required(LAUNCH_RUN)
 def launch(request):
-    return render(request, "launcher/launch.html")
+    api_error = launch_catalog_refresh()
+    workflows = list(Workflow.objects.all())
+    params = request.POST if request.method == "POST" else request.GET
+
+    again = None
+    if request.method == "GET" and request.GET.get("again", "").isdigit():
+        run = get_object_or_404(
+            Run.objects.select_related("model_option", "prompt_version"),
+            pk=int(request.GET["again"]),
+        )
+        prompt_from = PRODUCTION if request.GET.get("prompt_from") == PRODUCTION else SAME
+        again = run_launch_again(run, prompt_from=prompt_from)
+
+    workflow_id = again.initial["workflow"] if again else params.get("workflow")
+    workflow, workflow_error = _workflow(workflow_id, workflows)
+    if workflow is not None and workflow not in workflows:
+        workflows.append(workflow)
+
+    context = {
+        "nav": "launch",
+        "workflows": workflows,
+        "workflow": workflow,
+        "api_error": api_error or workflow_error,
+        "again": again,
+    }
+
+    if request.method == "POST" and "refresh" not in request.POST:
+        return _launch_submit(request, context)
+
+    form = LaunchForm(
+        workflows=workflows,
+        workflow=workflow,
+        initial=again.initial if again else None,
+        echo=None if again else params,
+    )
+    if again:
+        form.prefill_inputs(again.input_values)
+    context["form"] = form
+    if request.htmx and request.method == "POST":
+        return render(request, f"{PAGE}#launch-details", context)
+    return render(request, PAGE, context)
+
+
+def _workflow(workflow_id: str | None, workflows: list[Workflow]) -> tuple[Workflow | None, str]:
+    """The workflow the form is for, and an error message when it cannot be had."""
+    if not workflow_id:
+        return (workflows[0] if workflows else None), ""
+    for workflow in workflows:
+        if str(workflow.pk) == workflow_id:
+            return workflow, ""
+    try:
+        return workflow_get_or_sync(workflow_id), ""
+    except Workflow.DoesNotExist:
+        return (workflows[0] if workflows else None), "That workflow does not exist (any more)."
+    except errors.CyberdeskError as exc:
+        return (workflows[0] if workflows else None), f"Cyberdesk is unreachable: {exc}"
+
+
+def _launch_submit(request, context):
+    form = LaunchForm(
+        request.POST, request.FILES, workflows=context["workflows"], workflow=context["workflow"]
+    )
+    context["form"] = form
+    used = _run_for_token(request.POST.get("token"))
+    if used is not None:
+        # The same form again (a double click, a reload, the back button): same run, no call.
+        return _to_run_page(request, used)
+
+    if form.is_valid():
+        payload = form.payload
+        try:
+            run = run_launch(
+                user=request.user,
+                workflow=form.cleaned_data["workflow"],
+                model_option=form.cleaned_data["model"],
+                prompt_choice=form.cleaned_data["prompt"].choice,
+                input_values=payload.input_values,
+                sensitive_input_values=payload.sensitive_input_values,
+                file_inputs=[
+                    types.FileInput(filename=file.filename, content=file.content)
+                    for file in payload.files
+                ],
+                idempotency_key=form.cleaned_data["token"],
+            )
+        except LaunchFailed as failure:
+            if failure.api_error is not None:
+                form.add_api_errors(failure.api_error)
+            context["launch_error"] = failure.message
+            context["launch_error_safe_to_retry"] = failure.safe_to_retry
+            if failure.field in form.fields:
+                form.add_error(failure.field, failure.message)
+            if failure.run is not None:
+                # That token now names a rejected run: the corrected form is a new launch.
+                form.renew_token()
+        else:
+            return _to_run_page(request, run)
+
+    template = f"{PAGE}#launch-form" if request.htmx else PAGE
+    return render(request, template, context)
+
+
+def _run_for_token(token: str | None) -> Run | None:
+    try:
+        key = uuid.UUID(str(token))
+    except ValueError:
+        return None
+    return Run.objects.filter(idempotency_key=key).first()
+
+
+def _to_run_page(request, run: Run):
+    url = reverse("run_detail", args=[run.pk])
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
