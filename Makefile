@@ -26,6 +26,7 @@ run: $(STAMPS)/install .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_sandbox
 	$(PY) manage.py ensure_demo_user
+	$(PY) manage.py reconcile_runs --schedule
 	@echo ""
 	@echo "  Launcher is starting on http://127.0.0.1:$(PORT)/   (Ctrl-C stops everything)"
 	@echo ""
