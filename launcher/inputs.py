@@ -290,7 +290,10 @@ def _build_form_field(spec: InputSpec) -> forms.Field:
         # the attribute still tells assistive technology the field is required.
         attrs["required"] = True
         attrs["aria-required"] = "true"
-    kwargs: dict[str, Any] = {"label": spec.key, "help_text": spec.description}
+    # The label is the key itself (operators and tests find fields by it); a schema title is
+    # shown with the description.
+    help_text = " — ".join(part for part in (spec.title, spec.description) if part)
+    kwargs: dict[str, Any] = {"label": spec.key, "help_text": help_text}
 
     if spec.sensitive:
         attrs["autocomplete"] = "off"
@@ -315,13 +318,13 @@ def _build_form_field(spec: InputSpec) -> forms.Field:
         return _RawField(spec=spec, widget=forms.NumberInput(attrs=attrs), **kwargs)
     if spec.kind == InputKind.STRING_LIST:
         attrs["rows"] = 4
-        kwargs["help_text"] = " ".join(filter(None, [spec.description, "One item per line."]))
+        kwargs["help_text"] = " ".join(filter(None, [help_text, "One item per line."]))
         return _RawField(spec=spec, widget=forms.Textarea(attrs=attrs), **kwargs)
     if spec.kind == InputKind.JSON:
         attrs["rows"] = 4
         attrs["spellcheck"] = "false"
         if spec.in_schema:
-            kwargs["help_text"] = " ".join(filter(None, [spec.description, "Type JSON."]))
+            kwargs["help_text"] = " ".join(filter(None, [help_text, "Type JSON."]))
         return _RawField(spec=spec, widget=forms.Textarea(attrs=attrs), **kwargs)
     if spec.kind == InputKind.TEXT:
         attrs["rows"] = 4

@@ -231,3 +231,12 @@ def test_a_broken_or_missing_schema_never_blocks_a_launch():
     assert input_schema_errors(None, {"a": 1}) == ({}, [])
     assert input_schema_errors({"type": "no-such-type"}, {"a": 1}) == ({}, [])
     assert input_specs(None, ["x"])[0].key == "x"
+
+
+def test_a_schema_title_is_shown_with_the_description_but_the_label_stays_the_key():
+    spec = input_specs(
+        {"properties": {"dob": {"type": "string", "title": "Date of birth", "description": "ISO"}}}
+    )[0]
+    field = spec.form_field()
+    assert field.label == "dob"
+    assert field.help_text == "Date of birth — ISO"

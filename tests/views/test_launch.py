@@ -14,6 +14,7 @@ from tests.launch_api import VALID_POST, Catalog, make_run, serve
 pytestmark = pytest.mark.django_db
 URL = reverse("launch")
 HTMX = {"HX-Request": "true"}
+POLL_TRIGGER = 'hx-trigger="every 2s"'
 
 
 @pytest.fixture
@@ -323,3 +324,67 @@ def test_launch_again_of_an_unknown_run_is_404(operator_client, catalog, api):
 def test_a_fresh_token_is_issued_for_every_form(operator_client, catalog, api):
     assert _token(operator_client.get(URL)) != _token(operator_client.get(URL))
     uuid.UUID(_token(operator_client.get(URL)))
+
+
+# --- End to end, against the real sandbox over HTTP --------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pinned_version_and_a_chosen_model_reach_the_sandbox(live_server, settings):
+    """The real client against the real sandbox: the page syncs workflows and models from it,
+    the launch sends a pinned version and a model, and the run's output (computed by the
+    sandbox from what it received) names that version's hash and that model."""
+    from datetime import timedelta
+
+    import time_machine
+    from django.contrib.auth.models import Permission
+    from django.contrib.auth.models import User as UserModel
+    from django.test import Client
+    from django.utils import timezone
+
+    from launcher.models import ModelOption, PromptVersion, Workflow
+    from launcher.sandbox.seed import MODEL_OPUS, WORKFLOW_HELLO, seed_demo_data
+    from launcher.sandbox.tasks import sandbox_tick
+
+    settings.CYBERDESK_BASE_URL = live_server.url + "/sandbox"
+    settings.CYBERDESK_API_KEY = settings.SANDBOX_API_KEY
+    settings.SANDBOX_WEBHOOK_URL = live_server.url + "/webhooks/cyberdesk/"
+    seed_demo_data()
+    user = UserModel.objects.create_user("erin-e2e", password="pw")
+    user.user_permissions.add(Permission.objects.get(codename="launch_run"))
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+
+    page = browser.get(URL, {"workflow": str(WORKFLOW_HELLO)})
+    assert page.status_code == 200
+    workflow = Workflow.objects.get(pk=WORKFLOW_HELLO)  # mirrored from the sandbox
+    assert ModelOption.objects.get(pk=MODEL_OPUS).is_offered
+    v1 = PromptVersion.objects.create(workflow=workflow, number=1, text="Open Notepad. (v1)")
+    PromptVersion.objects.create(workflow=workflow, number=2, text="Open Paint. (v2)")
+
+    page = browser.get(URL, {"workflow": str(WORKFLOW_HELLO)})
+    response = browser.post(
+        URL,
+        {
+            "csrfmiddlewaretoken": browser.cookies["csrftoken"].value,
+            "workflow": str(WORKFLOW_HELLO),
+            "model": str(MODEL_OPUS),
+            "prompt": f"version:{v1.pk}",
+            "token": _token(page),
+            "launch": "1",
+        },
+    )
+    run = Run.objects.get()
+    assert response["Location"] == reverse("run_detail", args=[run.pk])
+    assert run.submission == Submission.ACCEPTED
+
+    with time_machine.travel(timezone.now() + timedelta(minutes=10), tick=False):
+        for _ in range(5):
+            sandbox_tick()
+        status = browser.get(reverse("run_status", args=[run.pk]), headers=HTMX)
+    run.refresh_from_db()
+    assert run.is_finished, run.status
+    assert run.output_data["prompt_sha256"] == v1.sha256 == run.prompt_sha256
+    assert run.output_data["effective_model_id"] == str(MODEL_OPUS)
+    assert v1.sha256 in status.content.decode()
+    assert POLL_TRIGGER not in status.content.decode()
