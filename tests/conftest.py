@@ -74,3 +74,13 @@ def prompt_editor_client(prompt_editor):
 @pytest.fixture
 def outsider_client(outsider):
     return _client_for(outsider)
+
+
+@pytest.fixture(autouse=True)
+def _close_the_shared_api_client():
+    """A kept-alive connection to a live server keeps one of its threads (and that thread's
+    database connection) alive past the test; close the process-wide client after each test."""
+    yield
+    from launcher.cyberdesk import close_client
+
+    close_client()

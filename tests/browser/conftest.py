@@ -52,7 +52,7 @@ def sandbox_api(live_server, settings):
     settings.CYBERDESK_BASE_URL = live_server.url + "/sandbox"
     settings.CYBERDESK_API_KEY = settings.SANDBOX_API_KEY
     settings.SANDBOX_WEBHOOK_URL = live_server.url + "/webhooks/cyberdesk/"
-    return live_server
+    return live_server  # tests/conftest.py closes the shared client after each test
 
 
 class PageProblems:
