@@ -11,6 +11,7 @@ import json
 from jsonschema import FormatChecker
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
+from referencing.exceptions import Unresolvable
 
 from launcher.sandbox.errors import validation_item
 
@@ -44,8 +45,12 @@ def inputs_check(
         return []  # a broken stored schema cannot be held against the caller
     validator = validator_class(schema, format_checker=FormatChecker())
 
+    try:
+        errors = sorted(validator.iter_errors(payload), key=lambda e: list(map(str, e.path)))
+    except Unresolvable:
+        return []  # a `$ref` the sandbox cannot follow (the real API checks those at execution)
     items: dict[tuple, dict] = {}
-    for error in sorted(validator.iter_errors(payload), key=lambda e: list(map(str, e.path))):
+    for error in errors:
         path = list(error.absolute_path)
         if error.validator == "required":
             for name in error.validator_value:

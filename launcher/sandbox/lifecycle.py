@@ -128,11 +128,7 @@ def run_advance(run: Run, *, now: datetime) -> bool:
     The caller holds the row lock (see `run_refresh`), so two readers never apply a
     transition twice."""
     changed = False
-    while (
-        run.status in ACTIVE_STATUSES
-        and run.next_transition_at is not None
-        and run.next_transition_at <= now
-    ):
+    while _is_due(run, now):
         at = run.next_transition_at
         if run.status == RunStatus.SCHEDULING:
             _enter_running(run, at)
@@ -152,11 +148,22 @@ def run_advance(run: Run, *, now: datetime) -> bool:
 def run_refresh(run_id: uuid.UUID) -> Run | None:
     """The run, advanced to now (saved when it moved). None if it does not exist."""
     now = timezone.now()
+    run = Run.objects.select_related("workflow").filter(pk=run_id).first()
+    if run is None or not _is_due(run, now):
+        return run  # most reads: nothing to apply, no lock taken
     with transaction.atomic():
-        run = Run.objects.select_for_update().select_related("workflow").filter(pk=run_id).first()
-        if run is not None and run_advance(run, now=now):
+        run = Run.objects.select_for_update().select_related("workflow").get(pk=run_id)
+        if run_advance(run, now=now):
             run.save()
     return run
+
+
+def _is_due(run: Run, now: datetime) -> bool:
+    return (
+        run.status in ACTIVE_STATUSES
+        and run.next_transition_at is not None
+        and run.next_transition_at <= now
+    )
 
 
 def runs_advance_due(*, now: datetime | None = None) -> int:

@@ -37,7 +37,7 @@ def json_body(request: HttpRequest, *, required: bool = True) -> dict:
         return {}
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         position = getattr(exc, "pos", 0)
         raise ValidationFailed(
             [

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 
 from launcher.sandbox import lifecycle, selectors, services
 from launcher.sandbox.api import api_endpoint
@@ -36,6 +37,8 @@ from launcher.sandbox.payloads import (
 )
 
 MAX_LIMIT = 1000
+# Far beyond any real offset, but small enough for every database's integer type.
+MAX_SKIP = 2**31 - 1
 POST_RUN_CHECK_TYPES = (
     "output_data_agentic_check",
     "output_data_passes_schema_validation",
@@ -46,7 +49,7 @@ POST_RUN_CHECK_TYPES = (
 
 def _page_params(query: QueryFields) -> tuple[int, int]:
     return (
-        query.integer("skip", default=0, ge=0),
+        query.integer("skip", default=0, ge=0, le=MAX_SKIP),
         query.integer("limit", default=100, ge=1, le=MAX_LIMIT),
     )
 
@@ -365,13 +368,33 @@ def _run_changes(request: HttpRequest) -> dict:
         "run_message_history": body.list("run_message_history"),
         "input_values": body.object("input_values"),
         "usage_metadata": body.object("usage_metadata"),
-        "post_run_checks": body.list("post_run_checks"),
+        "post_run_checks": _check_snapshot_updates(body, problems),
         "started_at": body.datetime("started_at"),
         "ended_at": body.datetime("ended_at"),
         "release_session_after": body.boolean("release_session_after"),
     }
     problems.raise_if_any()
     return _present(changes)
+
+
+POST_RUN_CHECK_STATUSES = ("pending", "running", "success", "failed", "infra_error", "cancelled")
+
+
+def _check_snapshot_updates(body: BodyFields, problems: Problems):
+    """Post-run check snapshots written by a worker: objects with a valid `status`."""
+    value = body.list("post_run_checks")
+    if not value:
+        return value
+    for index, item in enumerate(value):
+        loc = ("body", "post_run_checks", index)
+        if not isinstance(item, dict):
+            problems.add(loc, "Input should be a valid dictionary", "dict_type", item)
+            continue
+        if "status" not in item:
+            problems.add((*loc, "status"), "Field required", "missing")
+        else:
+            BodyFields(item, problems, loc).enum("status", POST_RUN_CHECK_STATUSES, nullable=False)
+    return value
 
 
 @api_endpoint("POST")
@@ -481,7 +504,10 @@ def attachment_file(request: HttpRequest, token: str) -> HttpResponse:
 
 def _file_response(attachment: RunAttachment) -> HttpResponse:
     response = HttpResponse(bytes(attachment.content), content_type=attachment.content_type)
-    response["Content-Disposition"] = f'attachment; filename="{attachment.filename}"'
+    # Quoted/encoded by Django: a file name is caller-supplied text.
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=attachment.filename
+    )
     return response
 
 
