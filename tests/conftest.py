@@ -2,7 +2,7 @@
 an outsider) and clients logged in as each."""
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.test import Client
 
 
@@ -26,21 +26,9 @@ def staff(django_user_model):
 
 @pytest.fixture
 def prompt_editor(django_user_model):
+    """Staff (for the admin) in the "Prompt editors" group; cannot move `production`."""
     user = _user(django_user_model, "pat-prompt-editor", is_staff=True)
-    user.groups.add(Group.objects.get(name="Operators"))
-    user.user_permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label="launcher",
-            codename__in=[
-                "add_promptversion",
-                "view_promptversion",
-                "add_promptlabel",
-                "change_promptlabel",
-                "view_promptlabel",
-                "view_workflow",
-            ],
-        )
-    )
+    user.groups.add(Group.objects.get(name="Operators"), Group.objects.get(name="Prompt editors"))
     return user
 
 

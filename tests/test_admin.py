@@ -235,10 +235,10 @@ def test_the_publish_action_leads_to_the_confirmation_page(api, release_manager,
     assert api.patches() == []
 
 
-def test_publishing_needs_the_permission_and_a_csrf_token(api, editor, release_manager, v1):
+def test_publishing_needs_the_permission_and_a_csrf_token(api, staff_client, release_manager, v1):
     url = reverse("admin:launcher_promptversion_publish", args=[v1.pk])
-    assert editor.get(url).status_code == 403
-    assert editor.post(url).status_code == 403
+    assert staff_client.get(url).status_code == 403
+    assert staff_client.post(url).status_code == 403
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(release_manager)
     assert strict.post(url).status_code == 403
@@ -275,10 +275,26 @@ def test_workflows_are_a_read_only_mirror(editor, workflow):
 # --- Labels -------------------------------------------------------------------------------------
 
 
+def _history_inline(label=None):
+    """The management form of the read-only "History" inline, as a browser would post it."""
+    moves = list(label.moves.order_by("-moved_at")) if label else []
+    data = {"moves-TOTAL_FORMS": len(moves), "moves-INITIAL_FORMS": len(moves)}
+    for index, move in enumerate(moves):
+        data[f"moves-{index}-id"] = move.pk
+        data[f"moves-{index}-label"] = label.pk
+    return data
+
+
 def test_an_editor_sets_a_label_and_the_move_is_recorded(editor, prompt_editor, v1):
     response = editor.post(
         reverse("admin:launcher_promptlabel_add"),
-        {"workflow": WORKFLOW_ID, "name": "staging", "version": v1.pk, "reason": "try it"},
+        {
+            "workflow": WORKFLOW_ID,
+            "name": "staging",
+            "version": v1.pk,
+            "reason": "try it",
+            **_history_inline(),
+        },
     )
     assert response.status_code == 302
     move = PromptLabelMove.objects.get()
@@ -295,7 +311,7 @@ def test_moving_a_label_records_from_and_to(editor, prompt_editor, workflow, v1)
     label = prompt_label_move(workflow=workflow, name="staging", version=v1, user=prompt_editor)
     response = editor.post(
         reverse("admin:launcher_promptlabel_change", args=[label.pk]),
-        {"version": v2.pk, "reason": "v2 is better"},
+        {"version": v2.pk, "reason": "v2 is better", **_history_inline(label)},
     )
     assert response.status_code == 302
     move = PromptLabelMove.objects.order_by("-pk").first()

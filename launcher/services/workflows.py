@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 def _max_age() -> timedelta:
     # A workflow list a minute old is fine for picking one; the launch page fetches the chosen
     # workflow fresh anyway when it is missing.
-    return timedelta(seconds=getattr(settings, "WORKFLOW_MIRROR_MAX_AGE_SECONDS", 60))
+    return timedelta(seconds=settings.WORKFLOW_MIRROR_MAX_AGE_SECONDS)
 
 
 def _model_metadata_dict(metadata) -> dict | None:
