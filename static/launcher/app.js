@@ -3,3 +3,60 @@
 // Launch page: the "Choose"/"Preview" buttons are for browsers without JavaScript; with it,
 // htmx re-renders the form when Workflow or Prompt change.
 document.documentElement.classList.add("js");
+
+// Launch page: choosing a workflow or a prompt re-renders #launch-details from the server. A
+// person (or a test) may change a control while that request is in flight; the swap must not
+// undo it. So: note the values when the request leaves, and after the swap put back every
+// value that changed in the meantime (when the new form still has that control and option).
+(function () {
+  var DETAILS = "launch-details";
+
+  function snapshot(root) {
+    var values = {};
+    if (!root) return values;
+    root.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (el) {
+      if (el.type === "file" || el.type === "hidden" || el.type === "submit") return;
+      values[el.name] = el.type === "checkbox" ? String(el.checked) : el.value;
+    });
+    return values;
+  }
+
+  // The snapshot travels with its own request, so overlapping requests do not mix them up.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === DETAILS) event.detail.xhr.launcherSent = snapshot(target);
+  });
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    var sent = event.detail.xhr && event.detail.xhr.launcherSent;
+    if (!target || target.id !== DETAILS || !sent) return;
+    var now = snapshot(target);
+    var changed = {};
+    Object.keys(now).forEach(function (name) {
+      if (now[name] !== sent[name]) changed[name] = now[name];
+    });
+    document.launcherPendingValues = changed;
+  });
+
+  document.addEventListener("htmx:afterSwap", function () {
+    var changed = document.launcherPendingValues;
+    var details = document.getElementById(DETAILS);
+    document.launcherPendingValues = null;
+    if (!changed || !details) return;
+    details.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (el) {
+      if (!Object.prototype.hasOwnProperty.call(changed, el.name)) return;
+      var value = changed[el.name];
+      if (el.type === "checkbox") {
+        el.checked = value === "true";
+      } else if (el.tagName === "SELECT") {
+        var exists = Array.prototype.some.call(el.options, function (option) {
+          return option.value === value;
+        });
+        if (exists) el.value = value;
+      } else if (el.type !== "file") {
+        el.value = value;
+      }
+    });
+  });
+})();
