@@ -98,6 +98,62 @@ def page(browser, live_server):
     assert problems.failed_requests == [], f"failed requests: {problems.failed_requests}"
 
 
+# --- Personas and demo data ----------------------------------------------------------------------
+# Transactional tests flush the database after each test, and with it the groups the data
+# migrations created; these personas get their permissions directly instead.
+
+_PROMPT_EDITOR_CODENAMES = [
+    "add_promptversion",
+    "view_promptversion",
+    "add_promptlabel",
+    "change_promptlabel",
+    "view_promptlabel",
+    "view_workflow",
+]
+
+
+def _persona(django_user_model, username: str, codenames=(), **extra):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(username=username, password="pw", **extra)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="launcher", codename__in=["launch_run", *codenames]
+        )
+    )
+    return user
+
+
+@pytest.fixture
+def operator(django_user_model):
+    return _persona(django_user_model, "olivia-operator")
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return _persona(django_user_model, "sam-staff", is_staff=True)
+
+
+@pytest.fixture
+def prompt_editor(django_user_model):
+    return _persona(django_user_model, "pat-prompt-editor", _PROMPT_EDITOR_CODENAMES, is_staff=True)
+
+
+# Sandbox runs move through their phases at this fraction of the demo's timings (about 1 s
+# scheduling, 2 s running for a quick workflow): fast journeys, yet every status is visible.
+JOURNEY_TIME_SCALE = 0.5
+
+
+@pytest.fixture
+def sandbox(sandbox_api, settings):
+    """The sandbox's demo workflows and models, served by the live server, runs sped up."""
+    from launcher.sandbox.seed import seed_demo_data
+
+    settings.SANDBOX_TIME_SCALE = JOURNEY_TIME_SCALE
+    seed_demo_data()
+    return sandbox_api
+
+
 def log_in(page, username: str, password: str = "pw") -> None:
     page.goto("/accounts/login/")
     page.get_by_label("Username").fill(username)
