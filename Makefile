@@ -1,6 +1,7 @@
 # Launcher — the two commands a newcomer needs: `make run` and `make test`.
 # Both create the virtual environment and install what they need on their own.
 
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -32,7 +33,7 @@ run: $(STAMPS)/install .env
 	@echo ""
 	@# The worker and the web server run side by side; Ctrl-C (or either one dying) stops both.
 	@# runserver is threaded: the launcher calls the sandbox on this same server.
-	@trap 'kill 0' INT TERM EXIT; \
+	@trap 'kill $$(jobs -p) 2>/dev/null' INT TERM EXIT; \
 	  PORT=$(PORT) $(PY) manage.py db_worker --queue-name '*' --interval 0.5 --no-reload & \
 	  PORT=$(PORT) $(PY) manage.py runserver --noreload 127.0.0.1:$(PORT) & \
 	  wait -n; exit $$?
