@@ -6,13 +6,14 @@ Tasks are thin: they load rows and call a service. Keep each area's tasks groupe
 import logging
 from datetime import timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 from django_tasks import task
 from django_tasks.base import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
-from launcher.models import Run
-from launcher.services import run_sync
+from launcher.models import Batch, Run, Submission
+from launcher.services import batches, run_sync
 from launcher.services.reconcile import runs_reconcile
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,10 @@ def reconcile_runs_task() -> dict:
     try:
         return runs_reconcile().as_dict()
     finally:
-        reconcile_schedule()
+        try:
+            batches_resume_stalled()
+        finally:
+            reconcile_schedule()
 
 
 def reconcile_schedule(*, delay: timedelta = RECONCILE_EVERY) -> bool:
@@ -69,3 +73,48 @@ def run_refresh_task(run_id: int) -> None:
     run = run_sync.run_refresh(run, force=True)
     if run.is_finished:
         run_sync.run_finalize(run)
+
+
+# --- Batches: sending a batch's planned runs ----------------------------------------------------
+
+# A sending task works in slices of `batches.SLICE_SECONDS` (plus the sends in flight); one that
+# has been "running" far longer than that belongs to a worker that was killed.
+BATCH_STALLED_AFTER = timedelta(minutes=3)
+
+
+@task()
+def batch_submit_task(batch_id: int) -> dict:
+    """Send one slice of a batch's queued runs; if some remain, enqueue the next slice (later,
+    when throttled). Killing the worker at any point is safe: the runs and their keys are
+    stored, and `batches_resume_stalled` starts a new task for a batch left half-sent."""
+    batch = Batch.objects.filter(pk=batch_id).first()
+    if batch is None:
+        return {}
+    report = batches.batch_submit(batch=batch, time_budget=batches.SLICE_SECONDS)
+    if report.remaining and not report.fatal:
+        run_after = timezone.now() + timedelta(seconds=report.resume_in)
+        batch_submit_task.using(run_after=run_after).enqueue(batch_id)
+    return report.as_dict()
+
+
+def batches_resume_stalled() -> int:
+    """Start a sending task for every batch with queued runs and no live task (its worker was
+    killed, or the enqueue after planning was lost); return how many were started. Called by
+    each reconciler pass."""
+    waiting = set(
+        Batch.objects.filter(
+            state=Batch.State.SUBMITTING, runs__submission=Submission.QUEUED
+        ).values_list("pk", flat=True)
+    )
+    if not waiting:
+        return 0
+    live = DBTaskResult.objects.filter(task_path=batch_submit_task.module_path).filter(
+        Q(status=TaskResultStatus.READY)
+        | Q(status=TaskResultStatus.RUNNING, started_at__gte=timezone.now() - BATCH_STALLED_AFTER)
+    )
+    for args_kwargs in live.values_list("args_kwargs", flat=True):
+        waiting.discard((args_kwargs.get("args") or [None])[0])
+    for batch_id in sorted(waiting):
+        logger.warning("Batch %s: no task is sending it; starting one", batch_id)
+        batch_submit_task.enqueue(batch_id)
+    return len(waiting)

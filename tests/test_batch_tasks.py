@@ -1,0 +1,142 @@
+"""The batch sending task: slices that hand over to the next one, and batches left half-sent by
+a killed worker started again by the reconciler's pass."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import time_machine
+from django_tasks.base import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from launcher import tasks
+from launcher.models import Batch, Run, Submission
+from launcher.services.batches import batch_create, batch_rows_check
+from launcher.services.prompts import prompt_resolve_choice
+from tests.launch_api import Catalog
+from tests.services.fake_cyberdesk import FakeCyberdesk
+
+pytestmark = pytest.mark.django_db
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def catalog(db):
+    return Catalog()
+
+
+@pytest.fixture
+def api(settings):
+    # Sender threads have connections of their own, which cannot see this test's transaction;
+    # the threaded path is tested in tests/services/test_batches.py.
+    settings.BATCH_CONCURRENCY = 1
+    fake = FakeCyberdesk()
+    with fake.serve():
+        yield fake
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+def planned_batch(catalog, rows=3) -> Batch:
+    stored = prompt_resolve_choice(workflow=catalog.workflow, choice="stored")
+    checked = batch_rows_check(
+        workflow=catalog.workflow,
+        prompts=[stored],
+        text="customer_id,age\n" + "".join(f"c-{n:03d},40\n" for n in range(rows)),
+    )
+    return batch_create(
+        user=None,
+        workflow=catalog.workflow,
+        models=[None],
+        prompts=[stored],
+        rows=checked.rows,
+        token=uuid.uuid4(),
+    )
+
+
+def batch_tasks() -> list[DBTaskResult]:
+    return list(DBTaskResult.objects.filter(task_path=tasks.batch_submit_task.module_path))
+
+
+def test_the_task_sends_the_batch_and_schedules_nothing_more(catalog, api, clock):
+    batch = planned_batch(catalog)
+
+    result = tasks.batch_submit_task.call(batch.pk)
+
+    assert result["accepted"] == 3 and result["remaining"] == 0
+    assert batch_tasks() == []
+    batch.refresh_from_db()
+    assert batch.state == Batch.State.SUBMITTED
+
+
+def test_a_throttled_slice_hands_over_to_a_task_after_the_retry_after(catalog, api, clock):
+    batch = planned_batch(catalog)
+    api.on_request = lambda request: httpx.Response(
+        429, headers={"Retry-After": "90"}, json={"detail": "slow down"}
+    )
+
+    result = tasks.batch_submit_task.call(batch.pk)
+
+    assert result["remaining"] == 3
+    (follow_up,) = batch_tasks()
+    assert follow_up.args_kwargs["args"] == [batch.pk]
+    assert follow_up.run_after == NOW + timedelta(seconds=90)
+
+
+def test_a_missing_batch_is_nothing_to_do(db):
+    assert tasks.batch_submit_task.call(12345) == {}
+
+
+def _task_row(batch, status, *, started_at=None):
+    result = tasks.batch_submit_task.enqueue(batch.pk)
+    DBTaskResult.objects.filter(id=result.id).update(status=status, started_at=started_at)
+
+
+def test_a_batch_whose_worker_was_killed_is_started_again(catalog, clock):
+    batch = planned_batch(catalog)
+    _task_row(
+        batch,
+        TaskResultStatus.RUNNING,
+        started_at=NOW - tasks.BATCH_STALLED_AFTER - timedelta(seconds=1),
+    )
+
+    assert tasks.batches_resume_stalled() == 1
+
+    ready = [t for t in batch_tasks() if t.status == TaskResultStatus.READY]
+    assert [t.args_kwargs["args"] for t in ready] == [[batch.pk]]
+
+
+@pytest.mark.parametrize(
+    "status, started_ago",
+    [(TaskResultStatus.READY, None), (TaskResultStatus.RUNNING, timedelta(seconds=40))],
+)
+def test_a_batch_with_a_live_task_is_left_to_it(catalog, clock, status, started_ago):
+    batch = planned_batch(catalog)
+    _task_row(batch, status, started_at=NOW - started_ago if started_ago else None)
+
+    assert tasks.batches_resume_stalled() == 0
+    assert len(batch_tasks()) == 1
+
+
+def test_finished_and_cancelled_batches_are_not_started_again(catalog, clock):
+    sent = planned_batch(catalog)
+    Run.objects.filter(batch=sent).update(submission=Submission.ACCEPTED)
+    cancelled = planned_batch(catalog)
+    Batch.objects.filter(pk=cancelled.pk).update(state=Batch.State.CANCELLED)
+
+    assert tasks.batches_resume_stalled() == 0
+
+
+def test_each_reconciler_pass_looks_for_stalled_batches(catalog, api, clock):
+    batch = planned_batch(catalog)  # its enqueue never happened (no commit in this test)
+
+    tasks.reconcile_runs_task.call()
+
+    paths = set(DBTaskResult.objects.values_list("task_path", flat=True))
+    assert paths == {tasks.batch_submit_task.module_path, tasks.reconcile_runs_task.module_path}
+    assert batch_tasks()[0].args_kwargs["args"] == [batch.pk]
