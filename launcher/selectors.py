@@ -6,19 +6,27 @@ Grouped by subject; each group says who uses it.
 from __future__ import annotations
 
 import difflib
+import json
 import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Prefetch, QuerySet
+from django.utils import timezone
 
 from launcher.models import (
+    Batch,
     ModelOption,
     PromptLabel,
     PromptMode,
     PromptVersion,
     Run,
     RunStatus,
+    Submission,
     Workflow,
 )
 from launcher.services.prompts import prompt_variable_warnings
@@ -229,3 +237,305 @@ def prompt_diff(old: str, new: str) -> list[DiffRow]:
                 )
             )
     return rows
+
+
+# --- Runs list (the runs page) -----------------------------------------------------------------
+
+RUN_LIST_PAGE_SIZE = 50
+RUN_LIST_RELATIONS = ("workflow", "model_option", "prompt_version", "launched_by")
+DEFAULT_MODEL = "default"  # the model filter's value for "workflow default" (no override)
+STORED_PROMPT = "stored"  # the prompt filter's value for the workflow's stored prompt
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """The runs page's filters, as parsed from its query string (None / "" = not filtered)."""
+
+    workflow_id: str = ""
+    status: str = ""
+    model: str = ""  # a ModelOption id, or DEFAULT_MODEL
+    prompt_version: str = ""  # a PromptVersion pk, or STORED_PROMPT
+    label: str = ""
+    launched_by: int | None = None
+    batch: int | None = None
+    created_from: date | None = None
+    created_to: date | None = None
+
+
+def runs_for_list(filters: RunFilters) -> QuerySet[Run]:
+    """Runs newest first, matching `filters`, with what each row shows joined in (one query per
+    page whatever its length)."""
+    runs = Run.objects.select_related(*RUN_LIST_RELATIONS).order_by("-created_at", "-id")
+    if filters.workflow_id:
+        runs = runs.filter(workflow_id=filters.workflow_id)
+    if filters.status:
+        runs = runs.filter(status=filters.status)
+    if filters.model == DEFAULT_MODEL:
+        runs = runs.filter(model_option__isnull=True)
+    elif filters.model:
+        runs = runs.filter(model_option_id=filters.model)
+    if filters.prompt_version == STORED_PROMPT:
+        runs = runs.filter(prompt_mode=PromptMode.STORED)
+    elif filters.prompt_version:
+        runs = runs.filter(prompt_version_id=filters.prompt_version)
+    if filters.label:
+        runs = runs.filter(prompt_label=filters.label)
+    if filters.launched_by is not None:
+        runs = runs.filter(launched_by_id=filters.launched_by)
+    if filters.batch is not None:
+        runs = runs.filter(batch_id=filters.batch)
+    if filters.created_from:
+        runs = runs.filter(created_at__gte=_start_of(filters.created_from))
+    if filters.created_to:
+        runs = runs.filter(created_at__lt=_start_of(filters.created_to + timedelta(days=1)))
+    return runs
+
+
+def _start_of(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+@dataclass(frozen=True)
+class RunFilterChoices:
+    workflows: list[tuple[str, str]]
+    models: list[tuple[str, str]]
+    prompt_versions: list[tuple[str, str]]
+    labels: list[str]
+    users: list[tuple[int, str]]
+
+
+def run_filter_choices() -> RunFilterChoices:
+    """What each filter offers: only values some run has. Five queries."""
+    workflows = [
+        (str(pk), name or str(pk)) for pk, name in Workflow.objects.values_list("pk", "name")
+    ]
+    models = [
+        (str(pk), name)
+        for pk, name in ModelOption.objects.filter(runs__isnull=False)
+        .distinct()
+        .order_by("name")
+        .values_list("pk", "name")
+    ]
+    versions = [
+        (str(pk), f"{workflow_name or workflow_id} v{number}")
+        for pk, number, workflow_id, workflow_name in PromptVersion.objects.filter(
+            runs__isnull=False
+        )
+        .distinct()
+        .order_by("workflow__name", "-number")
+        .values_list("pk", "number", "workflow_id", "workflow__name")
+    ]
+    labels = list(
+        Run.objects.exclude(prompt_label="")
+        .order_by("prompt_label")
+        .values_list("prompt_label", flat=True)
+        .distinct()
+    )
+    users = list(
+        get_user_model()
+        .objects.filter(runs__isnull=False)
+        .distinct()
+        .order_by("username")
+        .values_list("pk", "username")
+    )
+    return RunFilterChoices(workflows, models, versions, labels, users)
+
+
+# --- Batches (the batch page and its export) ------------------------------------------------
+
+CHECK_SETTLED = ("success", "failed")
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """How far a batch has come. `queued` runs are not sent yet; `submitted` the API has."""
+
+    total: int
+    queued: int
+    unknown: int
+    rejected: int
+    submitted: int
+    scheduling: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.cancelled + self.rejected
+
+    @property
+    def is_finished(self) -> bool:
+        return self.finished >= self.total
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.finished / self.total) if self.total else 100
+
+
+def batch_progress(batch: Batch) -> BatchProgress:
+    """Counts by submission and status, in one query."""
+    counts: dict[tuple[str, str], int] = {
+        (submission, status): n
+        for submission, status, n in Run.objects.filter(batch=batch)
+        .values_list("submission", "status")
+        .annotate(n=Count("id"))
+        .values_list("submission", "status", "n")
+    }
+
+    def total(*, submission=None, statuses=()) -> int:
+        return sum(
+            n
+            for (sub, status), n in counts.items()
+            if (submission is None or sub == submission) and (not statuses or status in statuses)
+        )
+
+    return BatchProgress(
+        total=total(),
+        queued=total(submission=Submission.QUEUED),
+        unknown=total(submission=Submission.UNKNOWN),
+        rejected=total(statuses=(RunStatus.REJECTED,)),
+        submitted=total(submission=Submission.ACCEPTED),
+        scheduling=total(submission=Submission.ACCEPTED, statuses=(RunStatus.SCHEDULING,)),
+        running=total(statuses=(RunStatus.RUNNING, RunStatus.RUNNING_CHECKS)),
+        succeeded=total(statuses=(RunStatus.SUCCESS,)),
+        failed=total(statuses=(RunStatus.TASK_FAILED, RunStatus.ERROR)),
+        cancelled=total(statuses=(RunStatus.CANCELLED,)),
+    )
+
+
+@dataclass(frozen=True)
+class ComparisonCell:
+    """One (model, prompt version) of a batch: how its runs did."""
+
+    model: str
+    prompt: str
+    runs: int
+    outcomes: int  # runs that succeeded, failed or errored
+    succeeded: int
+    checks_passed: int
+    checks_settled: int
+    median_duration: timedelta | None
+    total_cost: Decimal | None
+
+    @property
+    def success_percent(self) -> int | None:
+        return round(100 * self.succeeded / self.outcomes) if self.outcomes else None
+
+    @property
+    def check_pass_percent(self) -> int | None:
+        return (
+            round(100 * self.checks_passed / self.checks_settled) if self.checks_settled else None
+        )
+
+    @property
+    def median_duration_display(self) -> str:
+        return duration_display(self.median_duration)
+
+
+def duration_display(value: timedelta | None) -> str:
+    """ "42s", "3m 05s", "1h 02m"; "" when unknown."""
+    if value is None:
+        return ""
+    seconds = max(0, round(value.total_seconds()))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def batch_comparison(batch: Batch) -> list[ComparisonCell]:
+    """The comparison grid of a matrix batch: one cell per (model, prompt version), ordered by
+    model then prompt. Success rate counts outcomes only (cancelled and rejected runs left out);
+    the post-run-check pass rate counts settled checks. One query; medians in Python."""
+    groups: dict[tuple, list] = {}
+    for row in Run.objects.filter(batch=batch).values_list(
+        "model_option__name",
+        "prompt_version__number",
+        "status",
+        "started_at",
+        "ended_at",
+        "post_run_checks",
+        "cost_usd",
+    ):
+        groups.setdefault((row[0] or "", row[1] or 0), []).append(row[2:])
+    cells = []
+    for (model, number), rows in sorted(groups.items()):
+        durations = [ended - started for _, started, ended, _, _ in rows if started and ended]
+        checks = [
+            check.get("status")
+            for *_, post_run_checks, _ in rows
+            for check in (post_run_checks or [])
+            if isinstance(check, dict)
+        ]
+        costs = [cost for *_, cost in rows if cost is not None]
+        cells.append(
+            ComparisonCell(
+                model=model or "Workflow default",
+                prompt=f"v{number}" if number else str(PromptMode.STORED.label),
+                runs=len(rows),
+                outcomes=sum(1 for status, *_ in rows if status in _OUTCOMES),
+                succeeded=sum(1 for status, *_ in rows if status == RunStatus.SUCCESS),
+                checks_passed=sum(1 for status in checks if status == "success"),
+                checks_settled=sum(1 for status in checks if status in CHECK_SETTLED),
+                median_duration=statistics.median(durations) if durations else None,
+                total_cost=sum(costs, Decimal(0)) if costs else None,
+            )
+        )
+    return cells
+
+
+def batch_export_rows(batch: Batch) -> Iterator[list[Any]]:
+    """The batch's runs as CSV rows (header first): outcome, timing, cost, each input in a column
+    of its own (sensitive values are never stored, so never exported), outputs as JSON."""
+    runs = list(
+        Run.objects.filter(batch=batch)
+        .select_related("model_option", "prompt_version")
+        .order_by("batch_row", "pk")
+    )
+    input_keys = sorted({key for run in runs for key in (run.input_values or {})})
+    yield [
+        "run",
+        "cyberdesk_id",
+        "row",
+        "model",
+        "prompt",
+        "status",
+        "submission",
+        "started_at",
+        "ended_at",
+        "duration_seconds",
+        "cost_usd",
+        "checks_passed",
+        "checks_total",
+        "errors",
+        *[f"input:{key}" for key in input_keys],
+        "output_data",
+    ]
+    for run in runs:
+        checks = [c for c in run.post_run_checks or [] if isinstance(c, dict)]
+        inputs = run.input_values or {}
+        yield [
+            run.pk,
+            run.cyberdesk_id or "",
+            run.batch_row or "",
+            run.model_option.name if run.model_option else "Workflow default",
+            f"v{run.prompt_version.number}" if run.prompt_version else "stored",
+            run.status,
+            run.submission,
+            run.started_at.isoformat() if run.started_at else "",
+            run.ended_at.isoformat() if run.ended_at else "",
+            round(run.duration.total_seconds(), 3) if run.duration else "",
+            run.cost_usd if run.cost_usd is not None else "",
+            sum(1 for c in checks if c.get("status") == "success"),
+            len(checks),
+            "\n".join(str(e) for e in run.errors or []) or run.submission_error,
+            *[_cell(inputs[key]) if key in inputs else "" for key in input_keys],
+            json.dumps(run.output_data, ensure_ascii=False) if run.output_data is not None else "",
+        ]
+
+
+def _cell(value: Any) -> Any:
+    return value if isinstance(value, str | int | float) else json.dumps(value, ensure_ascii=False)
