@@ -10,6 +10,7 @@ document.documentElement.classList.add("js");
 // value that changed in the meantime (when the new form still has that control and option).
 (function () {
   var DETAILS = "launch-details";
+  var stale = []; // controls whose own refresh was lost in a swap
 
   function snapshot(root) {
     var values = {};
@@ -57,6 +58,17 @@ document.documentElement.classList.add("js");
       } else if (el.type !== "file") {
         el.value = value;
       }
+      // A Workflow or Prompt changed mid-flight: its own refresh went away with the old
+      // control, so ask again (once htmx has wired the new one) for the matching form.
+      if (el.hasAttribute("hx-post") && el.value === value) stale.push(el);
+    });
+  });
+
+  document.addEventListener("htmx:afterSettle", function () {
+    var controls = stale;
+    stale = [];
+    controls.forEach(function (el) {
+      if (document.body.contains(el)) htmx.trigger(el, "change");
     });
   });
 })();

@@ -63,12 +63,21 @@ class PageProblems:
     def attach(self, page):
         page.on(
             "console",
-            lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None,
+            lambda msg: (
+                self.console_errors.append(f"{msg.text} at {msg.location.get('url')}")
+                if msg.type == "error"
+                else None
+            ),
         )
         page.on("pageerror", lambda exc: self.console_errors.append(str(exc)))
         page.on(
             "requestfailed",
-            lambda request: self.failed_requests.append(f"{request.method} {request.url}"),
+            lambda request: (
+                self.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
+                # Leaving a page aborts what it was still loading: not a failure of the app.
+                if request.failure != "net::ERR_ABORTED"
+                else None
+            ),
         )
         page.on(
             "response",
@@ -94,8 +103,8 @@ def page(browser, live_server):
     page.problems = problems
     yield page
     context.close()
-    assert problems.console_errors == [], f"console errors: {problems.console_errors}"
-    assert problems.failed_requests == [], f"failed requests: {problems.failed_requests}"
+    seen = {"console errors": problems.console_errors, "failed requests": problems.failed_requests}
+    assert seen == {"console errors": [], "failed requests": []}
 
 
 # --- Personas and demo data ----------------------------------------------------------------------
