@@ -72,3 +72,60 @@ document.documentElement.classList.add("js");
     });
   });
 })();
+
+// Times: the server writes UTC (<time datetime="…" data-local-time>); show them in the reader's
+// own zone with how long ago, after every htmx swap too, and keep "… ago" fresh.
+(function () {
+  if (typeof Intl === "undefined" || !Intl.RelativeTimeFormat) return;
+  var absolute = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  var relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  var UNITS = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
+
+  function ago(date) {
+    var seconds = (date.getTime() - Date.now()) / 1000;
+    for (var i = 0; i < UNITS.length; i++) {
+      if (Math.abs(seconds) >= UNITS[i][1]) {
+        return relative.format(Math.round(seconds / UNITS[i][1]), UNITS[i][0]);
+      }
+    }
+    return Math.abs(seconds) < 10 ? relative.format(0, "second") : relative.format(Math.round(seconds), "second");
+  }
+
+  function localize() {
+    document.querySelectorAll("time[data-local-time]").forEach(function (el) {
+      var date = new Date(el.getAttribute("datetime"));
+      if (isNaN(date.getTime())) return;
+      el.textContent = absolute.format(date) + " · " + ago(date);
+      el.title = date.toISOString().replace("T", " ").slice(0, 19) + " UTC";
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", localize);
+  // afterSwap runs before the browser paints the new content: no flash of UTC text.
+  document.addEventListener("htmx:afterSwap", localize);
+  setInterval(localize, 30000);
+})();
+
+// Status changes, read out: a swap replaces the element that carried the news, and a screen
+// reader only announces changes inside a live region that already existed. So each swapped-in
+// [data-announce="Run 5"] element's text, when it changed, goes to base.html's #live-announcer.
+(function () {
+  var last = {};
+  document.addEventListener("htmx:afterSwap", function () {
+    var announcer = document.getElementById("live-announcer");
+    if (!announcer) return;
+    var news = [];
+    document.querySelectorAll("[data-announce]").forEach(function (el) {
+      var key = el.getAttribute("data-announce");
+      var text = el.textContent.replace(/\s+/g, " ").trim();
+      if (last[key] !== undefined && last[key] !== text) news.push(key + ": " + text);
+      last[key] = text;
+    });
+    if (news.length) announcer.textContent = news.join(". ");
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-announce]").forEach(function (el) {
+      last[el.getAttribute("data-announce")] = el.textContent.replace(/\s+/g, " ").trim();
+    });
+  });
+})();

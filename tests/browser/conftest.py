@@ -55,6 +55,9 @@ def sandbox_api(live_server, settings):
     return live_server  # tests/conftest.py closes the shared client after each test
 
 
+READER_TIME_ZONE = "America/New_York"
+
+
 class PageProblems:
     def __init__(self):
         self.console_errors: list[str] = []
@@ -95,7 +98,13 @@ class PageProblems:
 
 @pytest.fixture
 def page(browser, live_server):
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    # A zone other than the server's UTC: pages must show times in the reader's zone.
+    context = browser.new_context(
+        base_url=live_server.url,
+        viewport={"width": 1280, "height": 900},
+        locale="en-US",
+        timezone_id=READER_TIME_ZONE,
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
     problems = PageProblems()

@@ -2,6 +2,7 @@
 itself, and what happens on a bad input, a double click and a cancel."""
 
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -11,7 +12,7 @@ from launcher.sandbox import models as sandbox_models
 from launcher.sandbox.seed import WORKFLOW_ELIGIBILITY
 from launcher.services.prompts import prompt_version_create
 from launcher.services.workflows import workflows_sync
-from tests.browser.conftest import log_in
+from tests.browser.conftest import READER_TIME_ZONE, log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,6 +55,13 @@ def test_a_pinned_version_and_a_chosen_model_run_to_success_without_a_reload(
     expect(_status(page)).to_contain_text("Scheduling")
     expect(_status(page)).to_contain_text("Success", timeout=20_000)
     assert loads == [], "the status changed without reloading the page"
+    expect(page.locator("#live-announcer")).to_have_text(re.compile(r"^Run \d+: Success$"))
+    run = Run.objects.get()
+    created = page.get_by_role("region", name="Status").locator("time").first
+    expect(created).to_have_attribute("datetime", run.created_at.isoformat())
+    local = run.created_at.astimezone(ZoneInfo(READER_TIME_ZONE))
+    expect(created).to_contain_text(local.strftime("%-I:%M"))
+    expect(created).to_contain_text(re.compile(r"now|seconds? ago"))
     details = page.get_by_role("region", name="Details")
     expect(details).to_contain_text("Claude Opus 4.1")
     expect(details).to_contain_text("v1 (pinned)")
