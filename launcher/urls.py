@@ -7,11 +7,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from launcher import webhooks
-from launcher.views import health, launch, models, prompts, runs
+from launcher.views import batches, health, launch, models, prompts, run_list, runs
 
 urlpatterns = [
     path("", launch.launch, name="launch"),
-    path("runs/", runs.run_list, name="run_list"),
+    path("runs/", run_list.run_list, name="run_list"),
+    path("runs/bulk", run_list.run_bulk_action, name="run_bulk_action"),
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/status", runs.run_status, name="run_status"),
     path("runs/<int:run_id>/cancel", runs.run_cancel_view, name="run_cancel"),
@@ -21,6 +22,12 @@ urlpatterns = [
         runs.run_attachment_download,
         name="run_attachment_download",
     ),
+    path("batches/", batches.batch_list, name="batch_list"),
+    path("batches/new", batches.batch_new, name="batch_new"),
+    path("batches/<int:batch_id>/", batches.batch_detail, name="batch_detail"),
+    path("batches/<int:batch_id>/cancel", batches.batch_cancel, name="batch_cancel"),
+    path("batches/<int:batch_id>/retry-failed", batches.batch_retry, name="batch_retry_failed"),
+    path("batches/<int:batch_id>/export.csv", batches.batch_export, name="batch_export"),
     path("prompts/", prompts.prompt_index, name="prompt_index"),
     path("prompts/<uuid:workflow_id>/", prompts.prompt_workflow, name="prompt_workflow"),
     path("models/", models.model_list, name="model_list"),

@@ -33,10 +33,6 @@ STATUS_FRAGMENT = f"{PAGE}#run-status"
 _RELATIONS = ("workflow", "model_option", "prompt_version", "launched_by")
 
 
-def run_list(request):
-    return render(request, "launcher/run_list.html")
-
-
 def _run_or_404(run_id: int, *, related: bool) -> Run:
     runs = Run.objects.select_related(*_RELATIONS) if related else Run.objects.all()
     return get_object_or_404(runs, pk=run_id)

@@ -1,0 +1,204 @@
+"""Batch pages: the list (`/batches/`), the new batch form with its preview (`/batches/new`),
+one batch's page with live progress and the comparison grid (`/batches/<id>/`), its actions
+(cancel the rest, retry the failed) and its CSV export.
+
+The new batch form is one URL that works without JavaScript:
+
+- `GET /batches/new?workflow=<id>` shows the form for a workflow;
+- `POST` with `preview` checks every row and shows the number of runs and each bad row with
+  its line number (nothing is stored or sent);
+- `POST` with `launch` plans the batch and redirects to its page — skipping the bad rows only
+  when this exact form was previewed; otherwise it is previewed first.
+
+Permission: `launcher.launch_run` for all of it (403 otherwise), like the runs themselves.
+"""
+
+from __future__ import annotations
+
+import csv
+
+from django.contrib import messages
+from django.db.models import Count
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from launcher.batch_forms import BatchForm
+from launcher.cyberdesk import errors
+from launcher.models import TERMINAL_STATUSES, Batch, Run, Workflow
+from launcher.permissions import LAUNCH_RUN, permission_required
+from launcher.selectors import batch_comparison, batch_export_rows, batch_progress
+from launcher.services.batches import (
+    BatchRefused,
+    batch_cancel_rest,
+    batch_create,
+    batch_retry_failed,
+    max_runs,
+)
+from launcher.services.run_sync import runs_refresh_many
+from launcher.services.runs import launch_catalog_refresh
+from launcher.services.workflows import workflow_get_or_sync
+
+DETAIL = "launcher/batch_detail.html"
+PROGRESS_FRAGMENT = f"{DETAIL}#batch-progress"
+NEW = "launcher/batch_new.html"
+LIST_LIMIT = 100
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def batch_list(request):
+    batches = (
+        Batch.objects.select_related("workflow", "created_by")
+        .annotate(run_count=Count("runs"))
+        .order_by("-created_at")[:LIST_LIMIT]
+    )
+    return render(request, "launcher/batch_list.html", {"nav": "batches", "batches": batches})
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(LAUNCH_RUN)
+def batch_new(request):
+    api_error = launch_catalog_refresh()
+    workflows = list(Workflow.objects.all())
+    params = request.POST if request.method == "POST" else request.GET
+    workflow, workflow_error = _workflow(params.get("workflow"), workflows)
+    context = {
+        "nav": "batches",
+        "workflows": workflows,
+        "workflow": workflow,
+        "api_error": api_error or workflow_error,
+        "max_runs": max_runs(),
+    }
+    if workflow is None:
+        return render(request, NEW, context)
+    if request.method == "GET":
+        context["form"] = BatchForm(workflow=workflow)
+        return render(request, NEW, context)
+
+    form = BatchForm(request.POST, request.FILES, workflow=workflow)
+    context["form"] = form
+    if form.is_valid() and "launch" in request.POST:
+        if not form.check.bad_rows or form.previewed_this:
+            try:
+                batch = batch_create(
+                    user=request.user,
+                    workflow=workflow,
+                    models=form.chosen_models,
+                    prompts=form.chosen_prompts,
+                    rows=form.check.rows,
+                    token=form.cleaned_data["token"],
+                    name=form.cleaned_data["name"],
+                )
+            except BatchRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"Batch planned: {batch.runs.count()} runs on their way.")
+                return redirect("batch_detail", batch_id=batch.pk)
+        else:
+            context["preview_first"] = True
+    context["preview"] = form.is_valid() or bool(form.check.bad_rows)
+    form.show_again()
+    return render(request, NEW, context)
+
+
+def _workflow(workflow_id: str | None, workflows: list[Workflow]) -> tuple[Workflow | None, str]:
+    if not workflow_id:
+        return (workflows[0] if workflows else None), ""
+    for workflow in workflows:
+        if str(workflow.pk) == workflow_id:
+            return workflow, ""
+    try:
+        return workflow_get_or_sync(workflow_id), ""
+    except Workflow.DoesNotExist:
+        return (workflows[0] if workflows else None), "That workflow does not exist (any more)."
+    except errors.CyberdeskError as exc:
+        return (workflows[0] if workflows else None), f"Cyberdesk is unreachable: {exc}"
+
+
+def _batch_or_404(batch_id: int) -> Batch:
+    return get_object_or_404(Batch.objects.select_related("workflow", "created_by"), pk=batch_id)
+
+
+def _progress_context(batch: Batch) -> dict:
+    unfinished = list(
+        Run.objects.filter(batch=batch, cyberdesk_id__isnull=False).exclude(
+            status__in=TERMINAL_STATUSES
+        )
+    )
+    if unfinished:
+        # At most one list call per workflow per interval, however many people watch.
+        runs_refresh_many(unfinished)
+    progress = batch_progress(batch)
+    return {
+        "batch": batch,
+        "progress": progress,
+        "cells": batch_comparison(batch) if batch.is_matrix else [],
+    }
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def batch_detail(request, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    context = _progress_context(batch)
+    if request.htmx:
+        return render(request, PROGRESS_FRAGMENT, context)
+    context["nav"] = "batches"
+    return render(request, DETAIL, context)
+
+
+@require_POST
+@permission_required(LAUNCH_RUN)
+def batch_cancel(request, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    report = batch_cancel_rest(batch=batch, user=request.user)
+    messages.success(request, f"Batch cancelled: {report.done} run(s) stopped or never sent.")
+    for failure in report.failed:
+        messages.error(request, failure)
+    return redirect("batch_detail", batch_id=batch.pk)
+
+
+@require_POST
+@permission_required(LAUNCH_RUN)
+def batch_retry(request, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    report = batch_retry_failed(batch=batch, user=request.user)
+    if report.done:
+        messages.success(request, f"Retrying {report.done} failed run(s).")
+    elif not report.failed:
+        messages.info(request, "No failed runs to retry.")
+    for failure in report.failed:
+        messages.error(request, failure)
+    return redirect("batch_detail", batch_id=batch.pk)
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for streaming csv.writer output."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+# Spreadsheet programs run a cell that starts with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe_cell(value):
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def batch_export(request, batch_id: int):
+    """Every run of the batch as CSV: inputs (secrets are never stored), outputs, outcome."""
+    batch = _batch_or_404(batch_id)
+    writer = csv.writer(_Echo())
+    rows = (
+        writer.writerow([_safe_cell(value) for value in row]) for row in batch_export_rows(batch)
+    )
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.csv"'
+    return response
