@@ -129,3 +129,12 @@ document.documentElement.classList.add("js");
     });
   });
 })();
+
+// Page-wide polls (the runs table, a batch's progress) carry data-poll-when-visible: while the
+// tab is hidden their request is skipped, so nobody's background tab keeps the API busy. (An
+// htmx trigger filter could say this, but it needs eval, which our CSP forbids.)
+document.addEventListener("htmx:beforeRequest", function (event) {
+  if (document.hidden && event.detail.elt.hasAttribute("data-poll-when-visible")) {
+    event.preventDefault();
+  }
+});
