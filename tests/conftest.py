@@ -6,6 +6,12 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2's deliberate slowness is for attackers, not for test set-up."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def _user(django_user_model, username, **extra):
     return django_user_model.objects.create_user(username=username, password="pw", **extra)
 

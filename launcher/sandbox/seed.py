@@ -224,6 +224,14 @@ def _workflows(now) -> list[dict]:
                         "title": "Invoice file name",
                         "description": "Name of the PDF sent as a file input",
                     },
+                    # JSON Schema has no file type: `format: binary` marks a property whose
+                    # value travels in `file_inputs` (an attachment), not in `input_values`.
+                    "invoice_pdf": {
+                        "type": "string",
+                        "format": "binary",
+                        "title": "Invoice PDF",
+                        "description": "The invoice itself, uploaded to the machine",
+                    },
                     "invoice_total": {"type": "number", "minimum": 0, "title": "Invoice total"},
                     "line_item_count": {
                         "type": "integer",
