@@ -323,6 +323,9 @@ class CyberdeskClient:
         attempts = max_attempts or self.max_attempts
         timeout = timeout or (WRITE_TIMEOUT if is_write else READ_TIMEOUT)
         where = {"method": method, "path": path}
+        # A write that an earlier attempt may have started (a 5xx, or 409 "in progress") is no
+        # longer "not sent" when a later attempt cannot connect: its outcome is unknown.
+        maybe_applied = False
 
         for attempt in range(1, attempts + 1):
             started = time.monotonic()
@@ -333,6 +336,12 @@ class CyberdeskClient:
                 )
             except _NOT_SENT as exc:
                 self._log(method, path, exc.__class__.__name__, started, attempt, attempts)
+                if maybe_applied:
+                    raise errors.OutcomeUnknown(
+                        f"Cyberdesk could not be reached on a retry ({_describe(exc)}) after an "
+                        "earlier attempt may have been applied.",
+                        **where,
+                    ) from exc
                 failure: errors.CyberdeskError = (
                     errors.NotSent if is_write else errors.Unavailable
                 )(f"Cyberdesk could not be reached ({_describe(exc)}).", **where)
@@ -353,6 +362,7 @@ class CyberdeskClient:
                     return response
                 retry_after = _retry_after_seconds(response)
                 failure = _error_from_response(response, method, path, is_write=is_write)
+                maybe_applied = maybe_applied or (is_write and response.status_code != 429)
                 if not _worth_retrying(response, is_write=is_write):
                     raise failure
 

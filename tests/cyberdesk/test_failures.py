@@ -258,6 +258,29 @@ def test_a_503_with_retry_after_on_a_write_is_retried_with_the_same_key(client, 
     assert len(api.requests) == 2
 
 
+@pytest.mark.parametrize(
+    "first",
+    [
+        httpx.Response(503, headers={"Retry-After": "1"}),
+        httpx.Response(409, headers={"Idempotency-Status": "in_progress"}),
+    ],
+)
+def test_a_write_that_may_have_started_is_not_called_not_sent_when_a_retry_cannot_connect(
+    client, api, slept, first
+):
+    api.reply(first, connect_error())
+    with pytest.raises(errors.OutcomeUnknown) as caught:
+        create(client)
+    assert len(api.requests) == 2
+    assert caught.value.safe_to_retry is False
+
+
+def test_a_write_only_rate_limited_before_a_connect_error_is_still_not_sent(client, api, slept):
+    api.reply(httpx.Response(429, headers={"Retry-After": "1"}), connect_error(), connect_error())
+    with pytest.raises(errors.NotSent):
+        create(client)
+
+
 def test_a_plain_409_is_a_conflict(client, api):
     api.reply(httpx.Response(409, json={"detail": "Run is still running"}))
     with pytest.raises(errors.Conflict, match="Run is still running"):
