@@ -1,0 +1,170 @@
+"""`manage.py bench` (`make bench`): measure Launcher under load and print every figure next to
+its reference. What is measured, and why the app holds up, is in docs/benchmarks.md.
+
+The command runs in two processes:
+
+1. this one (your settings) makes a throwaway world — a temporary directory, a SQLite file in
+   it or a fresh PostgreSQL database on the server `DATABASE_URL` names, a free loopback port —
+   and starts itself again inside that world with `--inside`, then cleans up;
+2. the inner one (production settings: DEBUG off, a random key, the sandbox as the API)
+   migrates and seeds the bench database, starts gunicorn on loopback, drives the load (wrk
+   and `launcher.bench.paced`, separate processes, each bounded in time) and prints the table.
+
+Your own database is never touched.
+"""
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import gunicorn
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from launcher.bench import load
+from launcher.bench.figures import (
+    Bench,
+    Plan,
+    bench_models_fixture,
+    figure_amplification_run_pages,
+    figure_bare_reference,
+    figure_batch,
+    figure_launch,
+    figure_status,
+    operator_session,
+    runs_wait_running,
+    table,
+)
+from launcher.bench.machine import machine_description
+from launcher.bench.server import (
+    QUICK_TIME_SCALE,
+    TIME_SCALE,
+    BenchDatabase,
+    BenchServer,
+    ServerShape,
+    bench_environment,
+    free_port,
+)
+
+
+class Command(BaseCommand):
+    help = "Measure Launcher under load (gunicorn on loopback, the sandbox) and print the figures."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--quick",
+            action="store_true",
+            help="Short phases and a small batch: a smoke run for development, not figures.",
+        )
+        parser.add_argument(
+            "--keep", action="store_true", help="Keep the bench directory (logs) afterwards."
+        )
+        parser.add_argument("--inside", help=argparse.SUPPRESS)
+
+    def handle(self, *args, quick=False, keep=False, inside=None, **options):
+        if inside:
+            self._measure(Path(inside), quick=quick)
+        else:
+            self._prepare_and_run(quick=quick, keep=keep)
+
+    # --- Outer process: the throwaway world ----------------------------------------------------
+
+    def _prepare_and_run(self, *, quick: bool, keep: bool) -> None:
+        if not load.wrk_available():
+            raise CommandError(
+                "wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk "
+                "(`make bench` installs it by itself when run as root)."
+            )
+        directory = Path(tempfile.mkdtemp(prefix="launcher-bench-"))
+        configured = settings.DATABASES["default"]
+        # PostgreSQL configured: a fresh database on that server. Anything else: SQLite.
+        configured_url = (
+            _postgres_url(configured) if configured["ENGINE"].endswith("postgresql") else ""
+        )
+        database = BenchDatabase.create(directory=directory, configured_url=configured_url)
+        port = free_port()
+        env = bench_environment(
+            database_url=database.url,
+            port=port,
+            directory=directory,
+            time_scale=QUICK_TIME_SCALE if quick else TIME_SCALE,
+        )
+        command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bench"]
+        command += ["--inside", str(directory)] + (["--quick"] if quick else [])
+        try:
+            done = subprocess.run(command, env=env, cwd=settings.BASE_DIR)  # noqa: S603
+        finally:
+            database.drop()
+            if keep:
+                self.stderr.write(f"Bench files kept in {directory}")
+            else:
+                shutil.rmtree(directory, ignore_errors=True)
+        if done.returncode:
+            raise CommandError(f"The bench failed (exit status {done.returncode}).")
+
+    # --- Inner process: set the scene, measure, print -------------------------------------------
+
+    def _measure(self, directory: Path, *, quick: bool) -> None:
+        started = time.monotonic()
+        # The harness's own API calls (setup, waiting for runs) need no line each.
+        logging.getLogger("launcher").setLevel(logging.WARNING)
+        plan = Plan.quick() if quick else Plan.full()
+        self.stderr.write("Preparing the bench database (migrate, static files, sandbox data)…")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        call_command("seed_sandbox", verbosity=0)
+        call_command("loaddata", str(bench_models_fixture(directory, 10)), verbosity=0)
+
+        shape = ServerShape()
+        server = BenchServer(
+            port=settings.PORT, env=dict(os.environ), directory=directory, shape=shape
+        )
+        server.start()
+        self.stderr.write(
+            f"gunicorn is serving on {server.base} ({shape.workers} workers × "
+            f"{shape.threads} threads); measuring…"
+        )
+        try:
+            bench = Bench(base=server.base, directory=directory, plan=plan)
+            bench.browser = operator_session(server.base)
+            figure_launch(bench)
+            bare = figure_bare_reference(bench)
+            runs_wait_running(bench.launched[:21], timeout=120, say=bench.say)
+            figure_status(bench, bare)
+            figure_amplification_run_pages(bench)
+            figure_batch(bench)
+        finally:
+            server.stop()
+
+        description = machine_description(
+            server_shape=f"gunicorn {gunicorn.__version__}, gthread, {shape.workers} workers × "
+            f"{shape.threads} threads, loopback"
+        )
+        self.stdout.write("")
+        self.stdout.write("Machine")
+        for name, value in description:
+            self.stdout.write(f"  {name:9} {value}")
+        self.stdout.write("")
+        self.stdout.write(table(bench.rows))
+        self.stdout.write("")
+        self.stdout.write(
+            f"{'Quick smoke run: not comparable figures. ' if quick else ''}"
+            f"Total {time.monotonic() - started:.0f} s."
+        )
+
+
+def _postgres_url(config: dict) -> str:
+    user = quote(config.get("USER") or "", safe="")
+    password = f":{quote(config['PASSWORD'], safe='')}" if config.get("PASSWORD") else ""
+    credentials = f"{user}{password}@" if user else ""
+    host = config.get("HOST") or "127.0.0.1"
+    port = config.get("PORT") or 5432
+    return f"postgres://{credentials}{host}:{port}/{config['NAME']}"
