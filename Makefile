@@ -44,6 +44,11 @@ test: $(STAMPS)/install
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## make screenshots: the README's pictures (docs/screenshots/*.png), desktop and phone widths.
+## Starts its own live server with demo data (nothing else needs to run); needs Debian's chromium.
+screenshots: $(STAMPS)/install
+	$(PY) docs/screenshots/take.py
+
 lint: $(STAMPS)/install
 	$(VENV)/bin/ruff check .
 

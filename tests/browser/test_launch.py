@@ -32,6 +32,18 @@ def _fill_eligibility(page, *, date_of_birth="1990-01-02"):
     page.get_by_label("payer").select_option("Cigna")
 
 
+def _watch_layout_shifts(page) -> None:
+    """Sum the page's layout shifts from now on (Chromium's Layout Instability API)."""
+    page.evaluate(
+        """() => {
+            window.layoutShiftScore = 0;
+            new PerformanceObserver((list) => {
+                for (const entry of list.getEntries()) window.layoutShiftScore += entry.value;
+            }).observe({ type: "layout-shift" });
+        }"""
+    )
+
+
 def test_a_pinned_version_and_a_chosen_model_run_to_success_without_a_reload(
     page, sandbox, operator
 ):
@@ -101,7 +113,9 @@ def test_a_double_click_on_launch_run_starts_one_run(page, sandbox, operator):
     assert sandbox_models.Run.objects.count() == 1
 
 
-def test_an_operator_cancels_a_running_run(page, sandbox, operator):
+def test_an_operator_cancels_a_running_run_and_polling_never_moves_the_page(
+    page, sandbox, operator
+):
     log_in(page, operator.username)
     page.get_by_label("Workflow").select_option(label=INVOICE)
     page.get_by_label("invoice_filename").fill("invoice-0042.pdf")
@@ -111,6 +125,11 @@ def test_an_operator_cancels_a_running_run(page, sandbox, operator):
     page.wait_for_url(RUN_PAGE)
 
     expect(_status(page)).to_contain_text("Running", timeout=10_000)
+    _watch_layout_shifts(page)
+    for _ in range(2):
+        with page.expect_response(lambda response: response.url.endswith("/status")):
+            pass
+    assert page.evaluate("window.layoutShiftScore") == 0, "polling moved the page"
     page.get_by_role("button", name="Cancel").click()
 
     expect(_status(page)).to_contain_text("Cancelled")

@@ -1,0 +1,168 @@
+"""Screenshots of Launcher's main pages, at desktop and phone widths, into docs/screenshots/.
+
+    make screenshots          # or: .venv/bin/python docs/screenshots/take.py
+
+Nothing needs to be running: like the browser tests, this starts pytest-django's live server on
+a throwaway test database, with the sandbox's demo data, and drives Debian's Chromium
+(/usr/bin/chromium, or CHROMIUM_PATH) through Playwright. The pages are filled the way a person
+fills them: runs are launched through the launch form and left to finish on their own.
+A page with console errors or failed requests stops the script, as it fails a journey.
+"""
+
+import sys
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+
+if __name__ == "__main__":
+    # pytest runs this very file (it sets Django up first, then imports it as a test module).
+    sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
+
+from playwright.sync_api import expect  # noqa: E402
+
+# The browser tests' fixtures: Chromium, the live server pointed at the sandbox, a page that
+# and closing the shared API client after the run.
+from tests.browser.conftest import browser, log_in, sandbox_api  # noqa: E402, F401
+from tests.conftest import _close_the_shared_api_client  # noqa: E402, F401
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+ELIGIBILITY = "Check insurance eligibility"
+INVOICE = "Reconcile invoice totals"
+
+
+@pytest.fixture
+def demo_data(sandbox_api, settings, django_user_model):  # noqa: F811
+    from launcher.models import Workflow
+    from launcher.sandbox.seed import WORKFLOW_ELIGIBILITY, seed_demo_data
+    from launcher.services.prompts import prompt_label_move, prompt_version_create
+    from launcher.services.workflows import workflows_sync
+
+    settings.SANDBOX_TIME_SCALE = 0.5
+    seed_demo_data()
+    workflows_sync()
+    user = django_user_model.objects.create_superuser("demo", "demo@example.com", "demo")
+    eligibility = Workflow.objects.get(pk=WORKFLOW_ELIGIBILITY)
+    first = prompt_version_create(
+        workflow=eligibility,
+        text=(
+            "Check insurance eligibility for {patient_name} (born {date_of_birth}).\n"
+            "Open the {payer} provider portal, search the member, and report the plan name,\n"
+            "whether the coverage is active, and the copay."
+        ),
+        note="first version",
+        author=user,
+    )
+    prompt_label_move(workflow=eligibility, name="production", version=first, user=user)
+    prompt_version_create(
+        workflow=eligibility,
+        text=(
+            "Check insurance eligibility for {patient_name} (born {date_of_birth}).\n"
+            "Open the {payer} provider portal and sign in as the clinic user.\n"
+            "Search the member by name and date of birth, and report the plan name,\n"
+            "whether the coverage is active, the copay and the deductible left."
+        ),
+        note="sign in first; report the deductible",
+        author=user,
+        based_on=first,
+    )
+    return user
+
+
+def _shoot(page, name: str, *, at: str | None = None) -> None:
+    """The page at desktop and phone widths, from the top or from the element `at`."""
+    for suffix, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(viewport)
+        page.evaluate("window.scrollTo(0, 0)")
+        if at:
+            page.locator(at).evaluate("el => el.scrollIntoView()")
+        page.screenshot(path=HERE / f"{name}-{suffix}.png", animations="disabled")
+    page.set_viewport_size(DESKTOP)
+
+
+def _launch(page, workflow: str, fill, *, model: str | None = None) -> None:
+    page.goto("/")
+    page.get_by_label("Workflow").select_option(label=workflow)
+    fill(page)
+    if model:
+        page.get_by_label("Model").select_option(label=model)
+    page.get_by_role("button", name="Launch run").click()
+    page.wait_for_url("**/runs/*/")
+
+
+def _eligibility(page) -> None:
+    page.get_by_label("patient_name").fill("Ada Lovelace")
+    page.get_by_label("date_of_birth").fill("1990-01-02")
+    page.get_by_label("payer").select_option("Cigna")
+
+
+def _invoice(page) -> None:
+    page.get_by_label("invoice_filename").fill("invoice-0042.pdf")
+    page.get_by_label("invoice_total").fill("1250.50")
+    page.get_by_label("line_item_count").fill("12")
+
+
+def _status(page):
+    return page.get_by_role("region", name="Status").get_by_role("status")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
+    context = browser.new_context(
+        base_url=live_server.url,
+        viewport=DESKTOP,
+        locale="en-US",
+        timezone_id="Europe/Berlin",
+        color_scheme="light",
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on(
+        "response",
+        lambda response: (
+            problems.append(f"{response.status} {response.url}") if response.status >= 400 else None
+        ),
+    )
+    log_in(page, "demo", "demo")
+
+    # Launch form, filled in, with the production prompt's preview.
+    page.goto("/")
+    page.get_by_label("Workflow").select_option(label=ELIGIBILITY)
+    _eligibility(page)
+    page.get_by_label("Model").select_option(label="Claude Sonnet 4.5")
+    expect(page.get_by_role("heading", name="Prompt preview — production (v1)")).to_be_visible()
+    _shoot(page, "launch")
+
+    # A finished run, then one caught while running (the invoice workflow runs for ~10 s).
+    _launch(page, ELIGIBILITY, _eligibility, model="Claude Opus 4.1")
+    expect(_status(page)).to_contain_text("Success")
+    _shoot(page, "run-finished")
+    _launch(page, INVOICE, _invoice)
+    expect(_status(page)).to_contain_text("Running")
+    _shoot(page, "run-running")
+
+    page.goto(f"/prompts/{uuid.UUID(str(_workflow_id(ELIGIBILITY)))}/?a=1&b=2")
+    expect(page.get_by_role("heading", name=f"Prompts of {ELIGIBILITY}")).to_be_visible()
+    _shoot(page, "prompts-diff", at="#prompt-diff")
+
+    page.goto("/models/")
+    _shoot(page, "models")
+
+    context.close()
+    assert problems == []
+
+
+def _workflow_id(name: str):
+    from launcher.models import Workflow
+
+    return Workflow.objects.get(name=name).pk

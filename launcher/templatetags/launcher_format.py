@@ -1,0 +1,15 @@
+"""Template filters for how values read on a page: `{% load launcher_format %}`."""
+
+from datetime import timedelta
+
+from django import template
+
+from launcher.selectors import duration_display
+
+register = template.Library()
+
+
+@register.filter
+def duration(value: timedelta | None) -> str:
+    """A run's length as people say it ("42s", "3m 05s"); "—" when it is not known yet."""
+    return duration_display(value) or "—"
