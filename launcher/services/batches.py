@@ -86,7 +86,7 @@ UNREACHABLE_MAX_WAIT = 30.0
 
 
 def max_runs() -> int:
-    return int(getattr(settings, "BATCH_MAX_RUNS", 1000))
+    return settings.BATCH_MAX_RUNS
 
 
 # --- What a workflow allows ---------------------------------------------------------------------

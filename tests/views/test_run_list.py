@@ -91,7 +91,7 @@ def test_each_row_shows_status_workflow_model_version_who_started_duration_cost(
     assert 'class="badge status-success">Success<' in html
     for text in ("Invoice intake", "Claude Sonnet", "v1", "production", operator.username):
         assert text in html
-    assert "2025-03-01 12:00:00" in html and "2m 05s" in html and "$0.0421" in html
+    assert "2025-03-01 12:00 UTC" in html and "2m 05s" in html and "$0.0421" in html
 
 
 def test_newest_first_fifty_a_page(catalog, operator_client):
