@@ -4,6 +4,8 @@
 import uuid
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
 from django.urls import reverse
 
 from launcher import tasks
@@ -31,6 +33,19 @@ def sandbox(live_server, settings):
     settings.BATCH_CONCURRENCY = 1
     yield get_client()
     close_client()
+
+
+@pytest.fixture
+def operator_client(django_user_model):
+    # Not the shared persona: a transactional test may run after another one emptied the
+    # tables, groups from migrations included.
+    user = django_user_model.objects.create_user(username="batch-operator", password="pw")
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="launcher", codename="launch_run")
+    )
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    return client
 
 
 def test_a_batch_reaches_the_sandbox_once_per_planned_run(sandbox, operator_client):
