@@ -97,11 +97,16 @@ class BatchForm(forms.Form):
         self.initial.setdefault("workflow", str(workflow.pk))
         self.fields["count"].max_value = max_runs()
         self.offered_models = {str(m.pk): m for m in models_offered()}
+        # No checkbox label may contain "Workflow": the page's Workflow picker must be the one
+        # control people (and tests, with a substring match) find by that name.
         self.fields["models"].choices = [
-            (DEFAULT_MODEL, f"Workflow default ({model_default_name(workflow)})"),
+            (DEFAULT_MODEL, f"Default model ({model_default_name(workflow)})"),
             *[(pk, option.name) for pk, option in self.offered_models.items()],
         ]
-        self.fields["prompts"].choices = prompt_choices(workflow)
+        self.fields["prompts"].choices = [
+            (value, "Stored prompt (no override)" if value == "stored" else display)
+            for value, display in prompt_choices(workflow)
+        ]
         self.initial.setdefault("models", [DEFAULT_MODEL])
         self.initial.setdefault("prompts", ["stored"])
         self.blocker = batch_blocker(workflow)

@@ -1,0 +1,158 @@
+"""The runs list and matrix batches: pages that follow many runs at once."""
+
+import re
+import uuid
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.db import connection
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from launcher.models import Batch, Run, Workflow
+from launcher.sandbox.seed import WORKFLOW_ELIGIBILITY, WORKFLOW_HELLO
+from launcher.services.prompts import prompt_version_create
+from launcher.services.runs import run_launch
+from launcher.services.workflows import workflows_sync
+from tests.browser.conftest import log_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ELIGIBILITY = "Check insurance eligibility"
+PATIENT = {"patient_name": "Ada Lovelace", "date_of_birth": "1990-01-02", "payer": "Cigna"}
+
+
+def _launch(user, workflow_id, input_values) -> Run:
+    return run_launch(
+        user=user,
+        workflow=Workflow.objects.get(pk=workflow_id),
+        model_option=None,
+        prompt_choice="stored",
+        input_values=input_values,
+        sensitive_input_values={},
+        file_inputs=[],
+        idempotency_key=uuid.uuid4(),
+    )
+
+
+def _is_table_poll(request) -> bool:
+    return request.headers.get("hx-request") == "true" and "/runs/" in request.url
+
+
+def test_the_runs_list_updates_statuses_by_itself_and_stops_polling_when_all_are_finished(
+    page, sandbox, operator, settings
+):
+    """Server time is frozen and moved by hand (the sandbox runs on it); the browser's clock is
+    faked too, so every poll is one we asked for and none can hide in the gaps."""
+    settings.SANDBOX_TIME_SCALE = 1.0  # scheduling 1.6–2.4 s, then running until ≥ 4.8 s
+    workflows_sync()
+    with time_machine.travel(timezone.now(), tick=False) as server_clock:
+        runs = [
+            _launch(operator, WORKFLOW_ELIGIBILITY, PATIENT),
+            _launch(operator, WORKFLOW_ELIGIBILITY, {**PATIENT, "payer": "Aetna"}),
+            _launch(operator, WORKFLOW_HELLO, {}),
+        ]
+        page.clock.install()
+        log_in(page, operator.username)
+        page.goto("/runs/")
+        # Swap and settle in one step, so the fake clock only has to drive the polls.
+        page.evaluate("htmx.config.defaultSettleDelay = 0")
+        polls = []
+        page.on(
+            "request", lambda request: polls.append(request) if _is_table_poll(request) else None
+        )
+        loads = []
+        page.on("load", lambda _: loads.append(page.url))
+
+        statuses = page.get_by_role("table").locator("tbody tr td:nth-child(3)")
+        expect(statuses).to_have_text(["Scheduling"] * 3)
+        table = page.locator("#run-table")
+        expect(table).to_have_attribute("hx-trigger", "every 3s")
+
+        server_clock.shift(timedelta(seconds=3))
+        with page.expect_response(lambda response: _is_table_poll(response.request)):
+            page.clock.run_for(3_000)
+        expect(statuses).to_have_text(["Running"] * 3)
+        expect(table).to_have_attribute("hx-trigger", "every 3s")
+
+        server_clock.shift(timedelta(seconds=20))
+        with page.expect_response(lambda response: _is_table_poll(response.request)):
+            page.clock.run_for(3_000)
+        expect(statuses).to_have_text(["Success"] * 3)
+        expect(table).not_to_have_attribute("hx-trigger", re.compile("."))
+        assert len(polls) == 2
+
+        # A minute later (by the page's clock): not one more request.
+        page.clock.run_for(60_000)
+        page.evaluate("1")  # a round trip, so any request sent meanwhile has been reported
+        assert len(polls) == 2
+    assert loads == []
+    assert {run.status for run in Run.objects.filter(pk__in=[run.pk for run in runs])} == {
+        "success"
+    }
+
+
+def test_a_matrix_batch_reaches_100_percent_and_shows_the_comparison_grid(
+    page, sandbox, operator, settings
+):
+    # The worker's job (sending the batch's runs) runs in the request that plans the batch.
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    if connection.vendor == "sqlite":
+        # The in-memory SQLite test database (shared cache) answers two writers at once with
+        # "table is locked" straight away; the file database `make run` uses waits its turn.
+        settings.BATCH_CONCURRENCY = 1
+    workflows_sync()
+    eligibility = Workflow.objects.get(pk=WORKFLOW_ELIGIBILITY)
+    first = prompt_version_create(
+        workflow=eligibility, text="Check {patient_name} at {payer}.", note="short"
+    )
+    prompt_version_create(
+        workflow=eligibility,
+        text="Check {patient_name}, born {date_of_birth}, at {payer}.",
+        note="with birth date",
+        based_on=first,
+    )
+    log_in(page, operator.username)
+
+    page.get_by_role("link", name="Batches").click()
+    page.get_by_role("link", name="New batch").click()
+    page.get_by_label("Workflow").select_option(label=ELIGIBILITY)
+    page.get_by_role("button", name="Choose workflow").click()
+    page.get_by_label("Batch name").fill("Opus vs Sonnet, v1 vs v2")
+    models = page.get_by_role("group", name="Models")
+    models.get_by_role("checkbox", name="Default model").uncheck()
+    models.get_by_role("checkbox", name="Claude Opus 4.1", exact=True).check()
+    models.get_by_role("checkbox", name="Claude Sonnet 4.5", exact=True).check()
+    prompts = page.get_by_role("group", name="Prompts")
+    prompts.get_by_role("checkbox", name="Stored prompt").uncheck()
+    prompts.get_by_role("checkbox", name="v1 — short").check()
+    prompts.get_by_role("checkbox", name="v2 — with birth date").check()
+    page.get_by_label("Rows", exact=True).fill(
+        "patient_name,date_of_birth,payer\n"
+        "Ada Lovelace,1990-01-02,Cigna\n"
+        "Grace Hopper,1985-12-09,Aetna\n"
+        "Alan Turing,1992-06-23,Medicare\n"
+    )
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_role("heading", name="Preview: 12 runs")).to_be_visible()
+    page.get_by_role("button", name="Launch 12 runs").click()
+
+    progress = page.get_by_role("region", name="Progress")
+    expect(progress.get_by_role("status")).to_contain_text(
+        "12 of 12 finished (100%)", timeout=20_000
+    )
+    bar = progress.get_by_role("progressbar", name="Runs finished")
+    expect(bar).to_have_attribute("value", "12")
+    expect(bar).to_have_attribute("max", "12")
+    grid = page.get_by_role("table", name="Comparison")
+    expect(grid.locator("tbody tr")).to_have_count(4)
+    for model in ("Claude Opus 4.1", "Claude Sonnet 4.5"):
+        for version in ("v1", "v2"):
+            row = grid.locator("tbody tr").filter(has_text=model).filter(has_text=version)
+            expect(row).to_have_count(1)
+            expect(row).to_contain_text("100% (3/3)")
+    expect(page.locator("#batch-progress")).not_to_have_attribute("hx-trigger", re.compile("."))
+    batch = Batch.objects.get()
+    assert batch.runs.count() == 12
+    assert set(batch.runs.values_list("status", flat=True)) == {"success"}
