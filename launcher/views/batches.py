@@ -21,6 +21,7 @@ from django.contrib import messages
 from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from launcher.batch_forms import BatchForm
@@ -93,7 +94,9 @@ def batch_new(request):
             except BatchRefused as exc:
                 form.add_error(None, str(exc))
             else:
-                messages.success(request, f"Batch planned: {batch.runs.count()} runs on their way.")
+                count = batch.runs.count()
+                way = "its way" if count == 1 else "their way"
+                messages.success(request, f"Batch planned: {count} run{pluralize(count)} on {way}.")
                 return redirect("batch_detail", batch_id=batch.pk)
         else:
             context["preview_first"] = True
