@@ -116,7 +116,7 @@ def paced_run(plan: dict) -> PacedResult:
     )
     result = json.loads(done.stdout)
     return PacedResult(
-        scheduled=result["scheduled"],
+        scheduled=result["scheduled_counted"],
         latencies_ms=result["latencies_ms"],
         statuses=result["statuses"],
         errors=result["errors"],

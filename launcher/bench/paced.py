@@ -13,6 +13,9 @@ The plan (JSON on stdin):
      "streams": [{"path": "/runs/1/status", "interval": 0.01, "offset": 0},
                  {"first": "/runs/2/", "path": "/runs/2/status", "interval": 2, "offset": 0.3}]}
 
+Answers to requests scheduled in the first `warmup` seconds (default 0) are not counted: they
+pay for opening the connections.
+
 A stream sends `first` (when given) once, then `path` at each later slot: a viewer who opens
 a run page, then polls its status fragment. The result (JSON on stdout) has every latency in
 milliseconds, the status codes and the errors.
@@ -53,7 +56,8 @@ def run(plan: dict) -> dict:
     work: queue.Queue = queue.Queue()
     for slot in slots:
         work.put(slot)
-    results: list[tuple[float, float, int]] = []  # (latency from schedule, service time, status)
+    # (latency from the scheduled moment, service time, status, scheduled offset)
+    results: list[tuple[float, float, int, float]] = []
     errors: Counter = Counter()
     lock = threading.Lock()
     start = time.perf_counter() + 0.2  # let every worker reach its first slot in time
@@ -98,7 +102,7 @@ def run(plan: dict) -> dict:
                 continue
             done = time.perf_counter()
             with lock:
-                results.append(((done - due) * 1000, (done - sent) * 1000, status))
+                results.append(((done - due) * 1000, (done - sent) * 1000, status, offset))
         if connection is not None:
             connection.close()
 
@@ -108,12 +112,15 @@ def run(plan: dict) -> dict:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
+    warmup = float(plan.get("warmup", 0.0))
+    results = [result for result in results if result[3] >= warmup]
     return {
         "scheduled": len(slots),
         "elapsed_s": elapsed,
-        "latencies_ms": [latency for latency, _, _ in results],
-        "service_ms": [service for _, service, _ in results],
-        "statuses": dict(Counter(str(status) for _, _, status in results)),
+        "scheduled_counted": sum(1 for offset, _ in slots if offset >= warmup),
+        "latencies_ms": [result[0] for result in results],
+        "service_ms": [result[1] for result in results],
+        "statuses": dict(Counter(str(result[2]) for result in results)),
         "errors": dict(errors),
     }
 

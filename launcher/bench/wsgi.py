@@ -11,6 +11,9 @@ benchmark needs and production must never have.
   processes, so counting in memory would see only one of them). Untraced launcher requests
   are passed straight through, so the throughput phases pay nothing for the log.
 
+While `$BENCH_DIR/upstream-latency-ms` exists, every sandbox request first waits that many
+milliseconds: the network round trip to the real API, simulated for one figure.
+
 Production serves `launcher.wsgi`, which knows nothing of this module.
 """
 
@@ -61,6 +64,17 @@ class RequestLog:
 request_log = RequestLog(os.environ.get("BENCH_DIR"))
 
 
+def simulated_latency_seconds() -> float:
+    directory = os.environ.get("BENCH_DIR")
+    if not directory:
+        return 0.0
+    try:
+        with open(os.path.join(directory, "upstream-latency-ms"), encoding="utf-8") as file:
+            return float(file.read().strip() or 0) / 1000
+    except (OSError, ValueError):
+        return 0.0
+
+
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "")
     if path == BARE_PATH:
@@ -87,6 +101,8 @@ def application(environ, start_response):
         queries[0] += 1
         return execute(sql, params, many, context)
 
+    if upstream and (delay := simulated_latency_seconds()):
+        time.sleep(delay)
     started = time.perf_counter()
     if label is not None:
         with connection.execute_wrapper(count_query):

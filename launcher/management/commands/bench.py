@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,11 +34,14 @@ from launcher.bench import load
 from launcher.bench.figures import (
     Bench,
     Plan,
+    Row,
     bench_models_fixture,
+    figure_amplification_run_list,
     figure_amplification_run_pages,
     figure_bare_reference,
     figure_batch,
     figure_launch,
+    figure_runs_list,
     figure_status,
     operator_session,
     runs_wait_running,
@@ -132,15 +136,32 @@ class Command(BaseCommand):
             f"gunicorn is serving on {server.base} ({shape.workers} workers × "
             f"{shape.threads} threads); measuring…"
         )
+        bench = Bench(base=server.base, directory=directory, plan=plan)
+        failed = []
+        reference = {}
+
+        def measure(name: str, step) -> None:
+            """Run one step; a failure becomes a "not measured" row and the rest goes on."""
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr
+                failed.append(name)
+                self.stderr.write(f"{name} failed:\n{traceback.format_exc()}")
+                bench.rows.append(Row(name, f"not measured: {exc}", "—", "—", "not measured"))
+
         try:
-            bench = Bench(base=server.base, directory=directory, plan=plan)
             bench.browser = operator_session(server.base)
-            figure_launch(bench)
-            bare = figure_bare_reference(bench)
-            runs_wait_running(bench.launched[:21], timeout=120, say=bench.say)
-            figure_status(bench, bare)
-            figure_amplification_run_pages(bench)
-            figure_batch(bench)
+            measure("4. Launch", lambda: figure_launch(bench))
+            measure("1. Bare view", lambda: reference.update(figure_bare_reference(bench)))
+            measure(
+                "Runs reaching 'running'",
+                lambda: runs_wait_running(bench.launched[:21], timeout=120, say=bench.say),
+            )
+            measure("1. Status fragment", lambda: figure_status(bench, reference))
+            measure("3a. Run pages", lambda: figure_amplification_run_pages(bench))
+            measure("3b. Runs list", lambda: figure_amplification_run_list(bench))
+            measure("5. Batch", lambda: figure_batch(bench))
+            measure("2. Runs list", lambda: figure_runs_list(bench, reference))
         finally:
             server.stop()
 
@@ -159,6 +180,8 @@ class Command(BaseCommand):
             f"{'Quick smoke run: not comparable figures. ' if quick else ''}"
             f"Total {time.monotonic() - started:.0f} s."
         )
+        if failed:
+            raise CommandError(f"Not measured: {', '.join(failed)} (see the errors above).")
 
 
 def _postgres_url(config: dict) -> str:
