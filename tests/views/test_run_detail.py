@@ -125,7 +125,7 @@ def test_the_page_shows_everything_about_a_finished_run(operator_client, operato
     run = finished_run(catalog, launched_by=operator)
     html = operator_client.get(_urls(run)["page"]).content.decode()
     assert "Success" in html
-    assert "0:02:00" in html  # duration
+    assert "2m 00s" in html  # duration
     assert "olivia-operator" in html
     assert "Invoice intake" in html
     assert "Claude Sonnet" in html
