@@ -28,6 +28,7 @@ from launcher.bench.requestlog import read_log, upstream_calls
 from launcher.models import TERMINAL_STATUSES, PromptMode, Run, RunStatus, Workflow
 from launcher.permissions import OPERATORS_GROUP
 from launcher.selectors import models_offered
+from launcher.services.batches import BatchRow, batch_create, batch_submit
 from launcher.services.catalog import models_sync
 from launcher.services.prompts import prompt_resolve, prompt_version_create
 from launcher.services.run_sync import runs_refresh_many
@@ -494,8 +495,6 @@ def bench_models_fixture(directory: Path, count: int) -> Path:
 def figure_batch(bench: Bench) -> None:
     """Plan rows × models × prompt versions as one batch, send it with the batch service at
     `BATCH_CONCURRENCY` (8), and the same plan again one run at a time (the reference)."""
-    from launcher.services.batches import BatchRow, batch_create, batch_submit
-
     plan = bench.plan
     models_sync()
     workflow = Workflow.objects.get(name=LAUNCH_WORKFLOW_NAME)
