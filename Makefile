@@ -52,7 +52,7 @@ screenshots: $(STAMPS)/install
 ## make bench: the figures of docs/benchmarks.md (not part of make test; about 5 minutes).
 ## gunicorn on loopback with the sandbox, load from wrk (installed from Debian when root).
 ## PostgreSQL when DATABASE_URL points at one (a throwaway database on it), else SQLite.
-bench: $(STAMPS)/install
+bench: $(STAMPS)/install .env
 	@command -v wrk >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; \
 	  else echo "make bench needs wrk: sudo apt-get install -y wrk" >&2; exit 1; fi; }
