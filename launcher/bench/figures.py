@@ -34,6 +34,7 @@ from launcher.services.prompts import prompt_resolve, prompt_version_create
 from launcher.services.run_sync import runs_refresh_many
 
 BARE_PATH = "/__bench/bare"
+STACK_PATH = "/__bench/stack"
 UPSTREAM_LATENCY_FILE = "upstream-latency-ms"  # read by launcher.bench.wsgi
 SIMULATED_LATENCY_MS = 50
 FIXED_RATE_WARMUP_SECONDS = 1  # not counted: the load process opens its connections
@@ -212,13 +213,29 @@ def figure_bare_reference(bench: Bench) -> dict:
     closed = load.wrk_run(url, headers=bench.headers, seconds=bench.plan.wrk_seconds)
     bench.say(f"100 req/s on the bare view ({bench.plan.paced_seconds} s)")
     paced = load.paced_run(_fixed_rate_plan(bench, BARE_PATH, rate=100))
-    return {"wrk": closed, "paced": paced}
+    _expect_ok(bench.browser, STACK_PATH)
+    bench.say(f"wrk on the logged-in stack alone ({bench.plan.wrk_seconds} s)")
+    stack = load.wrk_run(
+        bench.base + STACK_PATH, headers=bench.headers, seconds=bench.plan.wrk_seconds
+    )
+    ratio = stack.requests_per_second / closed.requests_per_second
+    bench.rows.append(
+        Row(
+            figure="1c. Logged-in middleware stack, no view work — wrk -c10 (a second reference)",
+            measured=f"{stack.requests_per_second:.0f} req/s, p50 {_ms(stack.p50_ms)}, "
+            f"p99 {_ms(stack.p99_ms)}; ratio {ratio:.2f}",
+            reference=f"bare view {closed.requests_per_second:.0f} req/s",
+            target="(explains 1a)",
+            verdict="info",
+        )
+    )
+    return {"wrk": closed, "paced": paced, "stack": stack}
 
 
 def figure_status(bench: Bench, bare: dict) -> None:
     run_id = bench.launched[0]
     path = f"/runs/{run_id}/status"
-    _expect_ok(bench.browser, path)
+    _, queries = _traced_queries(bench, path, htmx=True, label="status")
     bench.say(f"wrk on a running run's status fragment ({bench.plan.wrk_seconds} s)")
     closed = load.wrk_run(bench.base + path, headers=bench.headers, seconds=bench.plan.wrk_seconds)
     bench.say(f"100 req/s on the status fragment ({bench.plan.paced_seconds} s)")
@@ -231,7 +248,7 @@ def figure_status(bench: Bench, bare: dict) -> None:
         Row(
             figure=f"1a. Status fragment, logged in, run {still} — wrk -c10 throughput",
             measured=f"{closed.requests_per_second:.0f} req/s, p50 {_ms(closed.p50_ms)}, "
-            f"p99 {_ms(closed.p99_ms)}; ratio {ratio:.2f}"
+            f"p99 {_ms(closed.p99_ms)}; ratio {ratio:.2f}; {queries} queries a poll"
             + (f"; {failures} failed" if failures else ""),
             reference=f"bare view {bare_closed.requests_per_second:.0f} req/s, "
             f"p50 {_ms(bare_closed.p50_ms)}, p99 {_ms(bare_closed.p99_ms)}",
@@ -388,7 +405,8 @@ LIST_POLL_SECONDS = 3  # the runs list's own hx-trigger
 
 
 def _traced_queries(bench: Bench, path: str, *, htmx: bool, label: str) -> tuple[int, int]:
-    """Queries of (a poll that wins the refresh claim, a poll that does not) for `path`."""
+    """Queries of (a poll that wins the refresh claim, a poll that does not) for `path`.
+    Waits out the refresh interval first, so that the first of the four requests is due."""
     headers = {"HX-Request": "true"} if htmx else {}
     time.sleep(settings.RUN_REFRESH_INTERVAL_SECONDS + 0.2)  # the page's runs are due again
     started = time.time()

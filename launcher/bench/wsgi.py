@@ -4,6 +4,8 @@ benchmark needs and production must never have.
 - `GET /__bench/bare` answers from a bare Django view: no URL resolving, no middleware, no
   database. It is the reference ("the limit") every figure of the status fragment is compared
   with, served by the same gunicorn processes in the same run.
+- `GET /__bench/stack` answers from a view that does nothing, reached through the full
+  middleware stack with a logged-in session: what any logged-in page pays before its own work.
 - A request log: every call that reaches the sandbox (`/sandbox/…`, i.e. every upstream call
   the launcher makes) and every request carrying the `X-Bench-Trace` header is written as one
   line to `$BENCH_DIR/requests-<pid>.log`, with its duration and, for traced requests, how many
@@ -21,17 +23,30 @@ import os
 import threading
 import time
 
-from django.core.handlers.wsgi import WSGIRequest
-from django.core.wsgi import get_wsgi_application
+import django
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.http import HttpResponse
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "launcher.settings")
 
 BARE_PATH = "/__bench/bare"
+STACK_PATH = "/__bench/stack"
 TRACE_HEADER = "HTTP_X_BENCH_TRACE"  # X-Bench-Trace: <label>
 UPSTREAM_PREFIX = "/sandbox/"
 
-launcher_application = get_wsgi_application()
+
+class BenchHandler(WSGIHandler):
+    """Django's own handler; only `STACK_PATH` is resolved against the bench's URLs (Django
+    honours `request.urlconf`), so the production URLconf stays free of bench endpoints."""
+
+    def get_response(self, request):
+        if request.path_info == STACK_PATH:
+            request.urlconf = "launcher.bench.urls"
+        return super().get_response(request)
+
+
+django.setup(set_prefix=False)  # what get_wsgi_application() does before building its handler
+launcher_application = BenchHandler()
 
 from django.db import connection  # noqa: E402 - after the app registry is ready
 
@@ -42,7 +57,7 @@ def bare_view(request) -> HttpResponse:
 
 
 class RequestLog:
-    """One append-only file per process; a line per logged request (see `tally.py`)."""
+    """One append-only file per process; a line per logged request (read by `requestlog.py`)."""
 
     def __init__(self, directory: str | None):
         self.directory = directory

@@ -60,8 +60,23 @@ def test_everything_else_goes_through_the_real_application():
 
 
 @pytest.mark.django_db
-def test_production_has_no_bench_endpoint(operator_client):
-    assert operator_client.get(wsgi.BARE_PATH).status_code == 404
+def test_the_stack_view_runs_the_whole_middleware_stack_for_a_logged_in_user(operator_client):
+    session = operator_client.cookies["sessionid"].value
+
+    status, headers, body = _call(
+        wsgi.application, wsgi.STACK_PATH, headers={"HTTP_COOKIE": f"sessionid={session}"}
+    )
+    assert (status, body) == ("200 OK", b"ok")
+    assert "Content-Security-Policy" in headers
+
+    anonymous_status, _, _ = _call(wsgi.application, wsgi.STACK_PATH)
+    assert anonymous_status.startswith("302")  # LoginRequiredMiddleware ran
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", [wsgi.BARE_PATH, wsgi.STACK_PATH])
+def test_production_has_no_bench_endpoint(operator_client, path):
+    assert operator_client.get(path).status_code == 404
 
 
 @pytest.mark.django_db

@@ -174,7 +174,7 @@ class Command(BaseCommand):
         for name, value in description:
             self.stdout.write(f"  {name:9} {value}")
         self.stdout.write("")
-        self.stdout.write(table(bench.rows))
+        self.stdout.write(table(sorted(bench.rows, key=lambda row: row.figure)))
         self.stdout.write("")
         self.stdout.write(
             f"{'Quick smoke run: not comparable figures. ' if quick else ''}"
