@@ -46,6 +46,10 @@ def demo_data(sandbox_api, settings, django_user_model):  # noqa: F811
     from launcher.services.workflows import workflows_sync
 
     settings.SANDBOX_TIME_SCALE = 0.5
+    # The batch's sending job runs in the request that plans it (no worker here); one run at a
+    # time, as the in-memory SQLite test database does not wait for a lock.
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    settings.BATCH_CONCURRENCY = 1
     seed_demo_data()
     workflows_sync()
     user = django_user_model.objects.create_superuser("demo", "demo@example.com", "demo")
@@ -145,11 +149,41 @@ def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
 
     # A finished run, then one caught while running (the invoice workflow runs for ~10 s).
     _launch(page, ELIGIBILITY, _eligibility, model="Claude Opus 4.1")
-    expect(_status(page)).to_contain_text("Success")
+    expect(_status(page)).to_contain_text("Success", timeout=20_000)
     _shoot(page, "run-finished")
     _launch(page, INVOICE, _invoice)
-    expect(_status(page)).to_contain_text("Running")
+    expect(_status(page)).to_contain_text("Running", timeout=20_000)
     _shoot(page, "run-running")
+
+    # A matrix batch: 2 models × 2 prompt versions × 3 rows, finished, with its grid.
+    page.goto("/batches/new")
+    page.get_by_label("Workflow").select_option(label=ELIGIBILITY)
+    page.get_by_role("button", name="Choose workflow").click()
+    page.get_by_label("Batch name").fill("Opus vs Sonnet, v1 vs v2")
+    models = page.get_by_role("group", name="Models")
+    models.get_by_role("checkbox", name="Default model").uncheck()
+    models.get_by_role("checkbox", name="Claude Opus 4.1", exact=True).check()
+    models.get_by_role("checkbox", name="Claude Sonnet 4.5", exact=True).check()
+    prompts = page.get_by_role("group", name="Prompts")
+    prompts.get_by_role("checkbox", name="Stored prompt").uncheck()
+    prompts.get_by_role("checkbox", name="v1 — first version").check()
+    prompts.get_by_role("checkbox", name="v2 — sign in first; report the deductible").check()
+    page.get_by_label("Rows", exact=True).fill(
+        "patient_name,date_of_birth,payer\n"
+        "Ada Lovelace,1990-01-02,Cigna\n"
+        "Grace Hopper,1985-12-09,Aetna\n"
+        "Alan Turing,1992-06-23,Medicare\n"
+    )
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_role("button", name="Launch 12 runs").click()
+    expect(page.get_by_role("region", name="Progress").get_by_role("status")).to_contain_text(
+        "(100%)", timeout=30_000
+    )
+    _shoot(page, "batch")
+
+    # The runs list, the invoice run perhaps still running.
+    page.goto("/runs/")
+    _shoot(page, "runs")
 
     page.goto(f"/prompts/{uuid.UUID(str(_workflow_id(ELIGIBILITY)))}/?a=1&b=2")
     expect(page.get_by_role("heading", name=f"Prompts of {ELIGIBILITY}")).to_be_visible()

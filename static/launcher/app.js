@@ -77,7 +77,12 @@ document.documentElement.classList.add("js");
 // own zone with how long ago, after every htmx swap too, and keep "… ago" fresh.
 (function () {
   if (typeof Intl === "undefined" || !Intl.RelativeTimeFormat) return;
-  var absolute = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  // Today: the time only; this year: no year; else the full date.
+  var formats = {
+    today: new Intl.DateTimeFormat(undefined, { timeStyle: "short" }),
+    year: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" }),
+    full: new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }),
+  };
   var relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
   var UNITS = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
 
@@ -95,7 +100,10 @@ document.documentElement.classList.add("js");
     document.querySelectorAll("time[data-local-time]").forEach(function (el) {
       var date = new Date(el.getAttribute("datetime"));
       if (isNaN(date.getTime())) return;
-      el.textContent = absolute.format(date) + " · " + ago(date);
+      var now = new Date();
+      var format = date.toDateString() === now.toDateString() ? formats.today
+        : date.getFullYear() === now.getFullYear() ? formats.year : formats.full;
+      el.textContent = format.format(date) + " · " + ago(date);
       el.title = date.toISOString().replace("T", " ").slice(0, 19) + " UTC";
     });
   }
