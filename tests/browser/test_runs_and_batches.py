@@ -80,6 +80,10 @@ def test_the_runs_list_updates_statuses_by_itself_and_stops_polling_when_all_are
         with page.expect_response(lambda response: _is_table_poll(response.request)):
             page.clock.run_for(3_000)
         expect(statuses).to_have_text(["Success"] * 3)
+        # Read out for screen readers, newest run first, as the rows are.
+        expect(page.locator("#live-announcer")).to_have_text(
+            ". ".join(f"Run {run.pk}: Success" for run in reversed(runs))
+        )
         expect(table).not_to_have_attribute("hx-trigger", re.compile("."))
         assert len(polls) == 2
 
