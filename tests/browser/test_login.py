@@ -6,7 +6,7 @@ from tests.browser.conftest import log_in
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_person_logs_in_and_sees_the_launch_page(page, django_user_model):
+def test_a_person_logs_in_and_sees_the_launch_page(page, sandbox, django_user_model):
     django_user_model.objects.create_superuser("demo", "demo@example.com", "demo")
     page.goto("/runs/")
     expect(page.get_by_role("heading", name="Log in to Launcher")).to_be_visible()
