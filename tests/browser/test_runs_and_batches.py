@@ -56,8 +56,6 @@ def test_the_runs_list_updates_statuses_by_itself_and_stops_polling_when_all_are
         page.clock.install()
         log_in(page, operator.username)
         page.goto("/runs/")
-        # Swap and settle in one step, so the fake clock only has to drive the polls.
-        page.evaluate("htmx.config.defaultSettleDelay = 0")
         polls = []
         page.on(
             "request", lambda request: polls.append(request) if _is_table_poll(request) else None
