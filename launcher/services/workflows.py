@@ -116,3 +116,25 @@ def workflow_get_or_sync(workflow_id: uuid.UUID | str) -> Workflow:
     except errors.NotFound:
         raise Workflow.DoesNotExist(f"No workflow {workflow_id}.") from None
     return workflow_store(upstream)
+
+
+def workflow_choose(
+    workflow_id: str | None, workflows: list[Workflow]
+) -> tuple[Workflow | None, str]:
+    """The workflow a form is for (its `workflow` parameter), and a message when it cannot be had.
+
+    The first listed workflow stands in when none is asked for, or when the one asked for is
+    gone or cannot be fetched: the form still renders, with the message next to it.
+    """
+    fallback = workflows[0] if workflows else None
+    if not workflow_id:
+        return fallback, ""
+    for workflow in workflows:
+        if str(workflow.pk) == workflow_id:
+            return workflow, ""
+    try:
+        return workflow_get_or_sync(workflow_id), ""
+    except Workflow.DoesNotExist:
+        return fallback, "That workflow does not exist (any more)."
+    except errors.CyberdeskError as exc:
+        return fallback, f"Cyberdesk is unreachable: {exc}"

@@ -25,7 +25,6 @@ from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from launcher.batch_forms import BatchForm
-from launcher.cyberdesk import errors
 from launcher.models import TERMINAL_STATUSES, Batch, Run, Workflow
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.selectors import batch_comparison, batch_export_rows, batch_progress
@@ -38,7 +37,7 @@ from launcher.services.batches import (
 )
 from launcher.services.run_sync import runs_refresh_many
 from launcher.services.runs import launch_catalog_refresh
-from launcher.services.workflows import workflow_get_or_sync
+from launcher.services.workflows import workflow_choose
 
 DETAIL = "launcher/batch_detail.html"
 PROGRESS_FRAGMENT = f"{DETAIL}#batch-progress"
@@ -63,7 +62,7 @@ def batch_new(request):
     api_error = launch_catalog_refresh()
     workflows = list(Workflow.objects.all())
     params = request.POST if request.method == "POST" else request.GET
-    workflow, workflow_error = _workflow(params.get("workflow"), workflows)
+    workflow, workflow_error = workflow_choose(params.get("workflow"), workflows)
     context = {
         "nav": "batches",
         "workflows": workflows,
@@ -103,20 +102,6 @@ def batch_new(request):
     context["preview"] = form.is_valid() or bool(form.check.bad_rows)
     form.show_again()
     return render(request, NEW, context)
-
-
-def _workflow(workflow_id: str | None, workflows: list[Workflow]) -> tuple[Workflow | None, str]:
-    if not workflow_id:
-        return (workflows[0] if workflows else None), ""
-    for workflow in workflows:
-        if str(workflow.pk) == workflow_id:
-            return workflow, ""
-    try:
-        return workflow_get_or_sync(workflow_id), ""
-    except Workflow.DoesNotExist:
-        return (workflows[0] if workflows else None), "That workflow does not exist (any more)."
-    except errors.CyberdeskError as exc:
-        return (workflows[0] if workflows else None), f"Cyberdesk is unreachable: {exc}"
 
 
 def _batch_or_404(batch_id: int) -> Batch:

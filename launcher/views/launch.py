@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from launcher.cyberdesk import errors, types
+from launcher.cyberdesk import types
 from launcher.forms import LaunchForm
 from launcher.models import Run, Workflow
 from launcher.permissions import LAUNCH_RUN, permission_required
@@ -35,7 +35,7 @@ from launcher.services.runs import (
     run_launch,
     run_launch_again,
 )
-from launcher.services.workflows import workflow_get_or_sync
+from launcher.services.workflows import workflow_choose
 
 PAGE = "launcher/launch.html"
 
@@ -57,7 +57,7 @@ def launch(request):
         again = run_launch_again(run, prompt_from=prompt_from)
 
     workflow_id = again.initial["workflow"] if again else params.get("workflow")
-    workflow, workflow_error = _workflow(workflow_id, workflows)
+    workflow, workflow_error = workflow_choose(workflow_id, workflows)
     if workflow is not None and workflow not in workflows:
         workflows.append(workflow)
 
@@ -84,21 +84,6 @@ def launch(request):
     if request.htmx and request.method == "POST":
         return render(request, f"{PAGE}#launch-details", context)
     return render(request, PAGE, context)
-
-
-def _workflow(workflow_id: str | None, workflows: list[Workflow]) -> tuple[Workflow | None, str]:
-    """The workflow the form is for, and an error message when it cannot be had."""
-    if not workflow_id:
-        return (workflows[0] if workflows else None), ""
-    for workflow in workflows:
-        if str(workflow.pk) == workflow_id:
-            return workflow, ""
-    try:
-        return workflow_get_or_sync(workflow_id), ""
-    except Workflow.DoesNotExist:
-        return (workflows[0] if workflows else None), "That workflow does not exist (any more)."
-    except errors.CyberdeskError as exc:
-        return (workflows[0] if workflows else None), f"Cyberdesk is unreachable: {exc}"
 
 
 def _launch_submit(request, context):
