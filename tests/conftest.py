@@ -7,6 +7,24 @@ from django.test import Client
 
 
 @pytest.fixture(autouse=True)
+def _empty_cache():
+    """The cache (workflow lists, the health probe) never carries over from another test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def catalog(db):
+    """Test data of tests/launch_api.py: workflows, models, versions and labels."""
+    from tests.launch_api import Catalog
+
+    return Catalog()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """PBKDF2's deliberate slowness is for attackers, not for test set-up."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -14,16 +14,10 @@ from launcher import tasks
 from launcher.models import Batch, Run, Submission
 from launcher.services.batches import batch_create, batch_rows_check
 from launcher.services.prompts import prompt_resolve_choice
-from tests.launch_api import Catalog
 from tests.services.fake_cyberdesk import FakeCyberdesk
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def catalog(db):
-    return Catalog()
 
 
 @pytest.fixture

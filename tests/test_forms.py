@@ -8,14 +8,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from launcher.cyberdesk import errors
 from launcher.forms import LaunchForm, highlight_prompt_variables
 from launcher.models import PromptMode
-from tests.launch_api import V2_TEXT, VALID_POST, Catalog, make_workflow
+from tests.launch_api import V2_TEXT, VALID_POST, make_workflow
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def catalog(db):
-    return Catalog()
 
 
 def _form(catalog, data=None, files=None, **kwargs):

@@ -37,11 +37,6 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def catalog(db):
-    return Catalog()
-
-
-@pytest.fixture
 def api():
     fake = FakeCyberdesk()
     with fake.serve():

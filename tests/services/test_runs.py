@@ -5,7 +5,6 @@ import uuid
 
 import httpx
 import pytest
-from django.core.cache import cache
 
 from launcher.cyberdesk import types
 from launcher.models import PromptMode, Run, RunStatus, Submission
@@ -22,25 +21,15 @@ from launcher.services.runs import (
     run_retry,
     run_submit,
 )
-from tests.launch_api import V1_TEXT, V2_TEXT, Catalog, make_run, serve
+from tests.launch_api import V1_TEXT, V2_TEXT, make_run, serve
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def catalog(db):
-    return Catalog()
 
 
 @pytest.fixture
 def api(settings):
     with serve(settings) as fake:
         yield fake
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
 
 
 def launch(catalog, operator, *, model=None, prompt="stored", key=None, **extra):

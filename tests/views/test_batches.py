@@ -13,17 +13,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
-from tests.launch_api import Catalog, make_model, make_run, make_workflow, serve
+from tests.launch_api import make_model, make_run, make_workflow, serve
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 HTMX = {"HX-Request": "true"}
 ROWS = "customer_id,age\nc-100,42\nc-101,old\nc-102,50\n"
-
-
-@pytest.fixture
-def catalog(db):
-    return Catalog()
 
 
 @pytest.fixture

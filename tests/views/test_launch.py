@@ -5,11 +5,10 @@ import uuid
 
 import httpx
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 
 from launcher.models import Run, RunStatus, Submission
-from tests.launch_api import VALID_POST, Catalog, make_run, serve
+from tests.launch_api import VALID_POST, make_run, serve
 
 pytestmark = pytest.mark.django_db
 URL = reverse("launch")
@@ -18,19 +17,9 @@ POLL_TRIGGER = 'hx-trigger="every 2s"'
 
 
 @pytest.fixture
-def catalog(db):
-    return Catalog()
-
-
-@pytest.fixture
 def api(settings):
     with serve(settings) as fake:
         yield fake
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
 
 
 def _token(response) -> str:

@@ -6,21 +6,15 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.core.cache import cache
 from django.urls import reverse
 
 from launcher.models import Run, RunStatus
-from tests.launch_api import Catalog, make_run, serve
+from tests.launch_api import make_run, serve
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 HTMX = {"HX-Request": "true"}
 POLL = 'hx-trigger="every 2s"'
-
-
-@pytest.fixture
-def catalog(db):
-    return Catalog()
 
 
 @pytest.fixture
@@ -34,11 +28,6 @@ def api(settings):
 def clock():
     with time_machine.travel(NOW, tick=False) as traveller:
         yield traveller
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
 
 
 def _urls(run, attachment_id=None):

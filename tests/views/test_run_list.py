@@ -9,18 +9,13 @@ import time_machine
 from django.urls import reverse
 
 from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
-from tests.launch_api import Catalog, make_model, make_run, make_workflow, serve
+from tests.launch_api import make_model, make_run, make_workflow, serve
 from tests.services.fake_cyberdesk import FakeCyberdesk, upstream_run
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 HTMX = {"HX-Request": "true"}
 POLL = 'hx-trigger="every 3s"'
-
-
-@pytest.fixture
-def catalog(db):
-    return Catalog()
 
 
 @pytest.fixture
