@@ -69,5 +69,12 @@ def machine_description(*, server_shape: str) -> list[tuple[str, str]]:
         ("Django", django.get_version()),
         ("database", _database()),
         ("server", server_shape),
+        # Other work on the machine skews every figure; the references share the skew.
+        (
+            "load avg",
+            "{:.2f} {:.2f} {:.2f} (1, 5, 15 min) when the table was printed".format(
+                *os.getloadavg()
+            ),
+        ),
         ("load", _version(["wrk", "-v"]) + "; launcher.bench.paced (fixed rate)"),
     ]
