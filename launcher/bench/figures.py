@@ -1,6 +1,6 @@
 """The figures of `make bench`, each measured next to its reference in the same run.
 
-Each `figure_*` function drives load at the bench server and returns `Row`s for the table.
+Each `figure_*` function drives load at the bench server and adds its `Row`s to `bench.rows`.
 The harness runs in the bench environment (its own database, the bench server as the API),
 so it can also read and write launcher rows directly where that is the honest way to set a
 scene (a logged-in session, batch plans).
@@ -33,7 +33,7 @@ from launcher.services.catalog import models_sync
 from launcher.services.prompts import prompt_resolve, prompt_version_create
 from launcher.services.run_sync import runs_refresh_many
 
-BARE_PATH = "/__bench/bare"
+BARE_PATH = "/__bench/bare"  # the paths launcher.bench.wsgi serves (not imported: it builds an app)
 STACK_PATH = "/__bench/stack"
 UPSTREAM_LATENCY_FILE = "upstream-latency-ms"  # read by launcher.bench.wsgi
 SIMULATED_LATENCY_MS = 50
