@@ -208,13 +208,15 @@ def runs_refresh_many(runs: Iterable[Run], *, stale_after: timedelta | None = No
     candidates = [run for run in runs if run.cyberdesk_id is not None and not run.is_finished]
     if not candidates:
         return 0
-    claimed = _claim(
-        [run.pk for run in candidates],
-        stale_before=timezone.now() - (stale_after or refresh_interval()),
-    )
-    by_workflow: dict = defaultdict(list)
-    for run in claimed:
-        by_workflow[run.workflow_id].append(run)
+    stale_before = timezone.now() - (stale_after or refresh_interval())
+    wanted_by_workflow: dict = defaultdict(list)
+    for run in candidates:
+        wanted_by_workflow[run.workflow_id].append(run.pk)
+    by_workflow: dict = {}
+    for workflow_id, ids in wanted_by_workflow.items():
+        claimed = _claim(ids, stale_before=stale_before, sweep=True)
+        if claimed:
+            by_workflow[workflow_id] = claimed
 
     changed = 0
     finished_ids: list[int] = []
@@ -240,24 +242,31 @@ def runs_refresh_many(runs: Iterable[Run], *, stale_after: timedelta | None = No
     return changed
 
 
-def _claim(ids: Sequence[int], *, stale_before) -> list[Run]:
+def _claim(ids: Sequence[int], *, stale_before, sweep: bool = False) -> list[Run]:
     """Claim the stale, unfinished runs among `ids`; return the claimed rows, fresh.
 
     Each chunk is stamped with a timestamp of its own, and the rows carrying exactly that stamp
     are ours. (Another process would have to claim the same run in the same microsecond to be
     confused, and then the cost is one extra list call, not a wrong state.)
+
+    With `sweep` (all `ids` are of one workflow, so one list call serves them all), a chunk that
+    claimed anything also takes its fresher runs along under the same stamp. Without it, the
+    runs' stamps drift apart across the interval and nearly every poll finds one of them due,
+    each making its own list call; swept, they stay in step: one call per interval.
     """
     claimed: list[Run] = []
     for start in range(0, len(ids), CLAIM_CHUNK):
         chunk = ids[start : start + CLAIM_CHUNK]
         stamp = timezone.now()
-        updated = (
-            Run.objects.filter(pk__in=chunk, cyberdesk_id__isnull=False)
-            .exclude(status__in=TERMINAL_STATUSES)
-            .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=stale_before))
-            .update(synced_at=stamp)
+        unfinished = Run.objects.filter(pk__in=chunk, cyberdesk_id__isnull=False).exclude(
+            status__in=TERMINAL_STATUSES
         )
+        updated = unfinished.filter(
+            Q(synced_at__isnull=True) | Q(synced_at__lte=stale_before)
+        ).update(synced_at=stamp)
         if updated:
+            if sweep:
+                unfinished.exclude(synced_at=stamp).update(synced_at=stamp)
             claimed.extend(Run.objects.filter(pk__in=chunk, synced_at=stamp))
     return claimed
 

@@ -432,6 +432,23 @@ class TestRefreshMany:
 
         assert len(api.requests) == 1  # one list call, for the two stale runs
 
+    def test_a_poll_that_claims_takes_the_workflows_fresher_runs_along(self, workflow, api, clock):
+        # Stamps scattered across the interval (runs refreshed one by one from their pages)…
+        runs = [make_run(workflow, api) for _ in range(4)]
+        for offset, run in enumerate(runs):
+            Run.objects.filter(pk=run.pk).update(
+                synced_at=NOW - timedelta(seconds=2.5 - 0.5 * offset)
+            )
+
+        # …one poll per half second for four seconds: without the sweep, each poll would find
+        # another run just due and make a list call of its own.
+        for _ in range(8):
+            run_sync.runs_refresh_many(runs)
+            clock.shift(timedelta(seconds=0.5))
+
+        assert api.calls == {"GET /v1/runs": 2}  # one per 2 s interval
+        assert len(set(Run.objects.values_list("synced_at", flat=True))) == 1
+
     def test_nothing_stale_means_no_call(self, workflow, api, clock):
         runs = [make_run(workflow, api, status=RunStatus.SUCCESS)]
 
