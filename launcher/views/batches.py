@@ -22,6 +22,7 @@ from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from launcher.batch_forms import BatchForm
@@ -56,6 +57,8 @@ def batch_list(request):
     return render(request, "launcher/batch_list.html", {"nav": "batches", "batches": batches})
 
 
+# Pasted rows may carry values that must not be kept: keep every field out of error reports.
+@sensitive_post_parameters()
 @require_http_methods(["GET", "POST"])
 @permission_required(LAUNCH_RUN)
 def batch_new(request):

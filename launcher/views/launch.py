@@ -20,6 +20,7 @@ import uuid
 
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -40,6 +41,8 @@ from launcher.services.workflows import workflow_choose
 PAGE = "launcher/launch.html"
 
 
+# Sensitive inputs arrive in this POST: keep every field out of error reports.
+@sensitive_post_parameters()
 @require_http_methods(["GET", "POST"])
 @permission_required(LAUNCH_RUN)
 def launch(request):

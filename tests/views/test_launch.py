@@ -5,7 +5,9 @@ import uuid
 
 import httpx
 import pytest
+from django.test import Client
 from django.urls import reverse
+from django.views.debug import SafeExceptionReporterFilter
 
 from launcher.models import Run, RunStatus, Submission
 from tests.launch_api import VALID_POST, make_run, serve
@@ -377,3 +379,14 @@ def test_a_pinned_version_and_a_chosen_model_reach_the_sandbox(live_server, sett
     assert run.output_data["effective_model_id"] == str(MODEL_OPUS)
     assert v1.sha256 in status.content.decode()
     assert POLL_TRIGGER not in status.content.decode()
+
+
+def test_the_launch_form_keeps_its_fields_out_of_error_reports(operator, catalog, api):
+    client = Client()
+    client.force_login(operator)
+    response = client.post(URL, {"workflow": str(catalog.workflow.pk), "input:$api_key": "s3cret"})
+
+    request = response.wsgi_request
+    assert request.sensitive_post_parameters == "__ALL__"
+    cleaned = SafeExceptionReporterFilter().get_post_parameters(request)
+    assert "s3cret" not in str(dict(cleaned))
