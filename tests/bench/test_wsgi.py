@@ -4,11 +4,28 @@ of upstream calls and traced requests. Production never serves any of it."""
 import io
 
 import pytest
+from django.core import signals
+from django.db import close_old_connections
 
 from launcher.bench import wsgi
 
 
 def _call(application, path, *, method="GET", headers=None):
+    """Call the WSGI app as a server would, but keep the test's database connection open.
+
+    Like Django's test client: request signals would otherwise close the connection at the
+    end of the request (it is inside the test's transaction, so Django deems it unusable).
+    """
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        return _call_wsgi(application, path, method=method, headers=headers)
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+
+
+def _call_wsgi(application, path, *, method, headers):
     environ = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
