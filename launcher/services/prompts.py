@@ -248,7 +248,8 @@ def prompt_choice_parse(value: str) -> PromptChoice:
         if rest == LATEST:
             return PromptChoice(mode=PromptMode.LATEST)
         return PromptChoice(mode=PromptMode.LABEL, label=rest)
-    if kind == "version" and rest.isdigit():
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if kind == "version" and rest.isdecimal():
         return PromptChoice(mode=PromptMode.PINNED, version_id=int(rest))
     raise PromptChoiceInvalid(f"Unknown prompt choice {value!r}.")
 

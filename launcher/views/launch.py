@@ -51,10 +51,10 @@ def launch(request):
     params = request.POST if request.method == "POST" else request.GET
 
     again = None
-    if request.method == "GET" and request.GET.get("again", "").isdigit():
+    again_id = _run_id(request.GET.get("again")) if request.method == "GET" else None
+    if again_id is not None:
         run = get_object_or_404(
-            Run.objects.select_related("model_option", "prompt_version"),
-            pk=int(request.GET["again"]),
+            Run.objects.select_related("model_option", "prompt_version"), pk=again_id
         )
         prompt_from = PRODUCTION if request.GET.get("prompt_from") == PRODUCTION else SAME
         again = run_launch_again(run, prompt_from=prompt_from)
@@ -130,6 +130,20 @@ def _launch_submit(request, context):
 
     template = f"{PAGE}#launch-form" if request.htmx else PAGE
     return render(request, template, context)
+
+
+# The largest id a database integer column holds: a longer number is no run (and would make
+# SQLite raise OverflowError).
+_MAX_ID = 2**63 - 1
+
+
+def _run_id(value: str | None) -> int | None:
+    """A run id from the query string, or None for anything that cannot be one (not digits,
+    "²" — str.isdigit accepts it, int() does not — or beyond what a database column holds)."""
+    if not value or not value.isdecimal() or len(value) > 19:
+        return None
+    number = int(value)
+    return number if 0 < number <= _MAX_ID else None
 
 
 def _run_for_token(token: str | None) -> Run | None:

@@ -41,7 +41,8 @@ def prompt_index(request):
 
 
 def _version_number(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    return int(value) if value and value.isdecimal() else None
 
 
 @require_GET

@@ -354,7 +354,9 @@ def test_choice_strings_parse_and_round_trip(value, mode, label):
     assert prompt_choice_parse(choice.value) == choice
 
 
-@pytest.mark.parametrize("value", ["", "pinned", "version:abc", "label:", "version:", "x:y"])
+@pytest.mark.parametrize(
+    "value", ["", "pinned", "version:abc", "label:", "version:", "x:y", "version:²", "version:-1"]
+)
 def test_malformed_choice_strings_are_refused(value):
     with pytest.raises(PromptChoiceInvalid):
         prompt_choice_parse(value)

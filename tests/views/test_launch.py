@@ -312,6 +312,24 @@ def test_launch_again_of_an_unknown_run_is_404(operator_client, catalog, api):
     assert operator_client.get(URL, {"again": 999999}).status_code == 404
 
 
+@pytest.mark.parametrize("again", ["²", "99999999999999999999999", "x"])
+def test_launch_again_with_a_malformed_run_id_shows_the_plain_form(
+    operator_client, catalog, api, again
+):
+    response = operator_client.get(URL, {"again": again})
+    assert response.status_code == 200
+    assert response.context["again"] is None
+
+
+def test_a_refresh_with_a_malformed_prompt_choice_shows_its_error(operator_client, catalog, api):
+    response = _post(
+        operator_client,
+        {"workflow": str(catalog.workflow.pk), "prompt": "version:²", "refresh": "1"},
+    )
+    assert response.status_code == 200
+    assert "Unknown prompt choice" in response.content.decode()
+
+
 def test_a_fresh_token_is_issued_for_every_form(operator_client, catalog, api):
     assert _token(operator_client.get(URL)) != _token(operator_client.get(URL))
     uuid.UUID(_token(operator_client.get(URL)))

@@ -180,7 +180,10 @@ def test_diff_text_is_escaped(operator_client, workflow, staff):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
-@pytest.mark.parametrize("params", [{"a": "x", "b": "99"}, {"a": "-1"}, {"b": ""}])
+@pytest.mark.parametrize(
+    "params",
+    [{"a": "x", "b": "99"}, {"a": "-1"}, {"b": ""}, {"a": "²"}, {"b": "99999999999999999999999"}],
+)
 def test_bad_comparison_parameters_fall_back_to_the_default(
     operator_client, workflow, versions, params
 ):
