@@ -5,11 +5,16 @@ bookmarked and shared. Parsing needs no database; what each select offers comes 
 from __future__ import annotations
 
 import uuid
+from datetime import date
 
 from django import forms
 
 from launcher.models import RunStatus
 from launcher.selectors import DEFAULT_MODEL, STORED_PROMPT, RunFilters
+
+# The largest id a database integer column holds: SQLite raises OverflowError for a longer
+# number in a query, so such an id is refused here like any other nonsense.
+MAX_ID = 2**63 - 1
 
 
 class RunFilterForm(forms.Form):
@@ -18,8 +23,8 @@ class RunFilterForm(forms.Form):
     model = forms.CharField(required=False)
     prompt = forms.CharField(required=False)
     label = forms.SlugField(required=False, max_length=50)
-    launched_by = forms.IntegerField(required=False, min_value=1)
-    batch = forms.IntegerField(required=False, min_value=1)
+    launched_by = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    batch = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     created_from = forms.DateField(required=False, label="From")
     created_to = forms.DateField(required=False, label="To")
 
@@ -34,8 +39,15 @@ class RunFilterForm(forms.Form):
 
     def clean_prompt(self) -> str:
         value = self.cleaned_data["prompt"]
-        if value and value != STORED_PROMPT and not value.isdigit():
+        if value and value != STORED_PROMPT and not _is_id(value):
             raise forms.ValidationError("Choose a prompt version from the list.")
+        return value
+
+    def clean_created_to(self) -> date | None:
+        value = self.cleaned_data["created_to"]
+        # The list asks for runs before the next day's start, and date.max has none.
+        if value == date.max:
+            raise forms.ValidationError("Choose an earlier day.")
         return value
 
     def filters(self) -> RunFilters:
@@ -57,6 +69,11 @@ class RunFilterForm(forms.Form):
     @property
     def is_filtered(self) -> bool:
         return any(self.data.get(name) for name in self.fields)
+
+
+def _is_id(value: str) -> bool:
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    return value.isdecimal() and len(value) <= 19 and 0 < int(value) <= MAX_ID
 
 
 def _uuid_or_error(value: str, message: str) -> str:
