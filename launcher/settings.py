@@ -131,6 +131,18 @@ if env.str("CACHE_URL", default=""):
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Sessions are read from the cache (a poll skips its session query) and written through to the
+# database, but only when the cache is shared by every process. A per-process locmem cache would
+# keep a copy that another process cannot clear: after a logout there, this process would still
+# accept the session until it expires (weeks). A database or dummy cache saves nothing.
+_PROCESS_LOCAL_OR_USELESS_CACHES = {
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+    "django.core.cache.backends.db.DatabaseCache",
+}
+if CACHES["default"]["BACKEND"] not in _PROCESS_LOCAL_OR_USELESS_CACHES:
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 # --- Background tasks (django-tasks, database backend) -----------------------------------------
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}

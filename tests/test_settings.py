@@ -60,3 +60,20 @@ def test_empty_allowed_hosts_stops_start_up_with_debug_off():
 def test_debug_on_runs_with_the_development_defaults():
     result = _manage("check", DEBUG="true", SECRET_KEY="", ALLOWED_HOSTS="")
     assert result.returncode == 0, result.stderr
+
+
+def _session_engine(**env_overrides) -> str:
+    code = "from django.conf import settings; print(settings.SESSION_ENGINE)"
+    result = _manage("shell", "-c", code, **env_overrides)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]  # after "N objects imported" (5.2)
+
+
+def test_sessions_are_cached_only_in_a_cache_every_process_shares():
+    # A shared cache (redis, memcached, files): sessions read from it, written through.
+    assert _session_engine(CACHE_URL="redis://127.0.0.1:6379/0") == (
+        "django.contrib.sessions.backends.cached_db"
+    )
+    # Per-process locmem (the default): a logout elsewhere could not clear this process's copy.
+    assert _session_engine(CACHE_URL="") == "django.contrib.sessions.backends.db"
+    assert _session_engine(CACHE_URL="locmemcache://") == "django.contrib.sessions.backends.db"

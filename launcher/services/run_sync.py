@@ -167,14 +167,21 @@ def _changes(run: Run, upstream: types.Run, *, restart: bool) -> dict:
 def run_refresh(run: Run, *, force: bool = False) -> Run:
     """Bring `run` up to date from the API at most once per refresh interval.
 
-    The compare-and-set UPDATE decides which caller refreshes; all others (and every call
-    within the interval) only re-read the row. `force=True` skips the interval (after an
-    action of ours, such as a cancel) but still records the refresh. API errors are logged
-    and swallowed: the page shows the last known state and the next poll tries again.
+    The compare-and-set UPDATE decides which caller refreshes; all others only re-read the
+    row. `force=True` skips the interval (after an action of ours, such as a cancel) but still
+    records the refresh. API errors are logged and swallowed: the page shows the last known
+    state and the next poll tries again.
+
+    A `run` whose `synced_at` falls within the interval is returned as it is, with no query:
+    the claim could not win, and the copy was read after that stamp, so within the interval —
+    as fresh as the re-read a lost claim makes. (A poll reads the run and passes it straight
+    in: the usual poll costs that one read.)
     """
     if run.cyberdesk_id is None or run.is_finished:
         return run
     now = timezone.now()
+    if not force and run.synced_at is not None and run.synced_at > now - refresh_interval():
+        return run
     claim = Run.objects.filter(pk=run.pk, cyberdesk_id__isnull=False).exclude(
         status__in=TERMINAL_STATUSES
     )

@@ -95,8 +95,9 @@ def run_detail(request, run_id: int):
 @require_GET
 @permission_required(LAUNCH_RUN)
 def run_status(request, run_id: int):
-    """The status region, polled every 2 s while the run is unfinished. Reads the database,
-    except for the one poller per interval whose compare-and-set wins the refresh."""
+    """The status region, polled every 2 s while the run is unfinished. One read of the run
+    while it was refreshed within the interval (no claim is tried); once due, the one poller
+    per interval whose compare-and-set wins the refresh calls the API."""
     run = _refresh(_run_or_404(run_id, related=False))
     return render(request, STATUS_FRAGMENT, _status_context(run))
 

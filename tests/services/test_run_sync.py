@@ -247,16 +247,32 @@ class TestRefresh:
         assert third.status == RunStatus.SUCCESS
         assert api.calls["GET /v1/runs/{id}"] == 2
 
-    def test_a_poll_within_the_interval_only_reads_the_database(
+    def test_a_copy_read_within_the_interval_is_used_as_it_is(
         self, workflow, api, clock, django_assert_num_queries
     ):
         run = make_run(workflow, api)
+        api.runs[str(run.cyberdesk_id)]["status"] = "running_checks"
         run_sync.run_refresh(run)
-        viewer_copy = Run.objects.get(pk=run.pk)
+        viewer_copy = Run.objects.get(pk=run.pk)  # what a poll reads
+
+        with django_assert_num_queries(0):  # its stamp says no refresh is due: no claim
+            refreshed = run_sync.run_refresh(viewer_copy)
+
+        assert refreshed.status == RunStatus.RUNNING_CHECKS
+        assert api.calls["GET /v1/runs/{id}"] == 1
+
+    def test_an_older_copy_loses_the_claim_and_reads_the_database(
+        self, workflow, api, clock, django_assert_num_queries
+    ):
+        run = make_run(workflow, api)
+        viewer_copy = Run.objects.get(pk=run.pk)  # read before another viewer's refresh
+        api.runs[str(run.cyberdesk_id)]["status"] = "running_checks"
+        run_sync.run_refresh(run)
 
         with django_assert_num_queries(2):  # the failed claim, then the re-read
-            run_sync.run_refresh(viewer_copy)
+            refreshed = run_sync.run_refresh(viewer_copy)
 
+        assert refreshed.status == RunStatus.RUNNING_CHECKS
         assert api.calls["GET /v1/runs/{id}"] == 1
 
     def test_relations_the_page_loaded_stay_loaded(

@@ -6,6 +6,9 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from launcher.models import Run, RunStatus
@@ -188,12 +191,42 @@ def test_query_counts_are_pinned(operator_client, catalog, api, clock, django_as
     )
     urls = _urls(run)
     operator_client.get(urls["page"])  # warm the session
-    # session, user, 2× permissions, run (+ relations), claim UPDATE, re-read, latest version
-    with django_assert_num_queries(8):
+    # session, user, 2× permissions, run (+ relations), latest version; the run was refreshed
+    # within the interval, so no claim is tried
+    with django_assert_num_queries(6):
         assert operator_client.get(urls["page"]).status_code == 200
-    # session, user, 2× permissions, run, claim UPDATE, re-read
-    with django_assert_num_queries(7):
+    # session, user, 2× permissions, run
+    with django_assert_num_queries(5):
         assert operator_client.get(urls["status"], headers=HTMX).status_code == 200
+
+
+def test_a_poll_never_writes_its_session(operator_client, catalog, api, clock):
+    run = make_run(catalog.workflow, api=api, synced_at=NOW)
+    url = _urls(run)["status"]
+    operator_client.get(url, headers=HTMX)  # warm the session
+
+    with CaptureQueriesContext(connection) as queries:
+        response = operator_client.get(url, headers=HTMX)
+
+    assert response.status_code == 200
+    session_queries = [q["sql"] for q in queries if "django_session" in q["sql"]]
+    assert len(session_queries) == 1 and session_queries[0].lstrip().startswith("SELECT")
+    assert "sessionid" not in response.cookies  # not saved, so not sent again
+
+
+def test_with_sessions_in_a_shared_cache_a_poll_skips_the_session_query(
+    settings, operator, catalog, api, clock, django_assert_num_queries
+):
+    # What settings choose when CACHE_URL names a shared cache (tests/test_settings.py).
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    poller = Client(enforce_csrf_checks=True)
+    poller.force_login(operator)
+    run = make_run(catalog.workflow, api=api, synced_at=NOW)
+    url = _urls(run)["status"]
+    poller.get(url, headers=HTMX)
+
+    with django_assert_num_queries(4):  # user, 2× permissions, run
+        assert poller.get(url, headers=HTMX).status_code == 200
 
 
 def test_a_finished_runs_fragment_reads_the_database_only(
