@@ -240,6 +240,12 @@ def runs_refresh_many(runs: Iterable[Run], *, stale_after: timedelta | None = No
             upstream = found.get(run.cyberdesk_id)
             if upstream is None:
                 continue
+            # `_claim` has just read these rows: a run the news does not change is left alone
+            # (no lock, no re-read), so an unchanged page costs the same at 5 rows as at 50.
+            # A run it does change is locked and compared again, so forward-only still holds
+            # against anything written since the claim.
+            if not _changes(run, upstream, restart=False):
+                continue
             was_changed, finished = _apply(run, upstream)
             changed += was_changed
             if finished:

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
 from django_tasks_db.models import DBTaskResult
 
 from launcher.cyberdesk import types
@@ -464,6 +465,62 @@ class TestRefreshMany:
 
         assert api.calls == {"GET /v1/runs": 2}  # one per 2 s interval
         assert len(set(Run.objects.values_list("synced_at", flat=True))) == 1
+
+    @pytest.mark.parametrize("count", [5, 50])
+    def test_a_poll_that_brings_no_news_costs_the_same_however_many_runs(
+        self, workflow, api, clock, count, django_assert_num_queries
+    ):
+        runs = [make_run(workflow, api) for _ in range(count)]
+        started = (NOW - timedelta(seconds=30)).isoformat()
+        for run in runs:
+            api.runs[str(run.cyberdesk_id)]["started_at"] = started
+        assert run_sync.runs_refresh_many(runs) == count  # the news: every run started
+        clock.shift(timedelta(seconds=2))
+        stamps_before = set(Run.objects.values_list("synced_at", flat=True))
+
+        # claim UPDATE, sweep UPDATE, read the claimed rows: no lock, no write per run
+        with django_assert_num_queries(3):
+            assert run_sync.runs_refresh_many(runs) == 0
+
+        assert api.calls == {"GET /v1/runs": 2}
+        assert set(Run.objects.values_list("synced_at", flat=True)) == {NOW + timedelta(seconds=2)}
+        assert stamps_before == {NOW}
+
+    def test_only_the_runs_the_news_changes_are_written(
+        self, workflow, api, clock, django_assert_num_queries
+    ):
+        runs = [make_run(workflow, api) for _ in range(5)]
+        api.runs[str(runs[2].cyberdesk_id)].update(status="success", output_data={"total": 3})
+
+        with CaptureQueriesContext(connection) as queries:
+            assert run_sync.runs_refresh_many(runs) == 1
+
+        locks = [q["sql"] for q in queries if q["sql"].lstrip().startswith("SELECT")]
+        writes = [q["sql"] for q in queries if q["sql"].lstrip().startswith("UPDATE")]
+        assert len(locks) == 2  # the claimed rows, then the changed run under its lock
+        assert len(writes) == 3  # claim, sweep, the changed run
+        changed = Run.objects.get(pk=runs[2].pk)
+        assert (changed.status, changed.output_data) == (RunStatus.SUCCESS, {"total": 3})
+        assert set(Run.objects.exclude(pk=runs[2].pk).values_list("status", flat=True)) == {
+            RunStatus.RUNNING
+        }
+
+    def test_news_older_than_a_write_since_the_claim_is_still_refused(
+        self, workflow, api, clock, monkeypatch
+    ):
+        run = make_run(workflow, api, upstream_status="running_checks")
+        real_list = run_sync._list_upstream
+
+        def webhook_lands_during_the_list_call(*args, **kwargs):
+            found = real_list(*args, **kwargs)
+            Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCESS)
+            return found
+
+        monkeypatch.setattr(run_sync, "_list_upstream", webhook_lands_during_the_list_call)
+
+        assert run_sync.runs_refresh_many([run]) == 0  # checked again under the lock
+
+        assert Run.objects.get(pk=run.pk).status == RunStatus.SUCCESS
 
     def test_nothing_stale_means_no_call(self, workflow, api, clock):
         runs = [make_run(workflow, api, status=RunStatus.SUCCESS)]

@@ -124,6 +124,24 @@ def test_the_page_costs_the_same_number_of_queries_however_many_rows(
         assert operator_client.get(url(), headers=HTMX).status_code == 200
 
 
+@pytest.mark.parametrize("rows", [5, 50])
+def test_a_refreshing_poll_with_no_news_costs_the_same_however_many_rows(
+    catalog, operator_client, api, clock, django_assert_num_queries, rows
+):
+    for _ in range(rows):
+        run = make_run(catalog.workflow, status=RunStatus.RUNNING, synced_at=NOW)
+        api.add(upstream_run(run.cyberdesk_id, workflow_id=catalog.workflow.pk, created_at=NOW))
+    operator_client.get(url(), headers=HTMX)  # warm the session
+    clock.shift(timedelta(seconds=3))  # every run due again; the API has nothing new
+
+    # session, user, 2 for the permission, count, page; claim, sweep, the claimed rows
+    with django_assert_num_queries(9):
+        response = operator_client.get(url(), headers=HTMX)
+
+    assert response.status_code == 200 and len(response.context["runs"]) == rows
+    assert api.calls["GET /v1/runs"] == 1
+
+
 def test_filters_narrow_the_list_and_stay_in_the_url(catalog, operator, staff, operator_client):
     other_workflow = make_workflow(name="Claims")
     other_model = make_model("GPT Operator")
