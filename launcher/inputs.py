@@ -455,7 +455,9 @@ def input_schema_errors(
             key, rest = "", []
         if key and key in skip:
             continue
-        sensitive = key.startswith(SENSITIVE_PREFIX)
+        # An error about the whole payload (no path) is about an object that holds the
+        # secrets too: jsonschema's own message would quote it, so it is never used then.
+        sensitive = key.startswith(SENSITIVE_PREFIX) or not path
         message = _error_message(error, sensitive=sensitive)
         if rest:
             message = f"{_path_label(rest)}: {message}"
@@ -536,6 +538,11 @@ def _error_message(error: jsonschema.ValidationError, *, sensitive: bool) -> str
         "maxItems": lambda: f"Must have at most {_plural(expected, 'item')}.",
         "uniqueItems": lambda: "Items must not repeat.",
         "additionalProperties": lambda: "Has properties the schema does not allow.",
+        "anyOf": lambda: "Must match at least one of the forms the schema allows.",
+        "oneOf": lambda: "Must match exactly one of the forms the schema allows.",
+        "not": lambda: "Is a value the schema does not allow.",
+        "minProperties": lambda: f"Must have at least {_plural(expected, 'value')}.",
+        "maxProperties": lambda: f"Must have at most {_plural(expected, 'value')}.",
     }
     if keyword in messages:
         return messages[keyword]()

@@ -163,6 +163,25 @@ def test_a_secret_is_never_rendered_back(catalog):
     assert 'value="ab"' in str(form["input:customer_id"])
 
 
+def test_a_secret_is_not_quoted_by_an_error_about_the_whole_form():
+    schema = {
+        "properties": {"email": {"type": "string"}, "phone": {"type": "string"}},
+        "anyOf": [{"required": ["email"]}, {"required": ["phone"]}],
+    }
+    schema["properties"]["$api_key"] = {"type": "string"}
+    workflow = make_workflow(input_schema=schema, main_prompt="Hello")
+    data = {
+        "workflow": str(workflow.pk),
+        "prompt": "stored",
+        "token": str(uuid.uuid4()),
+        "input:$api_key": "s3cret-key",
+    }
+    form = LaunchForm(data, workflows=[workflow], workflow=workflow)
+    assert not form.is_valid()
+    assert form.non_field_errors()
+    assert "s3cret-key" not in str(form.errors)
+
+
 def test_files_are_checked_against_the_size_limit(catalog, settings):
     settings.FILE_INPUT_MAX_BYTES = 10
     workflow = make_workflow(

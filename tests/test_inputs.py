@@ -199,6 +199,25 @@ def test_a_secret_never_appears_in_an_error_message():
     assert all("my-secret-value" not in message for message in by_key["$pin"])
 
 
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"anyOf": [{"required": ["email"]}, {"required": ["phone"]}]},
+        {"oneOf": [{"required": ["email"]}, {"required": ["phone"]}]},
+        {"not": {"required": ["$pin"]}},
+        {"maxProperties": 1},
+    ],
+)
+def test_a_secret_never_appears_in_an_error_about_the_whole_payload(rule):
+    """A rule on the whole object quotes the whole object in jsonschema's message, secrets and
+    all: such errors get a message of our own."""
+    schema = {"properties": {"$pin": {"type": "string"}, "name": {"type": "string"}}, **rule}
+    by_key, general = input_schema_errors(schema, {"name": "Ann", "$pin": "my-secret-value"})
+    messages = general + [m for found in by_key.values() for m in found]
+    assert messages
+    assert all("my-secret-value" not in message for message in messages)
+
+
 def test_keys_that_failed_to_parse_get_no_second_error():
     by_key, _ = input_schema_errors(SCHEMA, {"customer_id": "abc"}, skip_keys={"age"})
     assert "age" not in by_key
