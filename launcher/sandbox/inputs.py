@@ -82,6 +82,12 @@ def _add(items: dict, path: list, msg: str, type_: str, error) -> None:
         return
     loc = ("body", "input_values", *path)
     value = error.instance if type_ not in ("missing", "extra_forbidden") else None
+    if not path and type_ not in ("missing", "extra_forbidden"):
+        # A rule on the whole inputs: its instance (and jsonschema's message, which quotes it)
+        # holds the sensitive values too. Echo only the plain inputs.
+        msg = f"Value does not satisfy the input schema ('{error.validator}')"
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if not str(k).startswith("$")}
     if type_ == "extra_forbidden" and isinstance(error.instance, dict):
         value = error.instance.get(path[-1])
     item = (

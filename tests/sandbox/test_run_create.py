@@ -192,6 +192,31 @@ def test_sensitive_inputs_are_validated_under_their_dollar_name_without_echoing_
     assert "short" not in json.dumps(response.json())
 
 
+def test_a_rule_on_the_whole_inputs_never_echoes_a_sensitive_value(api):
+    """jsonschema's message for a rule on the whole object quotes the object, secrets included;
+    so would the item's `input`."""
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "$pin": {"type": "string"}},
+        "anyOf": [{"required": ["email"]}, {"required": ["phone"]}],
+    }
+    patched = api.patch(f"workflows/{seed.WORKFLOW_HELLO}", {"input_schema": json.dumps(schema)})
+    assert patched.status_code == 200
+
+    response = api.post(
+        "runs",
+        {
+            "workflow_id": str(seed.WORKFLOW_HELLO),
+            "input_values": {"name": "Ada"},
+            "sensitive_input_values": {"pin": "correct-horse-battery"},
+        },
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"]
+    assert "correct-horse-battery" not in response.content.decode()
+
+
 def test_a_missing_required_sensitive_input_is_named_without_the_dollar(api):
     response = api.post(
         "runs",
