@@ -42,6 +42,11 @@ LIST_FIELDS = [
     "usage_metadata",
 ]
 LIST_PAGE_SIZE = 1000  # the API's maximum
+# The first page asks for a small multiple of the runs wanted: they are usually the newest (a
+# page of runs being watched), and listing up to 1,000 runs to find a few costs the API far
+# more. Each further page doubles, up to the maximum, so runs pushed far down by newer ones
+# are still reached in a few calls.
+LIST_FIRST_PAGE_MIN = 50
 LIST_MAX_PAGES = 10
 # Launcher stores a run before sending it, so the upstream created_at is a little later than
 # ours; the margin absorbs clock differences between the two machines.
@@ -285,11 +290,13 @@ def _claim(ids: Sequence[int], *, stale_before, sweep: bool = False) -> list[Run
 
 
 def _list_upstream(client, workflow_id, runs: list[Run]) -> dict:
-    """The upstream runs among `runs`, from list calls newest first, paged until all are seen."""
+    """The upstream runs among `runs`, from list calls newest first, paged until all are seen
+    (first page sized to the runs wanted, then doubling; see `LIST_FIRST_PAGE_MIN`)."""
     wanted = {run.cyberdesk_id for run in runs}
     created_at_from = min(run.created_at for run in runs) - CREATED_AT_MARGIN
     found: dict = {}
     skip = 0
+    limit = min(LIST_PAGE_SIZE, max(LIST_FIRST_PAGE_MIN, 2 * len(wanted)))
     for _ in range(LIST_MAX_PAGES):
         try:
             page = client.list_runs(
@@ -299,7 +306,7 @@ def _list_upstream(client, workflow_id, runs: list[Run]) -> dict:
                 # Stable under paging: new runs land on top and only push items down a page.
                 sort_mode="created_at_desc",
                 skip=skip,
-                limit=LIST_PAGE_SIZE,
+                limit=limit,
             )
         except errors.CyberdeskError as exc:
             logger.warning("Workflow %s: listing runs failed: %s", workflow_id, exc)
@@ -310,6 +317,7 @@ def _list_upstream(client, workflow_id, runs: list[Run]) -> dict:
         skip += len(page.items)
         if len(found) == len(wanted) or not page.items or skip >= page.total:
             break
+        limit = min(LIST_PAGE_SIZE, 2 * limit)
     return found
 
 

@@ -540,6 +540,38 @@ class TestRefreshMany:
         assert Run.objects.get(pk=old.pk).status == RunStatus.SUCCESS
         assert api.calls["GET /v1/runs"] == 3
 
+    def test_the_list_call_asks_for_a_few_runs_when_a_few_are_wanted(self, workflow, api, clock):
+        runs = [make_run(workflow, api) for _ in range(3)]
+
+        run_sync.runs_refresh_many(runs)
+
+        (list_call,) = api.requests
+        assert list_call.url.params["limit"] == "50"  # not the API's maximum of 1,000
+        assert list_call.url.params["skip"] == "0"
+
+    def test_a_run_far_down_the_list_is_still_found_by_paging_on(self, workflow, api, clock):
+        old = make_run(workflow, api, upstream_status="running_checks")
+        for _ in range(120):  # newer runs push ours past the first two pages (50, then 100)
+            api.add(upstream_run(workflow_id=workflow.id, created_at=NOW + timedelta(minutes=1)))
+
+        run_sync.runs_refresh_many([old])
+
+        assert Run.objects.get(pk=old.pk).status == RunStatus.RUNNING_CHECKS
+        pages = [(r.url.params["skip"], r.url.params["limit"]) for r in api.requests]
+        assert pages == [("0", "50"), ("50", "100")]
+
+    def test_many_runs_wanted_ask_for_more_but_never_past_the_maximum(
+        self, workflow, api, clock, monkeypatch
+    ):
+        monkeypatch.setattr(run_sync, "LIST_PAGE_SIZE", 100)
+        runs = [make_run(workflow, api) for _ in range(40)]
+
+        run_sync.runs_refresh_many(runs)
+        clock.shift(timedelta(seconds=2))
+        run_sync.runs_refresh_many(runs + [make_run(workflow, api) for _ in range(20)])
+
+        assert [r.url.params["limit"] for r in api.requests] == ["80", "100"]
+
     def test_a_run_missing_from_the_list_is_fetched_by_id(self, workflow, api, clock):
         run = make_run(workflow, api, upstream_status="running_checks")
         # Its upstream created_at is far earlier than ours (a skewed clock): not in the window.
