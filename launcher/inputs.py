@@ -250,6 +250,21 @@ def initial_value(spec: InputSpec, value: Any) -> Any:
     return value
 
 
+NUL_MESSAGE = "Remove the NUL character (\\0): it cannot be stored."
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a JSON value holds U+0000 anywhere (keys included). PostgreSQL stores it in
+    neither text nor jsonb, so a run with such an input could not even be saved."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
 class _RawField(forms.Field):
     """Hands the posted string to `coerce_input` unchanged (no stripping, no required check)."""
 
@@ -258,7 +273,11 @@ class _RawField(forms.Field):
         super().__init__(required=False, **kwargs)
 
     def to_python(self, value):
-        return coerce_input(self.spec, value)
+        coerced = coerce_input(self.spec, value)
+        # Secrets are never stored, so only stored values need to be storable.
+        if not self.spec.sensitive and contains_nul(coerced):
+            raise ValidationError(NUL_MESSAGE, code="null_characters_not_allowed")
+        return coerced
 
 
 class _BooleanField(forms.BooleanField):

@@ -182,6 +182,15 @@ def test_a_secret_is_not_quoted_by_an_error_about_the_whole_form():
     assert "s3cret-key" not in str(form.errors)
 
 
+def test_a_nul_character_is_refused_next_to_its_field(catalog):
+    """PostgreSQL cannot store U+0000 in jsonb: the run could not be stored."""
+    form = _form(catalog, _post(catalog, **{"input:customer_id": "c-1\x00x"}))
+    assert not form.is_valid()
+    assert form.errors["input:customer_id"] == [
+        "Remove the NUL character (\\0): it cannot be stored."
+    ]
+
+
 def test_files_are_checked_against_the_size_limit(catalog, settings):
     settings.FILE_INPUT_MAX_BYTES = 10
     workflow = make_workflow(

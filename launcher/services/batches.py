@@ -49,6 +49,7 @@ from launcher.inputs import (
     InputKind,
     InputSpec,
     coerce_input,
+    contains_nul,
     input_schema_errors,
     input_specs,
 )
@@ -286,6 +287,12 @@ class _RowChecker:
         by_key, general = input_schema_errors(self.workflow.input_schema, values, skip_keys=skip)
         messages = [f"{key}: {message}" for key, found in by_key.items() for message in found]
         messages += general
+        # The runs' inputs are stored before sending, and PostgreSQL stores no U+0000.
+        messages += [
+            f"{key}: contains a NUL character (\\0), which cannot be stored."
+            for key, value in values.items()
+            if contains_nul(key) or contains_nul(value)
+        ]
         for name in self.prompt_variables:
             if name not in values and name not in by_key and name not in skip:
                 messages.append(f"{name}: the prompt uses {{{name}}}; give it a value.")

@@ -236,6 +236,34 @@ def test_json_lines_may_not_carry_secrets(catalog):
     assert "k-123" not in json.dumps(checked.bad_rows[0].messages)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "customer_id,age\nc-1\x00x,42\n",
+        '{"customer_id": "c-1\\u0000x", "age": 42}\n',
+        '{"customer_id": "c-100", "age": 42, "tags": ["a\\u0000"]}\n',
+    ],
+)
+def test_a_row_with_a_nul_character_is_refused(catalog, text):
+    """PostgreSQL cannot store U+0000 in text or jsonb: such a row would fail the plan."""
+    checked = check(catalog, text)
+
+    assert checked.rows == []
+    assert any("NUL" in message for message in checked.bad_rows[0].messages)
+
+
+def test_a_count_with_a_nul_character_is_refused(catalog):
+    checked = batch_inputs_check(
+        workflow=catalog.workflow,
+        prompts=prompts(catalog),
+        inputs='{"customer_id": "c-1\\u0000", "age": 42}',
+        count=2,
+    )
+
+    assert checked.rows == []
+    assert any("NUL" in message for message in checked.file_errors)
+
+
 # --- N copies -----------------------------------------------------------------------------------
 
 
