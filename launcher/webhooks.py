@@ -68,6 +68,8 @@ def cyberdesk_webhook(request: HttpRequest) -> JsonResponse:
 
     if not isinstance(payload, dict):
         return _answer(400, "body is not a JSON object")
+    # PostgreSQL stores U+0000 in neither text nor jsonb (an agent's output may hold one).
+    payload = types.storable(payload)
     event_id = str(payload.get("event_id") or headers["svix-id"])
     # Cyberdesk sends only run_complete; an event without a type is one if it carries a run.
     event_type = str(payload.get("event_type") or (RUN_COMPLETE if "run" in payload else "unknown"))

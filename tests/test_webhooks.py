@@ -138,6 +138,23 @@ def test_a_signed_run_complete_finishes_the_run(client, run):
     assert (event.run, event.applied, event.cyberdesk_run_id) == (run, True, run.cyberdesk_id)
 
 
+def test_a_nul_character_in_the_news_is_stored_as_a_replacement_character(client, run):
+    """PostgreSQL stores U+0000 in neither text nor jsonb: kept as is, the event could never
+    be recorded (a 500 on every redelivery) and the run would never finish here."""
+    body = event_body(
+        run.cyberdesk_id, output_data={"screen\u0000text": "a\u0000b"}, error=["x\u0000"]
+    )
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 200
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
+    assert run.output_data == {"screen\ufffdtext": "a\ufffdb"}
+    assert run.errors == ["x\ufffd"]
+    assert "\x00" not in json.dumps(WebhookEvent.objects.get().payload, ensure_ascii=False)
+
+
 @pytest.mark.parametrize("missing", ["svix-id", "svix-timestamp", "svix-signature"])
 def test_it_refuses_a_delivery_missing_a_signature_header(client, run, missing):
     body = event_body(run.cyberdesk_id)

@@ -22,8 +22,24 @@ logger = logging.getLogger(__name__)
 _MISSING = object()
 
 
+def storable(value: Any) -> Any:
+    """`value` (parsed JSON) with every U+0000 replaced by U+FFFD, in keys and strings alike.
+
+    PostgreSQL stores U+0000 in neither text nor jsonb columns, and an agent's output (text
+    read off a screen) may hold one: kept as is, the run or the webhook event carrying it could
+    never be saved."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
 class _Fields:
-    """Typed access to one JSON object, with errors that say which object and which key."""
+    """Typed access to one JSON object, with errors that say which object and which key.
+    Every value read through it is `storable`."""
 
     def __init__(self, data: Any, what: str) -> None:
         if not isinstance(data, dict):
@@ -39,7 +55,7 @@ class _Fields:
             if required:
                 raise InvalidResponse(f"Cyberdesk sent a {self.what} without its '{key}' field.")
             return None
-        return value
+        return storable(value)
 
     def _wrong(self, key: str, expected: str, value: Any) -> InvalidResponse:
         return InvalidResponse(

@@ -84,6 +84,18 @@ def test_a_wrongly_typed_field_is_an_invalid_response_not_a_type_error():
         types.Run.from_api(["not", "an", "object"])
 
 
+def test_nul_characters_become_replacement_characters_so_the_answer_can_be_stored():
+    """PostgreSQL stores U+0000 in neither text nor jsonb; an agent's output may hold one."""
+    run = types.Run.from_api(
+        payloads.run(output_data={"k\x00": ["v\x00"]}, error=["e\x00"], main_prompt="p\x00")
+    )
+    assert run.output_data == {"k\ufffd": ["v\ufffd"]}
+    assert run.error == ["e\ufffd"]
+    assert run.main_prompt == "p\ufffd"
+    workflow = types.Workflow.from_api(payloads.workflow(name="n\x00", main_prompt="Do\x00 it"))
+    assert (workflow.name, workflow.main_prompt) == ("n\ufffd", "Do\ufffd it")
+
+
 def test_an_unknown_status_from_a_newer_api_is_kept_as_text():
     assert types.Run.from_api(payloads.run(status="paused")).status == "paused"
 
