@@ -62,6 +62,13 @@ def run_list(request):
     return render(request, PAGE, context)
 
 
+def _run_ids(values: list[str]) -> list[int]:
+    """The ticked run ids that can be ids at all: ASCII digits (str.isdigit also takes "²")
+    within a database integer; anything else is not a run of ours, so it is left out."""
+    ids = [int(value) for value in values if value.isascii() and value.isdigit()]
+    return [pk for pk in ids if 0 < pk < 2**63][:BULK_LIMIT]
+
+
 def _query_without_page(params: QueryDict) -> str:
     query = params.copy()
     query.pop("page", None)
@@ -73,7 +80,7 @@ def _query_without_page(params: QueryDict) -> str:
 def run_bulk_action(request):
     """Cancel or retry the ticked runs; report each outcome; back to the same filtered page."""
     action = BULK_ACTIONS.get(request.POST.get("action", ""))
-    ids = [int(value) for value in request.POST.getlist("run") if value.isdigit()][:BULK_LIMIT]
+    ids = _run_ids(request.POST.getlist("run"))
     if action is None:
         messages.error(request, "Choose Cancel selected or Retry selected.")
     elif not ids:

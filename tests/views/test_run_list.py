@@ -330,6 +330,15 @@ def test_bulk_action_without_a_selection_says_so(catalog, operator_client):
     assert "Tick at least one run first." in page
 
 
+@pytest.mark.parametrize("odd", ["²", "٣", "99999999999999999999999", "-1", "0", "x"])
+def test_bulk_action_ids_that_cannot_be_runs_are_left_out(catalog, operator_client, odd):
+    response = _post(operator_client, {"action": "cancel", "run": [odd]})
+
+    assert response.status_code == 302
+    page = operator_client.get(response["Location"]).content.decode()
+    assert "Tick at least one run first." in page
+
+
 def test_an_unused_uuid_is_a_fine_filter(catalog, operator_client):
     finished(catalog)
     assert row_ids(operator_client.get(url(workflow=str(uuid.uuid4())))) == []
