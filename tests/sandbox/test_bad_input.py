@@ -28,6 +28,24 @@ def test_a_body_that_is_not_a_json_object_is_a_422(api, body):
     assert isinstance(response.json()["detail"], list)
 
 
+@pytest.mark.parametrize(
+    "path, method, body",
+    [
+        ("runs", "post", {"workflow_id": str(seed.WORKFLOW_HELLO), "input_values": {"a": "x\x00"}}),
+        (f"workflows/{seed.WORKFLOW_HELLO}", "patch", {"main_prompt": "Say hi\x00"}),
+        (f"workflows/{seed.WORKFLOW_HELLO}", "patch", {"name": {"\x00": 1}}),
+    ],
+)
+def test_a_nul_character_in_a_body_is_a_422_not_a_database_error(api, path, method, body):
+    """PostgreSQL stores U+0000 in neither text nor jsonb."""
+    response = getattr(api, method)(path, body)
+
+    assert response.status_code == 422
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["body"]
+    assert "\\u0000" not in response.content.decode()
+
+
 def test_an_absurd_skip_is_a_422_not_a_database_error(api):
     assert api.get("runs", {"skip": str(10**30)}).status_code == 422
     assert api.get("workflows", {"skip": str(2**40)}).status_code == 422
