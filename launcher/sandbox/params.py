@@ -371,6 +371,12 @@ class QueryFields:
 
     def string(self, key):
         value = self._raw(key)
+        if value and "\x00" in value:
+            # PostgreSQL cannot compare text with U+0000 in it: a 422, not a 500.
+            self.problems.add(
+                ("query", key), "Strings must not contain the NUL character", "string_nul"
+            )
+            return None
         return value if value not in (None, "") else None
 
     def uuid(self, key):

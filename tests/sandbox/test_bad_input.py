@@ -46,6 +46,13 @@ def test_a_nul_character_in_a_body_is_a_422_not_a_database_error(api, path, meth
     assert "\\u0000" not in response.content.decode()
 
 
+def test_a_nul_character_in_a_search_is_a_422_not_a_database_error(api):
+    response = api.get("runs", {"search": "a\x00"})
+
+    assert response.status_code == 422
+    assert [problem["loc"] for problem in response.json()["detail"]] == [["query", "search"]]
+
+
 def test_an_absurd_skip_is_a_422_not_a_database_error(api):
     assert api.get("runs", {"skip": str(10**30)}).status_code == 422
     assert api.get("workflows", {"skip": str(2**40)}).status_code == 422
