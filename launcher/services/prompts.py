@@ -241,6 +241,9 @@ class PromptChoice:
 def prompt_choice_parse(value: str) -> PromptChoice:
     """Decode a prompt choice string; raise PromptChoiceInvalid for anything else."""
     value = (value or "").strip()
+    if "\x00" in value:
+        # No label holds one, and PostgreSQL refuses to even look one up.
+        raise PromptChoiceInvalid(f"Unknown prompt choice {value!r}.")
     if value in (PromptMode.STORED, PromptMode.LATEST):
         return PromptChoice(mode=PromptMode(value))
     kind, _, rest = value.partition(":")

@@ -355,7 +355,18 @@ def test_choice_strings_parse_and_round_trip(value, mode, label):
 
 
 @pytest.mark.parametrize(
-    "value", ["", "pinned", "version:abc", "label:", "version:", "x:y", "version:²", "version:-1"]
+    "value",
+    [
+        "",
+        "pinned",
+        "version:abc",
+        "label:",
+        "version:",
+        "x:y",
+        "version:²",
+        "version:-1",
+        "label:a\x00",
+    ],
 )
 def test_malformed_choice_strings_are_refused(value):
     with pytest.raises(PromptChoiceInvalid):
