@@ -29,8 +29,10 @@ from launcher.services.batches import (
     RowCheck,
     batch_blocker,
     batch_inputs_check,
+    batch_inputs_strip_secrets,
     batch_prompt_problems,
     batch_rows_check,
+    batch_rows_strip_secrets,
     batch_size,
     max_runs,
 )
@@ -171,6 +173,17 @@ class BatchForm(forms.Form):
         # An uploaded file replaces the pasted rows, and is shown in their place from now on,
         # so that previewing and then launching need not upload it again.
         self.rows_text = uploaded if uploaded is not None else cleaned.get("rows_text") or ""
+        # Secrets are never kept, nor shown again: their columns leave the rows before anything.
+        self.rows_text, removed = batch_rows_strip_secrets(
+            self.rows_text, cleaned.get("input_format") or ""
+        )
+        if removed:
+            self.add_error("rows_text", _secrets_removed(removed))
+        inputs_json, removed = batch_inputs_strip_secrets(cleaned.get("inputs_json") or "")
+        if removed:
+            self.data = self.data.copy()
+            self.data["inputs_json"] = cleaned["inputs_json"] = inputs_json
+            self.add_error("inputs_json", _secrets_removed(removed))
         if self.errors or not self.chosen_prompts:
             return cleaned
         if cleaned.get("source") == COUNT:
@@ -242,3 +255,11 @@ class BatchForm(forms.Form):
 
     def models_text(self) -> Sequence[str]:
         return [m.name if m else "Workflow default" for m in self.chosen_models]
+
+
+def _secrets_removed(names: list[str]) -> str:
+    return (
+        f"Sensitive inputs cannot come from a batch ({', '.join(names)}): secrets are never "
+        "stored, so they were taken out of what you entered. Launch runs that need them one at "
+        "a time."
+    )

@@ -154,6 +154,60 @@ def input_format_detect(text: str) -> str:
     return JSONL if text.lstrip("\ufeff \t\r\n").startswith("{") else CSV
 
 
+def batch_rows_strip_secrets(text: str, input_format: str = "") -> tuple[str, list[str]]:
+    """`text` without its sensitive (`$name`) columns or keys, and the names removed.
+
+    A batch never carries secrets, and what was pasted is shown again with the preview: a
+    secret typed into the rows must not come back in the page. CSV loses the columns; JSON
+    Lines objects lose the keys (a line that is not a JSON object is left as it is).
+    """
+    body = text.removeprefix("\ufeff")
+    if (input_format or input_format_detect(body)) == JSONL:
+        return _jsonl_without_secrets(body)
+    try:
+        table = list(csv.reader(io.StringIO(body)))
+    except csv.Error:
+        return text, []
+    if not table:
+        return text, []
+    secret_columns = [i for i, name in enumerate(table[0]) if name.strip().startswith("$")]
+    if not secret_columns:
+        return text, []
+    removed = [table[0][i].strip() for i in secret_columns]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in table:
+        writer.writerow([cell for i, cell in enumerate(row) if i not in secret_columns])
+    return out.getvalue(), removed
+
+
+def batch_inputs_strip_secrets(inputs_json: str) -> tuple[str, list[str]]:
+    """The N-copies inputs (one JSON object) without sensitive keys; see above."""
+    stripped, removed = _jsonl_without_secrets(inputs_json, single=True)
+    return stripped, removed
+
+
+def _jsonl_without_secrets(text: str, *, single: bool = False) -> tuple[str, list[str]]:
+    removed: list[str] = []
+    lines = [text] if single else text.splitlines()
+    kept = []
+    for line in lines:
+        try:
+            value = json.loads(line) if line.strip() else None
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and any(str(k).startswith("$") for k in value):
+            removed += [k for k in value if str(k).startswith("$") and k not in removed]
+            line = json.dumps(
+                {k: v for k, v in value.items() if not str(k).startswith("$")},
+                ensure_ascii=False,
+            )
+        kept.append(line)
+    if not removed:
+        return text, []
+    return "\n".join(kept) + ("" if single else "\n"), removed
+
+
 def batch_rows_check(
     *,
     workflow: Workflow,

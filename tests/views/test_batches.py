@@ -223,6 +223,39 @@ def test_a_prompt_filling_secrets_is_refused_on_the_form(catalog, operator_clien
     assert Run.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    "rows",
+    [
+        "customer_id,age,$api_key\nc-100,42,s3cret-value\n",
+        '{"customer_id": "c-100", "age": 42, "$api_key": "s3cret-value"}\n',
+    ],
+)
+def test_a_secret_pasted_into_the_rows_is_never_shown_again(catalog, operator_client, api, rows):
+    response = post_form(operator_client, catalog, rows_text=rows)
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "s3cret-value" not in page
+    assert "Sensitive inputs cannot come from a batch ($api_key)" in page
+    assert "c-100" in page  # the rest of what was typed is kept
+    assert Run.objects.count() == 0
+
+
+def test_a_secret_in_the_identical_runs_inputs_is_never_shown_again(catalog, operator_client, api):
+    response = post_form(
+        operator_client,
+        catalog,
+        source="count",
+        count="2",
+        inputs_json='{"customer_id": "c-100", "age": 42, "$api_key": "s3cret-value"}',
+    )
+
+    page = response.content.decode()
+    assert "s3cret-value" not in page
+    assert "Sensitive inputs cannot come from a batch ($api_key)" in page
+    assert "c-100" in page
+
+
 def test_a_workflow_that_requires_a_secret_says_to_launch_one_at_a_time(operator_client, api):
     workflow = make_workflow(
         name="Bank login",
