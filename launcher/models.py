@@ -202,6 +202,10 @@ class Batch(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="batches"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # "Cancel the rest" / "Retry failed runs" were asked for and the worker has not finished
+    # them yet (set by the request, cleared by the task): the batch page polls while either is set.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    retry_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
