@@ -79,7 +79,12 @@ class LaunchFailed(Exception):
 
 
 class RunActionFailed(Exception):
-    """A cancel or retry that could not be done; the message is safe to show."""
+    """A cancel or retry that could not be done; the message is safe to show. `api_error` is
+    the API's failure behind it, when there was one (a batch's worker waits out a 429)."""
+
+    def __init__(self, message: str, *, api_error: errors.CyberdeskError | None = None):
+        super().__init__(message)
+        self.api_error = api_error
 
 
 # --- Launch ------------------------------------------------------------------------------------
@@ -305,7 +310,7 @@ def run_cancel(*, run: Run, user) -> Run:
     try:
         upstream = get_client().cancel_run(run.cyberdesk_id)
     except errors.CyberdeskError as exc:
-        raise RunActionFailed(f"The run was not cancelled: {exc}") from None
+        raise RunActionFailed(f"The run was not cancelled: {exc}", api_error=exc) from None
     run_apply_upstream(run, upstream)
     logger.info("Run %s: cancel requested by %s", run.pk, getattr(user, "pk", None))
     return run
@@ -344,7 +349,7 @@ def run_retry(*, run: Run, user) -> Run:
     except errors.CyberdeskError as exc:
         Run.objects.filter(pk=run.pk, attempt=run.attempt).update(attempt=attempt)
         run.attempt = attempt
-        raise RunActionFailed(f"The run was not retried: {exc}") from None
+        raise RunActionFailed(f"The run was not retried: {exc}", api_error=exc) from None
     run_apply_upstream(run, upstream, restart=True)
     logger.info("Run %s: retry %s requested by %s", run.pk, run.attempt, getattr(user, "pk", None))
     return run
