@@ -5,6 +5,7 @@ batch actions (cancel the rest, retry the failed)."""
 import json
 import threading
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,6 +13,8 @@ import pytest
 import time_machine
 from django_tasks_db.models import DBTaskResult
 
+from launcher import tasks
+from launcher.cyberdesk import use_transport
 from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
 from launcher.services.batches import (
     CANCELLED_BEFORE_SENDING,
@@ -21,15 +24,17 @@ from launcher.services.batches import (
     BatchRow,
     batch_blocker,
     batch_cancel_rest,
+    batch_cancel_upstream,
     batch_create,
     batch_inputs_check,
     batch_prompt_problems,
     batch_retry_failed,
+    batch_retry_upstream,
     batch_rows_check,
     batch_submit,
 )
 from launcher.services.prompts import prompt_resolve_choice
-from tests.launch_api import Catalog, make_model, make_run, make_workflow, serve
+from tests.launch_api import Catalog, LaunchApi, make_model, make_run, make_workflow, serve
 from tests.services.fake_cyberdesk import FakeCyberdesk
 
 pytestmark = pytest.mark.django_db
@@ -592,20 +597,21 @@ def test_a_run_another_sender_holds_is_left_alone_until_its_claim_runs_out(catal
     assert len(api.runs) == 1
 
 
-def test_a_cancelled_batch_sends_nothing(catalog, operator, api):
+def test_queued_runs_are_never_sent_after_cancel(catalog, operator, api):
     batch = plan(catalog, operator, rows=2)
     batch_cancel_rest(batch=batch, user=operator)
 
     report = submit(batch)
 
     assert report.accepted == 0 and creates(api) == []
+    assert set(batch.runs.values_list("status", flat=True)) == {RunStatus.CANCELLED}
 
 
-# --- Acting on a batch --------------------------------------------------------------------------
+# --- Acting on a batch: the request's part ------------------------------------------------------
 
 
-def test_cancel_the_rest_cancels_unsent_runs_here_and_active_ones_upstream(
-    catalog, operator, settings
+def test_cancel_the_rest_cancels_unsent_runs_at_once_and_leaves_active_ones_to_the_worker(
+    catalog, operator, settings, django_capture_on_commit_callbacks
 ):
     with serve(settings) as launch_api:
         batch = plan(catalog, operator, rows=1)
@@ -613,18 +619,51 @@ def test_cancel_the_rest_cancels_unsent_runs_here_and_active_ones_upstream(
         active = make_run(catalog.workflow, api=launch_api, batch=batch, status=RunStatus.RUNNING)
         done = make_run(catalog.workflow, api=launch_api, batch=batch, status=RunStatus.SUCCESS)
 
-        report = batch_cancel_rest(batch=batch, user=operator)
+        with django_capture_on_commit_callbacks(execute=True):
+            asked = batch_cancel_rest(batch=batch, user=operator)
 
-    assert report.done == 2 and report.failed == []
+        assert launch_api.requests == []  # the API is the worker's business
+
+    assert (asked.done_now, asked.in_background) == (1, 1)
     unsent.refresh_from_db()
     assert (unsent.status, unsent.submission) == (RunStatus.CANCELLED, Submission.REJECTED)
     assert unsent.submission_error == CANCELLED_BEFORE_SENDING
     active.refresh_from_db()
     done.refresh_from_db()
-    assert active.status == RunStatus.CANCELLED and done.status == RunStatus.SUCCESS
-    assert len(launch_api.calls("PATCH", f"/v1/runs/{active.cyberdesk_id}")) == 1
+    assert active.status == RunStatus.RUNNING and done.status == RunStatus.SUCCESS
     batch.refresh_from_db()
-    assert batch.state == Batch.State.CANCELLED
+    assert batch.state == Batch.State.CANCELLED and batch.cancel_requested_at is not None
+    (task,) = DBTaskResult.objects.filter(task_path=tasks.batch_cancel_task.module_path)
+    assert task.args_kwargs["args"] == [batch.pk, operator.pk]
+
+
+def test_cancelling_twice_enqueues_one_worker_task(
+    catalog, operator, settings, django_capture_on_commit_callbacks
+):
+    with serve(settings) as launch_api:
+        batch = Batch.objects.create(workflow=catalog.workflow)
+        make_run(catalog.workflow, api=launch_api, batch=batch, status=RunStatus.RUNNING)
+
+        with django_capture_on_commit_callbacks(execute=True):
+            batch_cancel_rest(batch=batch, user=operator)
+            again = batch_cancel_rest(batch=batch, user=operator)
+
+    assert again.in_background == 1
+    assert DBTaskResult.objects.filter(task_path=tasks.batch_cancel_task.module_path).count() == 1
+
+
+def test_a_batch_with_nothing_active_is_cancelled_without_the_worker(
+    catalog, operator, api, django_capture_on_commit_callbacks
+):
+    batch = plan(catalog, operator, rows=2)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = batch_cancel_rest(batch=batch, user=operator)
+
+    assert (asked.done_now, asked.in_background) == (2, 0)
+    batch.refresh_from_db()
+    assert batch.cancel_requested_at is None
+    assert not DBTaskResult.objects.filter(task_path=tasks.batch_cancel_task.module_path).exists()
 
 
 def test_a_run_arriving_after_the_cancel_is_cancelled_upstream_too(catalog, operator, settings):
@@ -645,22 +684,308 @@ def test_a_run_arriving_after_the_cancel_is_cancelled_upstream_too(catalog, oper
     assert launch_api.runs[str(run.cyberdesk_id)]["status"] == "cancelled"
 
 
-def test_retry_failed_retries_only_failed_and_errored_runs(catalog, operator, settings):
+def test_retry_failed_records_the_runs_and_their_attempts_and_calls_nothing(
+    catalog, operator, settings, django_capture_on_commit_callbacks
+):
+    with serve(settings) as launch_api:
+        batch, failed, errored = batch_with_failures(catalog, launch_api)
+
+        with django_capture_on_commit_callbacks(execute=True):
+            asked = batch_retry_failed(batch=batch, user=operator)
+
+        assert launch_api.requests == []
+
+    assert asked.in_background == 2
+    batch.refresh_from_db()
+    assert batch.retry_requested_at is not None
+    (task,) = DBTaskResult.objects.filter(task_path=tasks.batch_retry_task.module_path)
+    batch_id, targets, requested_at, user_id = task.args_kwargs["args"]
+    assert (batch_id, user_id) == (batch.pk, operator.pk)
+    assert targets == [[failed.pk, 1], [errored.pk, 1]]
+    assert requested_at == batch.retry_requested_at.isoformat()
+
+
+def test_retry_failed_with_nothing_failed_asks_nothing(catalog, operator, settings):
     with serve(settings) as launch_api:
         batch = Batch.objects.create(workflow=catalog.workflow)
-        failed = make_run(
-            catalog.workflow, api=launch_api, batch=batch, status=RunStatus.TASK_FAILED
-        )
-        errored = make_run(catalog.workflow, api=launch_api, batch=batch, status=RunStatus.ERROR)
         make_run(catalog.workflow, api=launch_api, batch=batch, status=RunStatus.SUCCESS)
-        make_run(catalog.workflow, api=launch_api, batch=batch, status=RunStatus.CANCELLED)
 
-        report = batch_retry_failed(batch=batch, user=operator)
+        asked = batch_retry_failed(batch=batch, user=operator)
 
-    assert report.done == 2 and report.failed == []
-    retried = {
-        r.url.path.split("/")[-2] for r in launch_api.requests if r.url.path.endswith("/retry")
+    assert asked.in_background == 0
+    batch.refresh_from_db()
+    assert batch.retry_requested_at is None
+
+
+# --- Acting on a batch: the worker's part --------------------------------------------------------
+
+
+def batch_with_failures(catalog, launch_api):
+    batch = Batch.objects.create(workflow=catalog.workflow)
+    failed = make_run(
+        catalog.workflow, api=launch_api, batch=batch, batch_row=1, status=RunStatus.TASK_FAILED
+    )
+    errored = make_run(
+        catalog.workflow, api=launch_api, batch=batch, batch_row=2, status=RunStatus.ERROR
+    )
+    make_run(catalog.workflow, api=launch_api, batch=batch, batch_row=3, status=RunStatus.SUCCESS)
+    make_run(catalog.workflow, api=launch_api, batch=batch, batch_row=4, status=RunStatus.CANCELLED)
+    return batch, failed, errored
+
+
+def retries(launch_api) -> list[str]:
+    return [r.url.path.split("/")[-2] for r in launch_api.requests if r.url.path.endswith("/retry")]
+
+
+def cancels(launch_api) -> list[str]:
+    return [r.url.path.split("/")[-1] for r in launch_api.requests if r.method == "PATCH"]
+
+
+@contextmanager
+def serve_throttled(settings, throttle):
+    """A LaunchApi behind `throttle(request)`, which may answer first (e.g. a 429)."""
+    settings.CYBERDESK_BASE_URL = "https://cyberdesk.test"
+    settings.CYBERDESK_API_KEY = "sk_test"
+    fake = LaunchApi()
+
+    def handler(request):
+        answer = throttle(request)
+        if answer is not None:
+            fake.requests.append(request)
+            return answer
+        return fake(request)
+
+    with use_transport(httpx.MockTransport(handler)):
+        yield fake
+
+
+def cancelling(batch, clock=None, **kwargs):
+    clock = clock or Clock()
+    kwargs.setdefault("concurrency", 1)
+    return batch_cancel_upstream(batch=batch, sleep=clock.sleep, clock=clock, **kwargs)
+
+
+def retrying(batch, targets, clock=None, **kwargs):
+    clock = clock or Clock()
+    kwargs.setdefault("concurrency", 1)
+    return batch_retry_upstream(
+        batch=batch, targets=targets, sleep=clock.sleep, clock=clock, **kwargs
+    )
+
+
+def test_the_worker_cancels_exactly_the_batchs_active_runs(catalog, operator, settings):
+    with serve(settings) as launch_api:
+        batch = Batch.objects.create(workflow=catalog.workflow)
+        batch_cancel_rest(batch=batch, user=operator)
+        active = [
+            make_run(catalog.workflow, api=launch_api, batch=batch, status=status)
+            for status in (RunStatus.SCHEDULING, RunStatus.RUNNING, RunStatus.RUNNING_CHECKS)
+        ]
+        done = make_run(catalog.workflow, api=launch_api, batch=batch, status=RunStatus.SUCCESS)
+        other_batch = Batch.objects.create(workflow=catalog.workflow)
+        elsewhere = [
+            make_run(catalog.workflow, api=launch_api, batch=other_batch),
+            make_run(catalog.workflow, api=launch_api),
+        ]
+        Batch.objects.filter(pk=batch.pk).update(cancel_requested_at=NOW)
+
+        report = cancelling(batch)
+
+    assert (report.done, report.failed, report.remaining) == (3, 0, 0)
+    assert sorted(cancels(launch_api)) == sorted(str(r.cyberdesk_id) for r in active)
+    assert {r.status for r in Run.objects.filter(pk__in=[r.pk for r in active])} == {
+        RunStatus.CANCELLED
     }
-    assert retried == {str(failed.cyberdesk_id), str(errored.cyberdesk_id)}
+    done.refresh_from_db()
+    assert done.status == RunStatus.SUCCESS
+    assert {r.status for r in Run.objects.filter(pk__in=[r.pk for r in elsewhere])} == {
+        RunStatus.RUNNING
+    }
+    batch.refresh_from_db()
+    assert batch.cancel_requested_at is None  # the page stops polling once the rest settle
+
+
+def test_running_the_cancel_twice_makes_no_extra_calls(catalog, operator, settings):
+    with serve(settings) as launch_api:
+        batch = Batch.objects.create(workflow=catalog.workflow, state=Batch.State.CANCELLED)
+        for _ in range(2):
+            make_run(catalog.workflow, api=launch_api, batch=batch)
+
+        first = cancelling(batch)
+        second = cancelling(batch)
+
+    assert first.done == 2 and (second.done, second.skipped) == (0, 0)
+    assert len(cancels(launch_api)) == 2
+
+
+def test_a_run_settled_while_the_cancel_waits_is_skipped(catalog, operator, settings):
+    settled = []
+
+    def webhook_meanwhile(request):
+        # While the first cancel is on its way, the second run finishes by itself.
+        if request.method == "PATCH":
+            settled.append(Run.objects.filter(pk=second.pk).update(status=RunStatus.SUCCESS))
+        return None
+
+    with serve_throttled(settings, webhook_meanwhile) as launch_api:
+        batch = Batch.objects.create(workflow=catalog.workflow, state=Batch.State.CANCELLED)
+        first = make_run(catalog.workflow, api=launch_api, batch=batch, batch_row=1)
+        second = make_run(catalog.workflow, api=launch_api, batch=batch, batch_row=2)
+
+        report = cancelling(batch)
+
+    assert (report.done, report.skipped) == (1, 1)
+    assert cancels(launch_api) == [str(first.cyberdesk_id)]
+
+
+def test_a_429_pauses_the_cancel_for_its_retry_after_then_cancels_the_rest(
+    catalog, operator, settings
+):
+    throttled = {"left": 3}  # the client's own 3 attempts give up; then every thread waits
+
+    def throttle(request):
+        if request.method == "PATCH" and throttled["left"]:
+            throttled["left"] -= 1
+            return httpx.Response(429, headers={"Retry-After": "7"}, json={"detail": "slow down"})
+        return None
+
+    with serve_throttled(settings, throttle) as launch_api:
+        batch = Batch.objects.create(workflow=catalog.workflow, state=Batch.State.CANCELLED)
+        runs = [make_run(catalog.workflow, api=launch_api, batch=batch) for _ in range(3)]
+        clock = Clock()
+
+        report = cancelling(batch, clock)
+
+    assert (report.done, report.deferred, report.remaining) == (3, 1, 0)
+    assert sum(clock.slept) == pytest.approx(7)  # the server's Retry-After, once
+    assert {r.status for r in Run.objects.filter(pk__in=[r.pk for r in runs])} == {
+        RunStatus.CANCELLED
+    }
+
+
+def test_a_long_retry_after_ends_the_cancel_pass_and_keeps_the_request(catalog, operator, settings):
+    def throttle(request):
+        if request.method == "PATCH":
+            return httpx.Response(429, headers={"Retry-After": "90"}, json={"detail": "slow"})
+        return None
+
+    with serve_throttled(settings, throttle) as launch_api:
+        batch = Batch.objects.create(
+            workflow=catalog.workflow, state=Batch.State.CANCELLED, cancel_requested_at=NOW
+        )
+        for _ in range(3):
+            make_run(catalog.workflow, api=launch_api, batch=batch)
+
+        report = cancelling(batch, time_budget=30)
+
+    assert (report.done, report.remaining) == (0, 3)
+    assert report.resume_in == pytest.approx(90)
+    assert len(cancels(launch_api)) == 1  # a wait that long ends the pass at the first 429
+    batch.refresh_from_db()
+    assert batch.cancel_requested_at == NOW  # the page keeps polling; the next pass comes
+
+
+def test_a_cancel_the_api_refuses_is_reported_and_not_tried_for_ever(catalog, operator, settings):
+    def refuse(request):
+        if request.method == "PATCH":
+            return httpx.Response(404, json={"detail": "Run not found"})
+        return None
+
+    with serve_throttled(settings, refuse) as launch_api:
+        batch = Batch.objects.create(
+            workflow=catalog.workflow, state=Batch.State.CANCELLED, cancel_requested_at=NOW
+        )
+        run = make_run(catalog.workflow, api=launch_api, batch=batch)
+
+        report = cancelling(batch)
+
+    assert (report.done, report.failed, report.remaining) == (0, 1, 0)
+    assert report.failures and report.failures[0].startswith(f"Run {run.pk}: ")
+    batch.refresh_from_db()
+    assert batch.cancel_requested_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_threads_cancel_each_run_once(settings):
+    catalog = Catalog()
+    with serve(settings) as launch_api:
+        batch = Batch.objects.create(workflow=catalog.workflow, state=Batch.State.CANCELLED)
+        runs = [make_run(catalog.workflow, api=launch_api, batch=batch) for _ in range(9)]
+
+        report = cancelling(batch, concurrency=3)
+
+    assert report.done == 9
+    assert sorted(cancels(launch_api)) == sorted(str(r.cyberdesk_id) for r in runs)
+
+
+def test_the_worker_retries_only_failed_and_errored_runs(catalog, operator, settings):
+    with serve(settings) as launch_api:
+        batch, failed, errored = batch_with_failures(catalog, launch_api)
+        Batch.objects.filter(pk=batch.pk).update(retry_requested_at=NOW)
+        targets = [[failed.pk, 1], [errored.pk, 1]]
+
+        report = retrying(batch, targets, requested_at=NOW.isoformat(), user=operator)
+
+    assert (report.done, report.failed, report.remaining) == (2, 0, 0)
+    assert sorted(retries(launch_api)) == sorted(
+        [str(failed.cyberdesk_id), str(errored.cyberdesk_id)]
+    )
     failed.refresh_from_db()
     assert (failed.status, failed.attempt) == (RunStatus.SCHEDULING, 2)
+    batch.refresh_from_db()
+    assert batch.retry_requested_at is None
+
+
+def test_running_the_retry_twice_retries_each_run_once_even_if_it_failed_again(
+    catalog, operator, settings
+):
+    with serve(settings) as launch_api:
+        batch, failed, errored = batch_with_failures(catalog, launch_api)
+        targets = [[failed.pk, 1], [errored.pk, 1]]
+        retrying(batch, targets)
+        # The retried run failed again at once: that is attempt 2, not the one asked about.
+        Run.objects.filter(pk=failed.pk).update(status=RunStatus.TASK_FAILED)
+
+        second = retrying(batch, targets)
+
+    assert (second.done, second.skipped) == (0, 0)
+    assert len(retries(launch_api)) == 2
+    assert Run.objects.get(pk=failed.pk).attempt == 2
+
+
+def test_the_retry_never_touches_runs_outside_the_batch(catalog, operator, settings):
+    with serve(settings) as launch_api:
+        batch, failed, _ = batch_with_failures(catalog, launch_api)
+        outsider = make_run(catalog.workflow, api=launch_api, status=RunStatus.TASK_FAILED)
+
+        report = retrying(batch, [[failed.pk, 1], [outsider.pk, 1]])
+
+    assert report.done == 1
+    assert retries(launch_api) == [str(failed.cyberdesk_id)]
+    outsider.refresh_from_db()
+    assert (outsider.status, outsider.attempt) == (RunStatus.TASK_FAILED, 1)
+
+
+def test_a_throttled_retry_waits_and_is_retried_once(catalog, operator, settings):
+    throttled = {"left": 3}
+
+    def throttle(request):
+        if request.url.path.endswith("/retry") and throttled["left"]:
+            throttled["left"] -= 1
+            return httpx.Response(429, headers={"Retry-After": "5"}, json={"detail": "slow"})
+        return None
+
+    with serve_throttled(settings, throttle) as launch_api:
+        batch, failed, errored = batch_with_failures(catalog, launch_api)
+        clock = Clock()
+
+        report = retrying(batch, [[failed.pk, 1], [errored.pk, 1]], clock)
+
+    assert (report.done, report.deferred, report.remaining) == (2, 1, 0)
+    assert sum(clock.slept) == pytest.approx(5)
+    assert {r.attempt for r in Run.objects.filter(pk__in=[failed.pk, errored.pk])} == {2}
+    # The throttled run's retry went out under its attempt-2 key: 3 refused tries, 1 accepted.
+    keys = [
+        r.headers["Idempotency-Key"] for r in launch_api.requests if r.url.path.endswith("/retry")
+    ]
+    assert len(keys) == 5 and len(set(keys)) == 2
