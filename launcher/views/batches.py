@@ -111,19 +111,24 @@ def _batch_or_404(batch_id: int) -> Batch:
     return get_object_or_404(Batch.objects.select_related("workflow", "created_by"), pk=batch_id)
 
 
-def _progress_context(batch: Batch) -> dict:
-    unfinished = list(
-        Run.objects.filter(batch=batch, cyberdesk_id__isnull=False).exclude(
-            status__in=TERMINAL_STATUSES
+def _progress_context(batch: Batch, *, refresh: bool = True) -> dict:
+    if refresh:
+        unfinished = list(
+            Run.objects.filter(batch=batch, cyberdesk_id__isnull=False).exclude(
+                status__in=TERMINAL_STATUSES
+            )
         )
-    )
-    if unfinished:
-        # At most one list call per workflow per interval, however many people watch.
-        runs_refresh_many(unfinished)
+        if unfinished:
+            # At most one list call per workflow per interval, however many people watch.
+            runs_refresh_many(unfinished)
     progress = batch_progress(batch)
+    # The worker cancelling or retrying runs changes the counts even when every run had
+    # finished: keep polling until it is done.
+    working = bool(batch.cancel_requested_at or batch.retry_requested_at)
     return {
         "batch": batch,
         "progress": progress,
+        "polling": working or not progress.is_finished,
         "cells": batch_comparison(batch) if batch.is_matrix else [],
     }
 
@@ -139,29 +144,47 @@ def batch_detail(request, batch_id: int):
     return render(request, DETAIL, context)
 
 
+def _after_action(request, batch: Batch, notice: str, *, level: int = messages.SUCCESS):
+    """htmx: the progress region (no API call in this request; its next poll refreshes);
+    otherwise back to the batch page with the notice as a message."""
+    if request.htmx:
+        context = _progress_context(batch, refresh=False)
+        context["notice"] = notice
+        return render(request, PROGRESS_FRAGMENT, context)
+    messages.add_message(request, level, notice)
+    return redirect("batch_detail", batch_id=batch.pk)
+
+
+def _runs(count: int) -> str:
+    return f"{count} run{pluralize(count)}"
+
+
 @require_POST
 @permission_required(LAUNCH_RUN)
 def batch_cancel(request, batch_id: int):
+    """Cancel what has not run yet; the worker cancels the active runs upstream."""
     batch = _batch_or_404(batch_id)
-    report = batch_cancel_rest(batch=batch, user=request.user)
-    messages.success(request, f"Batch cancelled: {report.done} run(s) stopped or never sent.")
-    for failure in report.failed:
-        messages.error(request, failure)
-    return redirect("batch_detail", batch_id=batch.pk)
+    asked = batch_cancel_rest(batch=batch, user=request.user)
+    said = ["Batch cancelled."]
+    if asked.done_now:
+        said.append(f"{_runs(asked.done_now)} not sent yet will never be sent.")
+    if asked.in_background:
+        said.append(f"Cancelling {_runs(asked.in_background)} still active in the background…")
+    if not asked.done_now and not asked.in_background:
+        said.append("No run was waiting or active.")
+    return _after_action(request, batch, " ".join(said))
 
 
 @require_POST
 @permission_required(LAUNCH_RUN)
 def batch_retry(request, batch_id: int):
+    """Record the retry; the worker retries each failed run once."""
     batch = _batch_or_404(batch_id)
-    report = batch_retry_failed(batch=batch, user=request.user)
-    if report.done:
-        messages.success(request, f"Retrying {report.done} failed run(s).")
-    elif not report.failed:
-        messages.info(request, "No failed runs to retry.")
-    for failure in report.failed:
-        messages.error(request, failure)
-    return redirect("batch_detail", batch_id=batch.pk)
+    asked = batch_retry_failed(batch=batch, user=request.user)
+    if not asked.in_background:
+        return _after_action(request, batch, "No failed runs to retry.", level=messages.INFO)
+    notice = f"Retrying {_runs(asked.in_background)} that failed, in the background…"
+    return _after_action(request, batch, notice)
 
 
 class _Echo:

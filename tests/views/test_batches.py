@@ -11,8 +11,10 @@ from decimal import Decimal
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django_tasks_db.models import DBTaskResult
 
-from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
+from launcher import tasks
+from launcher.models import Batch, PromptMode, Run, RunStatus
 from tests.launch_api import make_model, make_run, make_workflow, serve
 
 pytestmark = pytest.mark.django_db
@@ -367,31 +369,117 @@ def test_the_progress_region_is_a_fragment_that_stops_polling_when_done(
     assert "Cancel the rest" not in html
 
 
-def test_cancel_the_rest_from_the_page(catalog, operator_client, api):
-    batch = matrix_batch(catalog, api)
+def action_tasks(task) -> list[list]:
+    return [t.args_kwargs["args"] for t in DBTaskResult.objects.filter(task_path=task.module_path)]
 
-    response = operator_client.post(
-        reverse("batch_cancel", args=[batch.pk]), {"csrfmiddlewaretoken": csrf(operator_client)}
-    )
+
+def test_cancel_the_rest_answers_at_once_and_leaves_the_active_runs_to_the_worker(
+    catalog, operator_client, api, django_capture_on_commit_callbacks
+):
+    batch = matrix_batch(catalog, api)
+    token = csrf(operator_client)
+    calls_before = len(api.requests)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(
+            reverse("batch_cancel", args=[batch.pk]), {"csrfmiddlewaretoken": token}
+        )
 
     assert response.status_code == 302
-    assert batch.runs.filter(status=RunStatus.CANCELLED).count() == 2  # running + queued
-    assert batch.runs.get(batch_row=6).submission == Submission.REJECTED
+    assert len(api.requests) == calls_before  # no API call in the request
+    assert batch.runs.get(batch_row=6).status == RunStatus.CANCELLED  # queued: never sent
+    running = batch.runs.get(batch_row=4)
+    assert running.status == RunStatus.RUNNING  # the worker's
+    page = operator_client.get(response["Location"]).content.decode()
+    assert (
+        "Batch cancelled. 1 run not sent yet will never be sent. "
+        "Cancelling 1 run still active in the background…"
+    ) in page
+    assert "Cancelling its active runs in the background" in page
+
+    (args,) = action_tasks(tasks.batch_cancel_task)
+    tasks.batch_cancel_task.call(*args)
+
+    running.refresh_from_db()
+    assert running.status == RunStatus.CANCELLED
+    assert len(api.calls("PATCH", f"/v1/runs/{running.cyberdesk_id}")) == 1
+    assert batch.runs.filter(status=RunStatus.CANCELLED).count() == 2
 
 
-def test_retry_failed_from_the_page(catalog, operator_client, api):
+def test_cancel_the_rest_with_htmx_answers_with_the_polling_progress_region(
+    catalog, operator_client, api
+):
+    batch = matrix_batch(catalog, api)
+    Run.objects.filter(batch=batch, batch_row=6).delete()  # nothing queued: only active runs
+    token = csrf(operator_client)
+    calls_before = len(api.requests)
+
+    response = operator_client.post(
+        reverse("batch_cancel", args=[batch.pk]), {"csrfmiddlewaretoken": token}, headers=HTMX
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="batch-progress"' in html and "<html" not in html
+    assert "Cancelling 1 run still active in the background…" in html
+    assert 'hx-trigger="every 2s"' in html
+    assert "Cancel the rest" not in html
+    assert len(api.requests) == calls_before
+
+
+def test_retry_failed_answers_at_once_and_the_worker_retries_each_failed_run_once(
+    catalog, operator_client, api, django_capture_on_commit_callbacks, settings
+):
+    settings.BATCH_CONCURRENCY = 1  # worker threads could not see this test's transaction
     batch = matrix_batch(catalog, api)
     for run in batch.runs.filter(status__in=[RunStatus.TASK_FAILED, RunStatus.ERROR]):
         api.runs[str(run.cyberdesk_id)]["status"] = run.status
+    token = csrf(operator_client)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(
+            reverse("batch_retry_failed", args=[batch.pk]), {"csrfmiddlewaretoken": token}
+        )
+
+    assert api.calls("POST", "/retry") == []
+    page = operator_client.get(response["Location"]).content.decode()
+    assert "Retrying 2 runs that failed, in the background…" in page
+    assert "Retry failed runs" not in page  # asked already
+
+    (args,) = action_tasks(tasks.batch_retry_task)
+    tasks.batch_retry_task.call(*args)
+    tasks.batch_retry_task.call(*args)  # a second run of the same task: nothing more
+
+    assert len(api.calls("POST", "/retry")) == 2
+    assert set(batch.runs.filter(attempt=2).values_list("batch_row", flat=True)) == {3, 5}
+
+
+def test_a_finished_batch_keeps_polling_while_its_retry_is_pending(catalog, operator_client, api):
+    batch = matrix_batch(catalog, api)
+    Run.objects.filter(batch=batch).exclude(status=RunStatus.TASK_FAILED).update(
+        status=RunStatus.SUCCESS
+    )
+    url = reverse("batch_detail", args=[batch.pk])
+    assert "every 2s" not in operator_client.get(url, headers=HTMX).content.decode()
+
+    Batch.objects.filter(pk=batch.pk).update(retry_requested_at=NOW)
+
+    html = operator_client.get(url, headers=HTMX).content.decode()
+    assert 'hx-trigger="every 2s"' in html
+    assert "Retrying its failed runs in the background" in html
+
+
+def test_retry_failed_with_nothing_failed_says_so(catalog, operator_client, api):
+    batch = Batch.objects.create(workflow=catalog.workflow)
 
     response = operator_client.post(
         reverse("batch_retry_failed", args=[batch.pk]),
         {"csrfmiddlewaretoken": csrf(operator_client)},
+        headers=HTMX,
     )
 
-    page = operator_client.get(response["Location"]).content.decode()
-    assert "Retrying 2 failed run(s)." in page
-    assert len([r for r in api.requests if r.url.path.endswith("/retry")]) == 2
+    assert "No failed runs to retry." in response.content.decode()
+    assert action_tasks(tasks.batch_retry_task) == []
 
 
 def test_the_csv_export_has_inputs_outputs_and_outcome_and_no_formulas(
