@@ -11,9 +11,11 @@ from django_tasks.base import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
-from launcher.models import Batch, Run, Submission
+from launcher.cyberdesk import use_transport
+from launcher.models import Batch, Run, RunStatus, Submission
 from launcher.services.batches import batch_create, batch_rows_check
 from launcher.services.prompts import prompt_resolve_choice
+from tests.launch_api import make_run, serve
 from tests.services.fake_cyberdesk import FakeCyberdesk
 
 pytestmark = pytest.mark.django_db
@@ -134,3 +136,121 @@ def test_each_reconciler_pass_looks_for_stalled_batches(catalog, api, clock):
     paths = set(DBTaskResult.objects.values_list("task_path", flat=True))
     assert paths == {tasks.batch_submit_task.module_path, tasks.reconcile_runs_task.module_path}
     assert batch_tasks()[0].args_kwargs["args"] == [batch.pk]
+
+
+# --- Cancelling the rest, retrying the failed -----------------------------------------------------
+
+
+@pytest.fixture
+def launch_api(settings):
+    settings.BATCH_CONCURRENCY = 1  # see `api` above
+    with serve(settings) as fake:
+        yield fake
+
+
+def action_tasks(task) -> list[DBTaskResult]:
+    return list(DBTaskResult.objects.filter(task_path=task.module_path).order_by("enqueued_at"))
+
+
+def cancelling_batch(catalog, launch_api, runs=2, **fields) -> Batch:
+    batch = Batch.objects.create(
+        workflow=catalog.workflow, state=Batch.State.CANCELLED, cancel_requested_at=NOW, **fields
+    )
+    for _ in range(runs):
+        make_run(catalog.workflow, api=launch_api, batch=batch)
+    return batch
+
+
+def test_the_cancel_task_cancels_and_schedules_nothing_more(catalog, launch_api, clock):
+    batch = cancelling_batch(catalog, launch_api)
+
+    result = tasks.batch_cancel_task.call(batch.pk)
+
+    assert result["done"] == 2 and result["remaining"] == 0
+    assert action_tasks(tasks.batch_cancel_task) == []
+    batch.refresh_from_db()
+    assert batch.cancel_requested_at is None
+
+
+def test_a_throttled_cancel_hands_over_to_a_task_after_the_retry_after(catalog, settings, clock):
+    settings.BATCH_CONCURRENCY = 1
+    with serve(settings) as launch_api:
+        batch = cancelling_batch(catalog, launch_api)
+    throttled = httpx.MockTransport(
+        lambda request: httpx.Response(429, headers={"Retry-After": "90"}, json={"detail": "no"})
+    )
+    with use_transport(throttled):
+        result = tasks.batch_cancel_task.call(batch.pk, 7)
+
+    assert result["remaining"] == 2
+    (follow_up,) = action_tasks(tasks.batch_cancel_task)
+    assert follow_up.args_kwargs["args"] == [batch.pk, 7]
+    assert follow_up.run_after == NOW + timedelta(seconds=90)
+
+
+def _stalled(task, *args):
+    result = task.enqueue(*args)
+    DBTaskResult.objects.filter(id=result.id).update(
+        status=TaskResultStatus.RUNNING,
+        started_at=NOW - tasks.BATCH_STALLED_AFTER - timedelta(seconds=1),
+    )
+
+
+def test_a_cancel_whose_worker_was_killed_is_started_again(catalog, launch_api, clock):
+    batch = cancelling_batch(catalog, launch_api)
+    Batch.objects.filter(pk=batch.pk).update(cancel_requested_at=NOW - timedelta(minutes=5))
+    _stalled(tasks.batch_cancel_task, batch.pk, 3)
+
+    assert tasks.batch_actions_resume_stalled() == 1
+
+    ready = [
+        t.args_kwargs["args"]
+        for t in action_tasks(tasks.batch_cancel_task)
+        if t.status == TaskResultStatus.READY
+    ]
+    assert ready == [[batch.pk, 3]]
+
+
+def test_a_cancel_just_asked_or_with_a_live_task_is_left_alone(catalog, launch_api, clock):
+    just_asked = cancelling_batch(catalog, launch_api, runs=1)
+    working = cancelling_batch(catalog, launch_api, runs=1)
+    Batch.objects.filter(pk=working.pk).update(cancel_requested_at=NOW - timedelta(minutes=5))
+    tasks.batch_cancel_task.enqueue(working.pk)
+
+    assert tasks.batch_actions_resume_stalled() == 0
+    assert just_asked.pk  # its own enqueue happens when the request commits
+
+
+def test_a_retry_whose_worker_was_killed_resumes_with_the_same_runs_and_attempts(
+    catalog, launch_api, clock
+):
+    batch = Batch.objects.create(
+        workflow=catalog.workflow, retry_requested_at=NOW - timedelta(minutes=5)
+    )
+    failed = make_run(catalog.workflow, api=launch_api, batch=batch, status=RunStatus.TASK_FAILED)
+    launch_api.runs[str(failed.cyberdesk_id)]["status"] = "task_failed"
+    args = [batch.pk, [[failed.pk, 1]], batch.retry_requested_at.isoformat(), None]
+    _stalled(tasks.batch_retry_task, *args)
+
+    assert tasks.batch_actions_resume_stalled() == 1
+    (resumed,) = [
+        t for t in action_tasks(tasks.batch_retry_task) if t.status == TaskResultStatus.READY
+    ]
+    assert resumed.args_kwargs["args"] == args
+
+    tasks.batch_retry_task.call(*args)
+    tasks.batch_retry_task.call(*args)  # the dead worker's task again, say: nothing more
+
+    assert len(launch_api.calls("POST", "/retry")) == 1
+    batch.refresh_from_db()
+    assert batch.retry_requested_at is None
+
+
+def test_a_retry_mark_without_any_task_is_cleared(catalog, clock):
+    batch = Batch.objects.create(
+        workflow=catalog.workflow, retry_requested_at=NOW - timedelta(minutes=5)
+    )
+
+    assert tasks.batch_actions_resume_stalled() == 0
+    batch.refresh_from_db()
+    assert batch.retry_requested_at is None
