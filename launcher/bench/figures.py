@@ -285,6 +285,17 @@ def _fixed_rate_plan(bench: Bench, path: str, *, rate: int) -> dict:
 # --- Figure 3: upstream amplification --------------------------------------------------------
 
 
+def _viewers_plan(bench: Bench, streams: list[dict], *, seconds: float) -> dict:
+    """Many simulated viewers, each a stream polling one path at its own pace."""
+    return {
+        "base": bench.base,
+        "headers": bench.headers,
+        "duration": seconds,
+        "workers": 64,
+        "streams": streams,
+    }
+
+
 VIEWERS = 50
 WATCHED_RUNS = 20
 
@@ -308,15 +319,7 @@ def figure_amplification_run_pages(bench: Bench) -> None:
         )
     bench.say(f"{VIEWERS} viewers polling {len(run_ids)} run pages ({seconds} s)")
     started = time.time()
-    paced = load.paced_run(
-        {
-            "base": bench.base,
-            "headers": bench.headers,
-            "duration": seconds,
-            "workers": 64,
-            "streams": streams,
-        }
-    )
+    paced = load.paced_run(_viewers_plan(bench, streams, seconds=seconds))
     ended = time.time()
     calls = upstream_calls(read_log(bench.directory, since=started, until=ended))
     unfinished = Run.objects.filter(pk__in=run_ids).exclude(status__in=TERMINAL_STATUSES).count()
@@ -364,15 +367,7 @@ def figure_amplification_run_list(bench: Bench) -> None:
     ]
     bench.say(f"{VIEWERS} viewers polling the runs list ({seconds} s)")
     started = time.time()
-    paced = load.paced_run(
-        {
-            "base": bench.base,
-            "headers": bench.headers,
-            "duration": seconds,
-            "workers": 64,
-            "streams": streams,
-        }
-    )
+    paced = load.paced_run(_viewers_plan(bench, streams, seconds=seconds))
     calls = upstream_calls(read_log(bench.directory, since=started, until=time.time()))
     list_calls = calls.get("list_runs", 0)
     budget = len(workflows) * (int(seconds / interval) + 1)
