@@ -17,7 +17,7 @@ from launcher.models import (
 )
 from launcher.services.prompts import prompt_label_move, prompt_version_create
 from tests.cyberdesk.payloads import WORKFLOW_ID
-from tests.services.fake_catalog_api import FakeCatalogApi
+from tests.fake_cyberdesk import FakeCyberdesk
 
 pytestmark = pytest.mark.django_db
 
@@ -37,9 +37,9 @@ def _client(user) -> Client:
 
 @pytest.fixture
 def api():
-    fake = FakeCatalogApi()
+    fake = FakeCyberdesk()
     fake.add_workflow()
-    with fake.serving():
+    with fake.serve():
         yield fake
 
 

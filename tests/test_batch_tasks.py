@@ -15,8 +15,8 @@ from launcher.cyberdesk import use_transport
 from launcher.models import Batch, Run, RunStatus, Submission
 from launcher.services.batches import batch_create, batch_rows_check
 from launcher.services.prompts import prompt_resolve_choice
-from tests.launch_api import make_run, serve
-from tests.services.fake_cyberdesk import FakeCyberdesk
+from tests.fake_cyberdesk import FakeCyberdesk, serve
+from tests.launch_api import make_run
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

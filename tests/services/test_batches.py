@@ -14,7 +14,6 @@ import time_machine
 from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
-from launcher.cyberdesk import use_transport
 from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
 from launcher.services.batches import (
     CANCELLED_BEFORE_SENDING,
@@ -34,8 +33,8 @@ from launcher.services.batches import (
     batch_submit,
 )
 from launcher.services.prompts import prompt_resolve_choice
-from tests.launch_api import Catalog, LaunchApi, make_model, make_run, make_workflow, serve
-from tests.services.fake_cyberdesk import FakeCyberdesk
+from tests.fake_cyberdesk import FakeCyberdesk, serve
+from tests.launch_api import Catalog, make_model, make_run, make_workflow
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -743,19 +742,9 @@ def cancels(launch_api) -> list[str]:
 
 @contextmanager
 def serve_throttled(settings, throttle):
-    """A LaunchApi behind `throttle(request)`, which may answer first (e.g. a 429)."""
-    settings.CYBERDESK_BASE_URL = "https://cyberdesk.test"
-    settings.CYBERDESK_API_KEY = "sk_test"
-    fake = LaunchApi()
-
-    def handler(request):
-        answer = throttle(request)
-        if answer is not None:
-            fake.requests.append(request)
-            return answer
-        return fake(request)
-
-    with use_transport(httpx.MockTransport(handler)):
+    """The fake API behind `throttle(request)`, which may answer first (e.g. a 429)."""
+    with serve(settings) as fake:
+        fake.on_request = throttle
         yield fake
 
 

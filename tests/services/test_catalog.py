@@ -18,7 +18,7 @@ from launcher.services.catalog import (
     models_sync,
     models_sync_if_stale,
 )
-from tests.services.fake_catalog_api import FakeCatalogApi
+from tests.fake_cyberdesk import FakeCyberdesk
 
 pytestmark = pytest.mark.django_db
 
@@ -30,8 +30,8 @@ OLD = "7b6a5f4e-3d2c-4b1a-8f9e-8d7c6b5a4f3e"
 
 @pytest.fixture
 def api():
-    fake = FakeCatalogApi()
-    with fake.serving():
+    fake = FakeCyberdesk()
+    with fake.serve():
         yield fake
 
 

@@ -415,11 +415,11 @@ def test_the_default_choice_is_production_when_it_exists(workflow, versions):
 
 @pytest.fixture
 def api():
-    from tests.services.fake_catalog_api import FakeCatalogApi
+    from tests.fake_cyberdesk import FakeCyberdesk
 
-    fake = FakeCatalogApi()
+    fake = FakeCyberdesk()
     fake.add_workflow()
-    with fake.serving():
+    with fake.serve():
         yield fake
 
 

@@ -15,7 +15,7 @@ from launcher import tasks
 from launcher.cyberdesk import errors, get_client
 from launcher.models import Batch, PromptVersion, Run, RunStatus, Submission, Workflow
 from launcher.services import reconcile
-from tests.services.fake_cyberdesk import FakeCyberdesk, upstream_run
+from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

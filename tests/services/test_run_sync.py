@@ -15,7 +15,7 @@ from django_tasks_db.models import DBTaskResult
 from launcher.cyberdesk import types
 from launcher.models import Run, RunStatus, Submission, Workflow
 from launcher.services import run_sync
-from tests.services.fake_cyberdesk import FakeCyberdesk, upstream_run
+from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -21,7 +21,8 @@ from launcher.services.runs import (
     run_retry,
     run_submit,
 )
-from tests.launch_api import V1_TEXT, V2_TEXT, make_run, serve
+from tests.fake_cyberdesk import serve
+from tests.launch_api import V1_TEXT, V2_TEXT, make_run
 
 pytestmark = pytest.mark.django_db
 

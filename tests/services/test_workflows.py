@@ -16,7 +16,7 @@ from launcher.services.workflows import (
     workflows_sync_if_stale,
 )
 from tests.cyberdesk.payloads import FALLBACK_MODEL_ID, MODEL_ID, WORKFLOW_ID
-from tests.services.fake_catalog_api import FakeCatalogApi
+from tests.fake_cyberdesk import FakeCyberdesk
 
 pytestmark = pytest.mark.django_db
 
@@ -25,9 +25,9 @@ OTHER_ID = "22222222-3333-4444-8555-666666666666"
 
 @pytest.fixture
 def api():
-    fake = FakeCatalogApi()
+    fake = FakeCyberdesk()
     fake.add_workflow()
-    with fake.serving():
+    with fake.serve():
         yield fake
 
 

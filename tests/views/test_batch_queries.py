@@ -19,8 +19,8 @@ import time_machine
 from django.urls import reverse
 
 from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
-from tests.launch_api import make_model, make_workflow, serve
-from tests.services.fake_cyberdesk import FakeCyberdesk, upstream_run
+from tests.fake_cyberdesk import FakeCyberdesk, serve, upstream_run
+from tests.launch_api import make_model, make_workflow
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

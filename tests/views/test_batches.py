@@ -15,7 +15,8 @@ from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
 from launcher.models import Batch, PromptMode, Run, RunStatus
-from tests.launch_api import make_model, make_run, make_workflow, serve
+from tests.fake_cyberdesk import serve
+from tests.launch_api import make_model, make_run, make_workflow
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

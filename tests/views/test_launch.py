@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.views.debug import SafeExceptionReporterFilter
 
 from launcher.models import Run, RunStatus, Submission
-from tests.launch_api import VALID_POST, make_run, serve
+from tests.fake_cyberdesk import serve
+from tests.launch_api import VALID_POST, make_run
 
 pytestmark = pytest.mark.django_db
 URL = reverse("launch")

@@ -23,8 +23,8 @@ from launcher.models import (
     RunStatus,
     Workflow,
 )
-from tests.launch_api import make_run, make_workflow, serve
-from tests.services.fake_catalog_api import FakeCatalogApi
+from tests.fake_cyberdesk import FakeCyberdesk, serve
+from tests.launch_api import make_run, make_workflow
 
 pytestmark = pytest.mark.django_db
 URL = reverse("launch")
@@ -183,11 +183,11 @@ def test_launch_again_costs_two_queries_more_than_the_page(
 @pytest.fixture
 def catalog_api(catalog):
     """The catalog's workflow and models as the API lists them."""
-    fake = FakeCatalogApi()
+    fake = FakeCyberdesk()
     fake.add_workflow(id=str(catalog.workflow.pk), name=catalog.workflow.name, model_metadata=None)
     for option in (catalog.model, catalog.disabled_model):
         fake.add_model(id=str(option.pk), name=option.name, is_system_default=False)
-    with fake.serving():
+    with fake.serve():
         yield fake
 
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from launcher.models import ModelOption, ModelOptionChange, Run, Workflow
-from tests.services.fake_catalog_api import FakeCatalogApi
+from tests.fake_cyberdesk import FakeCyberdesk
 
 pytestmark = pytest.mark.django_db
 
@@ -17,8 +17,8 @@ HTMX = {"HX-Request": "true"}
 
 @pytest.fixture
 def api():
-    fake = FakeCatalogApi()
-    with fake.serving():
+    fake = FakeCyberdesk()
+    with fake.serve():
         yield fake
 
 

@@ -12,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from launcher.models import Run, RunStatus
-from tests.launch_api import make_run, serve
+from tests.fake_cyberdesk import serve
+from tests.launch_api import make_run
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
