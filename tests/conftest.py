@@ -6,6 +6,17 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 
+@pytest.fixture
+def clock():
+    """Frozen time at tests.launch_api.NOW that a test moves by hand: clock.shift(...)."""
+    import time_machine
+
+    from tests.launch_api import NOW
+
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
 @pytest.fixture(autouse=True)
 def _empty_cache():
     """The cache (workflow lists, the health probe) never carries over from another test."""

@@ -19,6 +19,9 @@ from launcher.models import (
 )
 from tests.fake_cyberdesk import FakeCyberdesk
 
+# The moment time-controlled tests stand at (the `clock` fixture in tests/conftest.py).
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
 SCHEMA = {
     "type": "object",
     "required": ["customer_id", "age"],

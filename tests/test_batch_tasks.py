@@ -2,11 +2,10 @@
 a killed worker started again by the reconciler's pass."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
-import time_machine
 from django_tasks.base import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
@@ -16,10 +15,9 @@ from launcher.models import Batch, Run, RunStatus, Submission
 from launcher.services.batches import batch_create, batch_rows_check
 from launcher.services.prompts import prompt_resolve_choice
 from tests.fake_cyberdesk import FakeCyberdesk, serve
-from tests.launch_api import make_run
+from tests.launch_api import NOW, make_run
 
 pytestmark = pytest.mark.django_db
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -30,12 +28,6 @@ def api(settings):
     fake = FakeCyberdesk()
     with fake.serve():
         yield fake
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
 
 
 def planned_batch(catalog, rows=3) -> Batch:

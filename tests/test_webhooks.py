@@ -14,10 +14,10 @@ from django_tasks_db.models import DBTaskResult
 from svix.webhooks import Webhook
 
 from launcher.models import Run, RunStatus, Submission, WebhookEvent, Workflow
+from tests.launch_api import NOW
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_" + base64.b64encode(b"the-key-before-the-rotation-000").decode()
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 URL = "/webhooks/cyberdesk/"
 
 pytestmark = pytest.mark.django_db

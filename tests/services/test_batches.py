@@ -6,7 +6,7 @@ import json
 import threading
 import uuid
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -34,10 +34,9 @@ from launcher.services.batches import (
 )
 from launcher.services.prompts import prompt_resolve_choice
 from tests.fake_cyberdesk import FakeCyberdesk, serve
-from tests.launch_api import Catalog, make_model, make_run, make_workflow
+from tests.launch_api import NOW, Catalog, make_model, make_run, make_workflow
 
 pytestmark = pytest.mark.django_db
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture

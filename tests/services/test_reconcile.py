@@ -3,11 +3,10 @@ and never sent twice."""
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
-import time_machine
 from django.core.management import call_command
 from django_tasks_db.models import DBTaskResult
 
@@ -16,16 +15,9 @@ from launcher.cyberdesk import errors, get_client
 from launcher.models import Batch, PromptVersion, Run, RunStatus, Submission, Workflow
 from launcher.services import reconcile
 from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
-
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+from tests.launch_api import NOW
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture

@@ -3,11 +3,10 @@
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django_tasks_db.models import DBTaskResult
@@ -16,14 +15,7 @@ from launcher.cyberdesk import types
 from launcher.models import Run, RunStatus, Submission, Workflow
 from launcher.services import run_sync
 from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
-
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
+from tests.launch_api import NOW
 
 
 @pytest.fixture

@@ -15,15 +15,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.urls import reverse
 
 from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
 from tests.fake_cyberdesk import FakeCyberdesk, serve, upstream_run
-from tests.launch_api import make_model, make_workflow
+from tests.launch_api import NOW, make_model, make_workflow
 
 pytestmark = pytest.mark.django_db
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 HTMX = {"HX-Request": "true"}
 
 # session, user, 2 for the permission; the mirror (exists, its age), the catalog's age;
@@ -39,12 +37,6 @@ DETAIL_QUERIES = 9
 def api(settings):
     with serve(settings) as fake:
         yield fake
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
 
 
 def csrf(client) -> str:

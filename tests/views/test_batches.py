@@ -16,10 +16,9 @@ from django_tasks_db.models import DBTaskResult
 from launcher import tasks
 from launcher.models import Batch, PromptMode, Run, RunStatus
 from tests.fake_cyberdesk import serve
-from tests.launch_api import make_model, make_run, make_workflow
+from tests.launch_api import NOW, make_model, make_run, make_workflow
 
 pytestmark = pytest.mark.django_db
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 HTMX = {"HX-Request": "true"}
 ROWS = "customer_id,age\nc-100,42\nc-101,old\nc-102,50\n"
 

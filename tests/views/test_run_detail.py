@@ -1,11 +1,10 @@
 """The run page, its polled status fragment, and its actions."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -13,10 +12,9 @@ from django.urls import reverse
 
 from launcher.models import Run, RunStatus
 from tests.fake_cyberdesk import serve
-from tests.launch_api import make_run
+from tests.launch_api import NOW, make_run
 
 pytestmark = pytest.mark.django_db
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 HTMX = {"HX-Request": "true"}
 POLL = 'hx-trigger="every 2s"'
 
@@ -26,12 +24,6 @@ def api(settings):
     settings.RUN_REFRESH_INTERVAL_SECONDS = 2.0
     with serve(settings) as fake:
         yield fake
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
 
 
 def _urls(run, attachment_id=None):

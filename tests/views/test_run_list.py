@@ -2,26 +2,18 @@
 for the page that stops by itself and calls the API at most once per interval, bulk actions."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-import time_machine
 from django.urls import reverse
 
 from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
 from tests.fake_cyberdesk import FakeCyberdesk, serve, upstream_run
-from tests.launch_api import make_model, make_run, make_workflow
+from tests.launch_api import NOW, make_model, make_run, make_workflow
 
 pytestmark = pytest.mark.django_db
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 HTMX = {"HX-Request": "true"}
 POLL = 'hx-trigger="every 3s"'
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture
