@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.debug import SafeExceptionReporterFilter
 
 from launcher.models import Run, RunStatus, Submission
+from tests.csrf import csrf_headers
 from tests.fake_cyberdesk import serve
 from tests.launch_api import VALID_POST, make_run
 
@@ -63,7 +64,9 @@ def test_anonymous_visitors_are_sent_to_log_in(client):
 def test_users_without_the_launch_permission_get_403(outsider_client, catalog, api):
     assert outsider_client.get(URL).status_code == 403
     assert outsider_client.get(URL, headers=HTMX).status_code == 403
-    response = outsider_client.post(URL, {"workflow": str(catalog.workflow.pk)})
+    response = outsider_client.post(
+        URL, {"workflow": str(catalog.workflow.pk)}, headers=csrf_headers(outsider_client)
+    )
     assert response.status_code == 403
     assert api.creates == []
 
