@@ -48,6 +48,8 @@ REPLAY_SAFE_AGE = timedelta(hours=20)  # well inside the idempotency key lifetim
 LOOKUP_WINDOW = timedelta(minutes=30)
 REFRESH_CHUNK = 1000
 SETTLE_LIMIT = 100  # per pass; the next pass takes the rest
+# Where the API's 422 puts "this Idempotency-Key was used with another body".
+KEY_REUSED_FIELD = "header.Idempotency-Key"
 NOT_RESENDABLE = (
     "Launcher never heard whether Cyberdesk accepted this run, and it is not there. Its "
     "sensitive values or files are not kept, so it cannot be sent again: launch it again."
@@ -164,6 +166,11 @@ def _resend(run: Run) -> str:
             idempotency_key=str(run.idempotency_key), **run_request(run)
         )
     except errors.InvalidRequest as exc:
+        if KEY_REUSED_FIELD in exc.field_errors:
+            # Not a refusal of the run's values: the API already has this key, with a body that
+            # differs from this one, so the first send did arrive. Look for the run instead.
+            logger.error("Run %s: the re-send's body differs from the first send's", run.pk)
+            return _look_up(run)
         message = f"{exc} Nothing was started; correct the values and launch again."[:2000]
         Run.objects.filter(pk=run.pk).exclude(submission=Submission.ACCEPTED).update(
             submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=message
@@ -176,6 +183,19 @@ def _resend(run: Run) -> str:
     run_sync.run_apply_upstream(run, upstream)
     logger.info("Run %s: settled by re-sending; upstream run %s", run.pk, upstream.id)
     return "resubmitted"
+
+
+def _look_up(run: Run) -> str:
+    """Settle a run the API has under its key by finding it; never reject it from here."""
+    try:
+        upstream = _find_upstream(run)
+    except errors.CyberdeskError as exc:
+        logger.warning("Run %s: looking for it upstream failed: %s", run.pk, exc)
+        return "unsettled"
+    if upstream is None:
+        return "unsettled"
+    run_sync.run_apply_upstream(run, upstream)
+    return "found"
 
 
 def _find_upstream(run: Run) -> types.Run | None:
