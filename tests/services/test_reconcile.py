@@ -12,11 +12,11 @@ from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
 from launcher.cyberdesk import errors, get_client
-from launcher.models import Batch, PromptVersion, Run, RunStatus, Submission, Workflow
+from launcher.models import Batch, PromptVersion, Run, RunStatus, Submission, Workflow, sha256_text
 from launcher.services import reconcile
 from launcher.services.runs import run_launch, run_submit
 from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
-from tests.launch_api import NOW
+from tests.launch_api import NOW, make_model
 
 pytestmark = pytest.mark.django_db
 
@@ -409,3 +409,56 @@ def test_a_key_the_api_has_with_another_body_is_looked_for_not_rejected(workflow
     run.refresh_from_db()
     assert run.submission == Submission.ACCEPTED
     assert [str(run.cyberdesk_id)] == list(api.runs)
+
+
+OTHER_MODEL = uuid.UUID("00000000-0000-4000-8000-0000000000b2")
+
+
+@pytest.mark.parametrize(
+    "upstream_model, same",
+    [
+        ("ours", True),
+        (OTHER_MODEL, False),  # the same inputs and prompt, another model: another launch
+        (None, False),  # ran on the workflow's default model, not the override we sent
+    ],
+)
+def test_a_launch_with_a_model_override_matches_only_that_model(
+    workflow, api, clock, upstream_model, same
+):
+    model = make_model("Claude Sonnet")
+    run = secret_run(workflow, model_option=model)
+    model_id = model.pk if upstream_model == "ours" else upstream_model
+    add_upstream_twin(
+        api,
+        workflow,
+        run,
+        model_metadata={"main_agent_model_id": str(model_id)} if model_id else None,
+    )
+
+    assert reconcile.runs_reconcile().found == int(same)
+    assert (Run.objects.get(pk=run.pk).cyberdesk_id is not None) is same
+
+
+@pytest.mark.parametrize(
+    "mode, upstream_prompt, same",
+    [
+        ("pinned", "Read {invoice}.", True),
+        ("pinned", "Read {invoice}!", False),
+        ("pinned", None, False),  # the workflow's stored prompt ran, not our version
+        ("stored", None, True),
+        ("stored", "Read {invoice}.", False),  # an override ran; we sent none
+    ],
+)
+def test_a_launch_matches_only_the_prompt_it_sent(
+    workflow, api, clock, mode, upstream_prompt, same
+):
+    version = PromptVersion.objects.create(workflow=workflow, text="Read {invoice}.", number=1)
+    run = secret_run(
+        workflow,
+        prompt_version=version if mode == "pinned" else None,
+        prompt_sha256=sha256_text("Read {invoice}.") if mode == "pinned" else "",
+    )
+    Run.objects.filter(pk=run.pk).update(prompt_mode=mode)
+    add_upstream_twin(api, workflow, run, main_prompt=upstream_prompt)
+
+    assert reconcile.runs_reconcile().found == int(same)
