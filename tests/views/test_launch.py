@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.views.debug import SafeExceptionReporterFilter
 
+from launcher.cyberdesk import use_transport
 from launcher.models import Run, RunStatus, Submission
 from tests.csrf import csrf_headers
 from tests.fake_cyberdesk import serve
@@ -157,10 +158,23 @@ def test_without_javascript_the_choose_button_reloads_the_whole_page(operator_cl
 
 
 def test_an_api_that_cannot_be_reached_gives_a_message_not_a_500(operator_client, settings):
-    settings.CYBERDESK_BASE_URL = "http://127.0.0.1:9"  # nothing listens there
-    response = operator_client.get(URL)
+    """Connection refused on every request, at the transport; the client's back-offs go to a
+    recorded sleep instead of the wall clock."""
+    settings.CYBERDESK_BASE_URL = "https://cyberdesk.test"
+    settings.CYBERDESK_API_KEY = "sk_test"
+    tried, slept = [], []
+
+    def refuse(request):
+        tried.append(request.url.path)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with use_transport(httpx.MockTransport(refuse), sleep=slept.append):
+        response = operator_client.get(URL)
+
     assert response.status_code == 200
     assert b"Cyberdesk is unreachable" in response.content
+    assert tried and set(tried) <= {"/v1/workflows", "/v1/model-configurations"}
+    assert len(slept) == len(tried) - len(set(tried))  # a back-off before each retry, not slept
 
 
 # --- Launching ----------------------------------------------------------------------------------
