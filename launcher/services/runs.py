@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -38,6 +39,7 @@ from launcher.models import (
     Submission,
     Workflow,
 )
+from launcher.parsing import url_is_safe
 from launcher.services.prompts import (
     PromptChoice,
     PromptChoiceInvalid,
@@ -369,6 +371,11 @@ _UPSTREAM_TERMINAL = {"success", "task_failed", "error", "cancelled"}
 # --- Attachments -------------------------------------------------------------------------------
 
 
+class UnsafeDownloadUrl(Exception):
+    """The API's download link is not one a browser should be sent to; the message is safe to
+    show."""
+
+
 def run_attachments(run: Run) -> tuple[list[types.Attachment], str]:
     """A finished run's attachments and an error message ("" when fine).
 
@@ -397,7 +404,17 @@ def run_attachment_download_url(*, run: Run, attachment_id: uuid.UUID) -> str | 
         raise RunActionFailed(error)
     if not any(attachment.id == attachment_id for attachment in attachments):
         return None
-    return get_client().get_attachment_download_url(attachment_id)
+    url = get_client().get_attachment_download_url(attachment_id)
+    # The browser is sent wherever this URL points: only https (or http to the local sandbox,
+    # which serves plain http) — never javascript:, data: or anything else the API might send.
+    sandbox = settings.CYBERDESK_BASE_URL if settings.CYBERDESK_USING_SANDBOX else None
+    if not url_is_safe(url, http_origin=sandbox):
+        logger.warning("Run %s: the API sent a download link that is not https; refused", run.pk)
+        raise UnsafeDownloadUrl(
+            "Cyberdesk sent a download link that is not a secure (https) address, so it was not "
+            "followed."
+        )
+    return url
 
 
 # --- Launch again ------------------------------------------------------------------------------

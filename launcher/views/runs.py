@@ -11,7 +11,7 @@ import json
 import uuid
 
 from django.contrib import messages
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -22,6 +22,7 @@ from launcher.selectors import prompt_diff
 from launcher.services.run_sync import run_refresh
 from launcher.services.runs import (
     RunActionFailed,
+    UnsafeDownloadUrl,
     run_attachment_download_url,
     run_attachments,
     run_cancel,
@@ -146,6 +147,8 @@ def run_attachment_download(request, run_id: int, attachment_id: uuid.UUID):
     except (RunActionFailed, errors.CyberdeskError) as exc:
         messages.error(request, f"The download is not available: {exc}")
         return redirect("run_detail", run_id=run.pk)
+    except UnsafeDownloadUrl as exc:
+        return render(request, "launcher/bad_request.html", {"message": str(exc)}, status=400)
     if url is None:
         raise Http404("No such attachment on this run.")
-    return redirect(url)
+    return HttpResponseRedirect(url)
