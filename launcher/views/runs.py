@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from launcher.cyberdesk import errors
-from launcher.models import PromptVersion, Run
+from launcher.models import PromptVersion, Run, RunStatus
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.selectors import prompt_diff
 from launcher.services.run_sync import run_refresh
@@ -119,6 +119,13 @@ def run_cancel_view(request, run_id: int):
         run = run_cancel(run=run, user=request.user)
     except RunActionFailed as exc:
         return _after_action(request, run, str(exc))
+    if run.is_finished and run.status != RunStatus.CANCELLED:
+        # It finished upstream before the cancel reached it: nothing was cancelled.
+        return _after_action(
+            request,
+            run,
+            f"The run had already finished ({run.get_status_display()}); nothing was cancelled.",
+        )
     if not request.htmx:
         messages.success(request, "Cancel requested.")
     return _after_action(request, run)
