@@ -19,6 +19,21 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 
+def _duration(text: str) -> timedelta:
+    """ "3600", "3600s", "90m", "1h" or "2d" → a timedelta (a bad value stops start-up)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    raw = text.strip().lower()
+    factor = units.get(raw[-1:], None)
+    number = raw[:-1] if factor else raw
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        raise ImproperlyConfigured(f"Not a duration: {text!r} (e.g. 3600, 90m, 1h).") from None
+    if not seconds >= 0:
+        raise ImproperlyConfigured(f"A duration cannot be negative: {text!r}.")
+    return timedelta(seconds=seconds)
+
+
 # --- Secrets and hosts -------------------------------------------------------------------------
 
 _DEV_SECRET_KEY = "django-insecure-launcher-development-key-never-use-in-production"
@@ -308,6 +323,10 @@ SANDBOX_WEBHOOK_RETRY_SECONDS = [
 SANDBOX_IDEMPOTENCY_TTL_HOURS = env.float("SANDBOX_IDEMPOTENCY_TTL_HOURS", default=24)
 
 # Launcher behaviour
+# How long after its launch the reconciler may re-send a run whose outcome it never heard, with
+# the same idempotency key: only while the API surely still remembers the key. Older ones are
+# looked up in the run list instead, never re-sent. Seconds, or with a unit: 90m, 1h, 3600s.
+IDEMPOTENCY_REPLAY_WINDOW = _duration(env.str("IDEMPOTENCY_REPLAY_WINDOW", default="1h"))
 RUN_REFRESH_INTERVAL_SECONDS = env.float("RUN_REFRESH_INTERVAL_SECONDS", default=2.0)
 MODEL_CATALOG_MAX_AGE_SECONDS = env.int("MODEL_CATALOG_MAX_AGE_SECONDS", default=600)
 WORKFLOW_MIRROR_MAX_AGE_SECONDS = env.int("WORKFLOW_MIRROR_MAX_AGE_SECONDS", default=60)
