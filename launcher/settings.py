@@ -19,11 +19,12 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 
+
 def _duration(text: str) -> timedelta:
     """ "3600", "3600s", "90m", "1h" or "2d" → a timedelta (a bad value stops start-up)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     raw = text.strip().lower()
-    factor = units.get(raw[-1:], None)
+    factor = units.get(raw[-1:])
     number = raw[:-1] if factor else raw
     try:
         seconds = float(number) * (factor or 1)

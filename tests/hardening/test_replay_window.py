@@ -2,22 +2,30 @@
 IDEMPOTENCY_REPLAY_WINDOW (default 1 h); past it, the run is looked up in the workflow's run
 list (matched on model, prompt hash and inputs), never sent again."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
 
-from launcher.models import Run, RunStatus, Submission
+from launcher.models import Run, RunStatus, Submission, Workflow
 from launcher.services import reconcile
-from tests.fake_cyberdesk import upstream_run
-from tests.services.test_reconcile import (  # noqa: F401  (fixtures)
-    api,
-    creates,
-    unsent_run,
-    workflow,
-)
+from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
+from tests.services.test_reconcile import creates, unsent_run
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api():
+    fake = FakeCyberdesk()
+    with fake.serve():
+        yield fake
+
+
+@pytest.fixture
+def workflow(db):
+    return Workflow.objects.create(id=uuid.uuid4(), name="Invoice intake")
 
 
 def _twin(api, workflow, run, *, after: timedelta, **fields):
@@ -30,7 +38,7 @@ def _twin(api, workflow, run, *, after: timedelta, **fields):
 
 
 def test_the_window_defaults_to_one_hour():
-    assert django_settings.IDEMPOTENCY_REPLAY_WINDOW == timedelta(hours=1)
+    assert timedelta(hours=1) == django_settings.IDEMPOTENCY_REPLAY_WINDOW
     assert reconcile.replay_window() == timedelta(hours=1)
 
 
