@@ -270,6 +270,5 @@ def _secrets_removed(names: list[str]) -> str:
     what = f" ({', '.join(named)})" if named else ""
     return (
         f"Sensitive inputs cannot come from a batch{what}: secrets are never stored, so they "
-        "were taken out of what you entered. Launch runs that need them one at a time."
-        + unreadable
+        "were taken out of what you entered. Launch runs that need them one at a time." + unreadable
     )
