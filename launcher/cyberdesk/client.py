@@ -34,6 +34,7 @@ import httpx
 
 import launcher
 from launcher.cyberdesk import errors, types
+from launcher.parsing import ParseError, json_parse
 
 logger = logging.getLogger("launcher.cyberdesk")
 
@@ -110,7 +111,11 @@ class CyberdeskClient:
 
     def get_workflow(self, workflow_id: UUID | str) -> types.Workflow:
         # Reference: GET /v1/workflows/{workflow_id}
-        response = self._request("GET", f"/v1/workflows/{_id(workflow_id)}")
+        # Tags and post-run checks are asked for by name: the spec says both come by default,
+        # but a default is the server's to change.
+        response = self._request(
+            "GET", f"/v1/workflows/{_id(workflow_id)}", params={"include": "tags,post_run_checks"}
+        )
         return types.Workflow.from_api(_json(response))
 
     def update_workflow(
@@ -510,9 +515,11 @@ def _query_datetime(value: datetime) -> str:
 
 
 def _json(response: httpx.Response) -> Any:
+    # The shared parser: an answer nested too deeply or holding a huge number is an
+    # InvalidResponse, never a RecursionError deep in a page.
     try:
-        return response.json()
-    except ValueError:
+        return json_parse(response.content, replace_surrogates=True)
+    except ParseError:
         raise errors.InvalidResponse(
             f"Cyberdesk answered {response.request.method} {response.request.url.path} "
             "with something that is not JSON.",
@@ -564,8 +571,8 @@ def _worth_retrying(response: httpx.Response, *, is_write: bool) -> bool:
 
 def _detail(response: httpx.Response) -> Any:
     try:
-        body = response.json()
-    except ValueError:
+        body = json_parse(response.content, replace_surrogates=True)
+    except ParseError:
         text = response.text.strip()
         return text[:200] if text else None
     if isinstance(body, dict) and "detail" in body:

@@ -311,7 +311,7 @@ def test_a_different_model_or_prompt_is_not_the_same_launch(workflow, api, clock
 
 def test_a_run_older_than_the_idempotency_window_is_only_looked_for(workflow, api, clock):
     run = unsent_run(workflow)
-    clock.shift(reconcile.REPLAY_SAFE_AGE + timedelta(minutes=1))
+    clock.shift(reconcile.replay_window() + timedelta(minutes=1))
     twin = add_upstream_twin(api, workflow, run, sensitive_input_aliases=None)
 
     reconcile.runs_reconcile()
