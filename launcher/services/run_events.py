@@ -26,6 +26,7 @@ def run_event_record(
     actor=None,
     detail: dict[str, Any] | None = None,
     attempt: int | None = None,
+    at=None,
 ) -> RunEvent:
     """Store one history entry for `run` (its current attempt unless `attempt` is given)."""
     return RunEvent.objects.create(
@@ -35,5 +36,5 @@ def run_event_record(
         source=source,
         actor=actor if getattr(actor, "is_authenticated", False) else None,
         detail=detail or {},
-        at=timezone.now(),
+        at=at or timezone.now(),
     )
