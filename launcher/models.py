@@ -301,6 +301,8 @@ class Run(models.Model):
     input_values = models.JSONField(default=dict, blank=True)
     sensitive_input_keys = models.JSONField(default=list, blank=True)
     file_input_names = models.JSONField(default=list, blank=True)
+    # [{"field": schema key, "filename": name}]: which input each file was (names only).
+    file_input_fields = models.JSONField(default=list, blank=True)
     is_priority = models.BooleanField(default=False)
 
     launched_by = models.ForeignKey(

@@ -87,7 +87,9 @@ def _refresh_stale(report: ReconcileReport) -> None:
     for start in range(0, len(stale_ids), REFRESH_CHUNK):
         runs = list(Run.objects.filter(pk__in=stale_ids[start : start + REFRESH_CHUNK]))
         report.refreshed += len(runs)
-        report.changed += run_sync.runs_refresh_many(runs, stale_after=STALE_AFTER, source="reconciler")
+        report.changed += run_sync.runs_refresh_many(
+            runs, stale_after=STALE_AFTER, source="reconciler"
+        )
 
 
 def _settle_unsubmitted(report: ReconcileReport) -> None:

@@ -106,6 +106,7 @@ def run_launch(
     file_inputs: Iterable[types.FileInput] | None = None,
     idempotency_key: uuid.UUID | str,
     is_priority: bool = False,
+    file_input_fields: Mapping[str, str] | None = None,
 ) -> Run:
     """Store a run, commit, then send it (see the module docstring for why in that order).
 
@@ -118,7 +119,8 @@ def run_launch(
     be reached (the run is kept as `rejected`).
 
     `sensitive_input_values` are keyed without their `$` and are never stored or logged; of
-    `file_inputs` only the names are stored.
+    `file_inputs` only the names are stored, with the input field each one was for when
+    `file_input_fields` (field → file name) says so.
     """
     idempotency_key = uuid.UUID(str(idempotency_key))
     existing = Run.objects.filter(idempotency_key=idempotency_key).first()
@@ -157,6 +159,10 @@ def run_launch(
                 input_values=dict(input_values),
                 sensitive_input_keys=sorted(sensitive),
                 file_input_names=[file.filename for file in files],
+                file_input_fields=[
+                    {"field": str(key), "filename": str(name)}
+                    for key, name in (file_input_fields or {}).items()
+                ],
                 is_priority=is_priority,
                 launched_by=user if getattr(user, "is_authenticated", False) else None,
                 submission=Submission.QUEUED,

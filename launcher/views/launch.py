@@ -113,6 +113,7 @@ def _launch_submit(request, context):
                     types.FileInput(filename=file.filename, content=file.content)
                     for file in payload.files
                 ],
+                file_input_fields={file.key: file.filename for file in payload.files},
                 idempotency_key=form.cleaned_data["token"],
             )
         except LaunchFailed as failure:
