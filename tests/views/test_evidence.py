@@ -322,8 +322,7 @@ def test_two_runs_side_by_side(operator_client, catalog):
     assert "v1: look up {customer_id} aged {age}." in html
     assert (
         '<th scope="row">customer_id <span class="diff-flag">differs</span></th>'
-        "<td>c-1</td><td>c-2</td>"
-        in html
+        "<td>c-1</td><td>c-2</td>" in html
     )
     assert '<th scope="row">$api_key</th><td>set</td><td>set</td>' in html  # key only
     assert '<code>invoice</code> <span class="diff-flag">changed</span>' in html
