@@ -254,7 +254,7 @@ def test_an_earlier_attempt_has_its_own_page_with_the_same_detail(operator_clien
     run = finished(catalog)
     keep_attempts(run, 1)
     html = operator_client.get(reverse("run_attempt_detail", args=[run.pk, 1])).content.decode()
-    assert "<h1>Run %d · attempt 1</h1>" % run.pk in html
+    assert f"<h1>Run {run.pk} · attempt 1</h1>" in html
     assert "Task failed" in html and "Could not find the invoice" in html
     assert "old.csv" in html and "deletes an attempt's output files" in html
     assert '<h2 id="timeline-heading">Timeline</h2>' in html and "click at 10, 20" in html
