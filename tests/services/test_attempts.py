@@ -322,3 +322,29 @@ def test_a_history_entry_refuses_to_change(catalog, api, operator):
     event.detail = {"forged": True}
     with pytest.raises(RunRecordImmutable):
         event.save()
+
+
+def test_a_batchs_runs_each_get_a_launched_entry(catalog, operator, api):
+    from launcher.services.batches import batch_create, batch_inputs_check
+    from launcher.services.prompts import prompt_resolve_choice
+
+    prompt = prompt_resolve_choice(workflow=catalog.workflow, choice="label:production")
+    check = batch_inputs_check(
+        workflow=catalog.workflow,
+        prompts=[prompt],
+        inputs={"customer_id": "c-1", "age": 40},
+        count=3,
+    )
+    batch = batch_create(
+        user=operator,
+        workflow=catalog.workflow,
+        models=[catalog.model],
+        prompts=[prompt],
+        rows=check.rows,
+        token=uuid.uuid4(),
+    )
+    events = RunEvent.objects.filter(run__batch=batch, kind="launched")
+    assert events.count() == 3
+    assert {e.actor_id for e in events} == {operator.pk}
+    assert {e.detail["prompt"] for e in events} == {"production (v1)"}
+    assert {e.detail["batch"] for e in events} == {batch.pk}
