@@ -95,7 +95,7 @@ def test_each_message_is_a_step_with_its_role_text_and_actions():
     assert [(s.number, s.role_label) for s in steps] == [
         (1, "User"),
         (2, "Agent"),
-        (3, "User"),
+        (3, "Tool result"),
         (4, "Agent"),
         (5, "Agent"),
     ]

@@ -61,9 +61,14 @@ class Step:
     number: int  # 1-based
     role: str
     items: list[Text | Action | Image] = field(default_factory=list)
+    # Only tool results: in the Anthropic shape these travel as "user" messages, but they are
+    # what the computer answered, not something a person said.
+    tool_results_only: bool = False
 
     @property
     def role_label(self) -> str:
+        if self.tool_results_only:
+            return "Tool result"
         return ROLE_LABELS.get(self.role, self.role.capitalize() or "Message")
 
     @property
@@ -77,12 +82,19 @@ def timeline_steps(history: Any) -> list[Step]:
         return []
     steps = []
     for index, message in enumerate(history):
+        results_only = False
         if isinstance(message, dict):
             role = str(message.get("role") or "")
-            items = _content_items(message.get("content"), str(index))
+            content = message.get("content")
+            items = _content_items(content, str(index))
+            results_only = (
+                isinstance(content, list)
+                and bool(content)
+                and all(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+            )
         else:
             role, items = "", [Text(_json(message), kind="other")]
-        steps.append(Step(number=index + 1, role=role, items=items))
+        steps.append(Step(number=index + 1, role=role, items=items, tool_results_only=results_only))
     return steps
 
 
