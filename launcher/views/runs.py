@@ -121,12 +121,21 @@ def run_status(request, run_id: int):
     while it was refreshed within the interval (no claim is tried); once due, the one poller
     per interval whose compare-and-set wins the refresh calls the API."""
     run = _refresh(_run_or_404(run_id, related=False))
-    return render(request, STATUS_FRAGMENT, _status_context(run))
+    return render(request, STATUS_FRAGMENT, _status_context(run, **_finished_extras(run)))
+
+
+def _finished_extras(run: Run) -> dict:
+    """For the fragment of a finished run — the region's last render — the Attempts and History
+    sections as out-of-band swaps (two queries, once; polls of an unfinished run read neither)."""
+    if not run.is_finished:
+        return {}
+    return {"oob": True, "attempts": run_attempt_summaries(run), "history": run_history(run)}
 
 
 def _after_action(request, run: Run, error: str = ""):
     if request.htmx:
-        return render(request, STATUS_FRAGMENT, _status_context(run, action_error=error))
+        context = _status_context(run, action_error=error, **_finished_extras(run))
+        return render(request, STATUS_FRAGMENT, context)
     if error:
         messages.error(request, error)
     return redirect("run_detail", run_id=run.pk)

@@ -49,7 +49,15 @@ def test_launch_retry_see_both_attempts_and_compare_them(page, sandbox, operator
     history = page.get_by_role("region", name="History")
     expect(history).to_contain_text(f"Retried by {operator.username}: attempt 2 started")
     expect(history).to_contain_text(f"Launched by {operator.username}")
+    loads = []
+    page.on("load", lambda _: loads.append(page.url))
     expect(_status(page)).to_contain_text(re.compile("Success|Task failed|Error"), timeout=20_000)
+    # The region's last render brings Attempts and History along (out of band), no reload.
+    expect(attempts).to_contain_text(re.compile(r"Attempt 2 · (Success|Task failed|Error) ·"))
+    expect(history).to_contain_text(
+        re.compile(r"attempt 2\s+Status [A-Za-z ]+ → (Success|Task failed|Error)")
+    )
+    assert loads == []
     assert RunAttempt.objects.get(run=run).output_data == first_output
 
     # Attempt 1 keeps its own page with the same detail.

@@ -230,9 +230,13 @@ def test_a_finished_runs_fragment_reads_the_database_only(
 ):
     run = finished_run(catalog, api=api)
     operator_client.get(_urls(run)["page"])
-    with django_assert_num_queries(5):  # session, user, 2× permissions, run
-        operator_client.get(_urls(run)["status"], headers=HTMX)
+    # session, user, 2× permissions, run, + the Attempts and History sections it brings along
+    # out of band (the region's last render)
+    with django_assert_num_queries(7):
+        html = operator_client.get(_urls(run)["status"], headers=HTMX).content.decode()
     assert api.calls("GET", f"/v1/runs/{run.cyberdesk_id}") == []
+    assert 'id="run-attempts" aria-labelledby="attempts-heading" hx-swap-oob="true"' in html
+    assert 'id="run-history" aria-labelledby="history-heading" hx-swap-oob="true"' in html
 
 
 # --- Actions ----------------------------------------------------------------------------------
