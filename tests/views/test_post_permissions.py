@@ -132,6 +132,8 @@ URL_KWARGS = {
     "workflow_id": "workflow",
     "version_id": "version",
     "attachment_id": "attachment",
+    "number": "attempt",
+    "path": "image",
 }
 # Django's own admin views (model permissions are Django's) and the sandbox (Bearer auth,
 # tests/sandbox/test_auth.py) are not Launcher's permission checks.
@@ -159,6 +161,8 @@ def world(catalog, api):
         "model": str(catalog.model.pk),
         "version": str(catalog.v1.pk),
         "attachment": str(uuid.uuid4()),
+        "attempt": "1",
+        "image": "1.1",
     }
 
 
@@ -208,7 +212,9 @@ def _routes(patterns=None, prefix="", namespace=""):
             ):
                 continue
             key = f"{namespace}:{pattern.name}" if namespace and pattern.name else pattern.name
-            yield key or route.rstrip("/"), route, list(pattern.pattern.converters)
+            # A path() route names its converters; a re_path() route, its named groups.
+            names = list(pattern.pattern.converters) or list(pattern.pattern.regex.groupindex)
+            yield key or route.rstrip("/"), route, names
 
 
 def _url(key: str, route: str, kwargs: list[str], world) -> str:
