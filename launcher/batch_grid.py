@@ -92,6 +92,44 @@ class GridCell:
     def checks_rate(self) -> float | None:
         return self.checks_passed / self.checks_settled if self.checks_settled else None
 
+    # How the page writes the numbers: "70%", "40–89%", "+20 pts".
+    @property
+    def rate_display(self) -> str:
+        return percent(self.success_rate)
+
+    @property
+    def interval_display(self) -> str:
+        interval = self.interval
+        if interval is None:
+            return ""
+        return f"{percent(interval[0], sign=False)}–{percent(interval[1])}"
+
+    @property
+    def checks_display(self) -> str:
+        return percent(self.checks_rate)
+
+    @property
+    def difference_display(self) -> str:
+        if self.comparison is None or self.comparison.difference_points is None:
+            return ""
+        points = round(self.comparison.difference_points)
+        return f"{points:+d} pts" if points else "±0 pts"
+
+    @property
+    def p_value_display(self) -> str:
+        if self.comparison is None:
+            return ""
+        p = self.comparison.p_value
+        return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def percent(fraction: float | None, *, sign: bool = True) -> str:
+    """0.7 → "70%" (or "70" without the sign); "" for None."""
+    if fraction is None:
+        return ""
+    value = round(100 * fraction)
+    return f"{value}%" if sign else str(value)
+
 
 @dataclass
 class BatchGrid:
