@@ -342,6 +342,7 @@ def run_filter_choices() -> RunFilterChoices:
 
 # --- Batches (the batch page and its export) ------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BatchProgress:
     """How far a batch has come. `queued` runs are not sent yet; `submitted` the API has."""
