@@ -3,7 +3,7 @@ compared with a baseline cell.
 
 Per cell: runs; the success rate of its outcomes (success / task failed / error — cancelled and
 rejected runs tell nothing about the model or the prompt) with its 95 % Wilson interval; the
-settled post-run checks passed; median and p90 duration of its finished runs; mean cost of the
+settled post-run checks passed; median and p90 duration of its outcomes; mean cost of the
 runs with a known cost; mean agentic and cached steps of the runs that reported them.
 
 Baseline and test: the user picks a cell (`?baseline=<cell key>`); by default it is the cell
@@ -232,11 +232,13 @@ def _cells(batch: Batch) -> list[GridCell]:
 
 
 def _add_durations(batch: Batch, cells: list[GridCell]) -> None:
-    """Median and p90 of each cell's finished runs, from one sorted query (percentiles are not
-    portable SQL; the durations are one small column)."""
+    """Median and p90 of each cell's outcomes (a cancelled run's length says nothing), from one
+    sorted query (percentiles are not portable SQL; the durations are one small column)."""
     by_key: dict[str, list[float]] = {}
     durations = (
-        Run.objects.filter(batch=batch, started_at__isnull=False, ended_at__isnull=False)
+        Run.objects.filter(
+            batch=batch, status__in=OUTCOMES, started_at__isnull=False, ended_at__isnull=False
+        )
         .annotate(
             took=ExpressionWrapper(F("ended_at") - F("started_at"), output_field=DurationField())
         )
