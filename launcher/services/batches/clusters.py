@@ -119,6 +119,7 @@ def batch_failure_cluster(*, batch: Batch, key: str) -> FailureCluster | None:
         failed.filter(failure_key=key)
         .values("failure_key")
         .annotate(count=Count("id"), first=Min("id"), retryable=Count("cyberdesk_id"))
+        .order_by("failure_key")
         .first()
     )
     if row is None:
