@@ -24,6 +24,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
 
 from launcher.batch_forms import BatchForm
 from launcher.batch_grid import batch_grid
@@ -180,7 +181,11 @@ def batch_detail(request, batch_id: int):
         return render(request, DECIDE_FRAGMENT, _decide_context(request, batch, polling=polling))
     context = _progress_context(batch)
     if request.htmx:
-        return render(request, PROGRESS_FRAGMENT, context)
+        response = render(request, PROGRESS_FRAGMENT, context)
+        if not context["polling"]:
+            # The last poll: the grid region refreshes at once instead of at its next tick.
+            trigger_client_event(response, "batch-finished")
+        return response
     context.update(_decide_context(request, batch, polling=not context["progress"].is_finished))
     context["nav"] = "batches"
     return render(request, DETAIL, context)

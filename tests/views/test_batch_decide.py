@@ -91,15 +91,15 @@ def test_the_page_shows_the_grid_against_the_default_baseline(catalog, batch, op
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert 'id="batch-decide"' in html and "Which is better" in html
+    assert 'id="batch-decide"' in html and 'id="decide-heading">Comparison</h2>' in html
     assert "Fisher&#x27;s exact test, two-sided, α = 0.05" in html
     assert "The baseline is the production version with the workflow's default model." in html
     baseline = cell_key(None, catalog.v1.pk)
     assert f'<option value="{baseline}" selected>' in html
-    assert '50% <span class="muted">(5/10, 24–76%)</span>' in html
+    assert "50% (5/10) <span" in html and ">24–76%</span>" in html
     assert "+50 pts" in html and "verdict-better" in html  # 10/10 against 5/10
     assert f'href="/runs/?batch={batch.pk}&amp;model=default&amp;prompt={catalog.v1.pk}"' in html
-    assert 'hx-trigger="every 5s"' not in html  # a finished batch: no poll
+    assert "every 5s" not in html  # a finished batch: no poll
 
 
 def test_picking_a_baseline_is_a_get_that_works_without_javascript(
@@ -132,7 +132,16 @@ def test_an_unfinished_batch_polls_the_region(catalog, batch, operator_client, a
 
     html = operator_client.get(url(batch), headers=DECIDE).content.decode()
 
-    assert 'hx-trigger="every 5s"' in html
+    assert 'hx-trigger="every 5s, batch-finished from:body"' in html
+
+
+def test_the_last_progress_poll_tells_the_region_to_refresh(batch, operator_client, api):
+    done = operator_client.get(url(batch), headers=HTMX)
+    Run.objects.filter(batch=batch, batch_row=1).update(status=RunStatus.RUNNING)
+    running = operator_client.get(url(batch), headers=HTMX)
+
+    assert done.headers["HX-Trigger"] == '{"batch-finished": {}}'
+    assert "HX-Trigger" not in running.headers
 
 
 @pytest.mark.parametrize(
