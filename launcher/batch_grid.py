@@ -234,7 +234,7 @@ def _cells(batch: Batch) -> list[GridCell]:
 def _add_durations(batch: Batch, cells: list[GridCell]) -> None:
     """Median and p90 of each cell's outcomes (a cancelled run's length says nothing), from one
     sorted query (percentiles are not portable SQL; the durations are one small column)."""
-    by_key: dict[str, list[float]] = {}
+    by_cell: dict[tuple, list[float]] = {}
     durations = (
         Run.objects.filter(
             batch=batch, status__in=OUTCOMES, started_at__isnull=False, ended_at__isnull=False
@@ -246,9 +246,9 @@ def _add_durations(batch: Batch, cells: list[GridCell]) -> None:
         .values_list("model_option_id", "prompt_version_id", "took")
     )
     for model_id, version_id, took in durations:
-        by_key.setdefault(cell_key(model_id, version_id), []).append(took.total_seconds())
+        by_cell.setdefault((model_id, version_id), []).append(took.total_seconds())
     for cell in cells:
-        values = by_key.get(cell.key)
+        values = by_cell.get((cell.model_id, cell.version_id))
         if values:
             cell.durations = len(values)
             cell.median_duration = timedelta(seconds=percentile(values, 0.5))
