@@ -166,7 +166,12 @@ def batch_grid(*, batch: Batch, baseline: str | None = None) -> BatchGrid:
     else:
         grid.baseline, grid.baseline_note = _default_baseline(batch, cells)
         if baseline:
-            grid.baseline_note = "That cell is not in this batch; " + grid.baseline_note
+            default = (
+                "It is the production version with the workflow's default model."
+                if grid.baseline_note == "default"
+                else grid.baseline_note
+            )
+            grid.baseline_note = f"That baseline is not a cell of this batch. {default}"
     base = grid.baseline
     base.is_baseline = True
     for cell in cells:
@@ -263,7 +268,7 @@ def _default_baseline(batch: Batch, cells: list[GridCell]) -> tuple[GridCell, st
         None,
     )
     if production is None:
-        return cells[0], "the batch has no cell with the production version, so the first cell."
+        return cells[0], "No cell uses the production version: the baseline is the first cell."
     version_id = production.version_id
     metadata = batch.workflow.model_metadata or {}
     main_agent = metadata.get("main_agent_model_id") if isinstance(metadata, dict) else None
@@ -271,4 +276,7 @@ def _default_baseline(batch: Batch, cells: list[GridCell]) -> tuple[GridCell, st
         for cell in cells:
             if cell.version_id == version_id and str(cell.model_id or "") == str(wanted or ""):
                 return cell, "default"
-    return production, "the batch has no cell with the workflow's default model and production."
+    return production, (
+        "No cell runs the production version with the workflow's default model: the baseline"
+        " is the production version with another model."
+    )

@@ -83,7 +83,10 @@ def test_an_unknown_baseline_falls_back_to_the_default(catalog, two_by_two, base
 
     assert grid.baseline.label == "Workflow default · v1"
     if baseline:
-        assert grid.baseline_note.startswith("That cell is not in this batch")
+        assert grid.baseline_note == (
+            "That baseline is not a cell of this batch. "
+            "It is the production version with the workflow's default model."
+        )
 
 
 def test_without_a_default_model_cell_the_workflows_main_agent_model_is_the_default(catalog, batch):
@@ -107,7 +110,9 @@ def test_without_production_in_the_batch_the_first_cell_is_the_baseline(catalog,
     grid = batch_grid(batch=batch)
 
     assert grid.baseline.label == "Claude Sonnet · v1"
-    assert "no cell with the production version" in grid.baseline_note
+    assert grid.baseline_note == (
+        "No cell uses the production version: the baseline is the first cell."
+    )
 
 
 def test_the_cells_numbers(catalog, batch):
@@ -162,3 +167,13 @@ def test_each_cell_links_to_its_runs(catalog, two_by_two):
 def test_a_batch_without_runs_has_an_empty_grid(batch):
     grid = batch_grid(batch=batch)
     assert grid.cells == [] and grid.baseline is None
+
+
+def test_without_the_default_model_the_production_version_still_leads(catalog, batch):
+    add_runs(batch, model=catalog.model, version=catalog.v2, successes=1)
+    add_runs(batch, model=catalog.model, version=catalog.v1, successes=1)
+
+    grid = batch_grid(batch=batch)
+
+    assert grid.baseline.label == "Claude Sonnet · v1"
+    assert grid.baseline_note.startswith("No cell runs the production version with the workflow")
