@@ -149,3 +149,23 @@ def test_retrying_a_cluster_no_longer_failed_asks_for_nothing(operator, batch):
     asked = batch_cluster_retry(batch=batch, key=key, user=operator)
 
     assert asked.in_background == 0 and retry_tasks() == []
+
+
+def test_runs_written_around_save_still_get_their_cluster(catalog):
+    batch = Batch.objects.create(workflow=catalog.workflow)
+    add_runs(batch, successes=3)
+    # A bulk write (as a data fix or another tool might do it) skips Run.save().
+    Run.objects.filter(batch=batch, batch_row=1).update(
+        status=RunStatus.ERROR, errors=["Browser crashed at step 4"]
+    )
+    Run.objects.filter(batch=batch, batch_row=2).update(
+        status=RunStatus.TASK_FAILED, errors=["Browser crashed at step 9"]
+    )
+
+    result = batch_failure_clusters(batch=batch)
+
+    assert [(c.text, c.count) for c in result.clusters] == [("Browser crashed at step <n>", 2)]
+    assert set(Run.objects.filter(batch=batch).values_list("failure_key", flat=True)) == {
+        "",
+        "error:Browser crashed at step <n>",
+    }

@@ -265,8 +265,9 @@ def test_a_cluster_that_is_gone_goes_back_to_the_batch(batch, operator_client):
 
 # The region alone: session, user, 2 for the permission; the batch; the progress counts (for
 # whether to poll); the grid's aggregates, labels and durations; then either the clusters'
-# totals, largest clusters and their cells, or the page's row numbers and its runs.
-DECIDE_QUERIES = 6 + 3 + 3
+# check for runs without a key, totals, largest clusters and their cells, or the page's row
+# numbers and its runs.
+DECIDE_QUERIES = 6 + 3 + 4
 ROWS_QUERIES = 6 + 3 + 2
 
 
@@ -302,6 +303,6 @@ def test_a_batch_without_failures_or_versions_costs_less(
     add_runs(batch, successes=3)
     operator_client.get(url(batch))
 
-    # No version in the grid: no labels query; no failure: the clusters' totals only.
+    # No version in the grid: no labels query; no failure: the clusters' key check and totals only.
     with django_assert_num_queries(DECIDE_QUERIES - 3):
         operator_client.get(url(batch), headers=DECIDE)

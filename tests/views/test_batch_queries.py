@@ -31,10 +31,10 @@ FORM_QUERIES = 12
 # creator); its unfinished runs; the refresh claim (an UPDATE that claims none: all were
 # refreshed within the interval); the progress counts.
 DETAIL_QUERIES = 8
-# The whole page adds the "Which is better" region (tests/views/test_batch_decide.py): the
-# grid's aggregates, its labels and its durations; the failure clusters' totals, the largest
-# clusters and their cells.
-PAGE_QUERIES = DETAIL_QUERIES + 6
+# The whole page adds the comparison region (tests/views/test_batch_decide.py): the grid's
+# aggregates, its labels and its durations; the failure clusters' check for runs without a
+# key (none), their totals, the largest clusters and their cells.
+PAGE_QUERIES = DETAIL_QUERIES + 7
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Min
 
 from launcher.batch_grid import cell_key, percent
-from launcher.failures import failure_key_display
+from launcher.failures import failure_key, failure_key_display
 from launcher.models import Batch, Run
 from launcher.services.batches.actions import (
     FAILED_STATUSES,
@@ -64,6 +64,7 @@ class BatchClusters:
 
 def batch_failure_clusters(*, batch: Batch) -> BatchClusters:
     """The batch's failure clusters, largest first (ties: the earliest failure first)."""
+    _fill_missing_keys(batch)
     failed = Run.objects.filter(batch=batch, status__in=FAILED_STATUSES)
     totals = failed.aggregate(runs=Count("id"), clusters=Count("failure_key", distinct=True))
     result = BatchClusters(failed=totals["runs"], total=totals["clusters"])
@@ -110,6 +111,28 @@ def batch_failure_clusters(*, batch: Batch) -> BatchClusters:
         )
     result.clusters = list(clusters.values())
     return result
+
+
+# Keys filled per read at most: a batch written around save() is healed over a few views.
+FILL_LIMIT = 5000
+
+
+def _fill_missing_keys(batch: Batch) -> None:
+    """Give a key to the batch's failed runs that have none. `Run.save()` keeps the key, but a
+    queryset `.update()` or `bulk_create()` of a failed run goes around it; a failed run always
+    has a key (at least "error:(no error message)"), so an empty one means "not derived yet".
+    One indexed query that finds nothing in the steady state."""
+    missing = list(
+        Run.objects.filter(batch=batch, failure_key="", status__in=FAILED_STATUSES).only(
+            "id", "status", "errors", "post_run_checks"
+        )[:FILL_LIMIT]
+    )
+    for run in missing:
+        run.failure_key = failure_key(
+            status=run.status, errors=run.errors, post_run_checks=run.post_run_checks
+        )
+    if missing:
+        Run.objects.bulk_update(missing, ["failure_key"], batch_size=500)
 
 
 def batch_failure_cluster(*, batch: Batch, key: str) -> FailureCluster | None:
