@@ -306,3 +306,13 @@ def test_a_batch_without_failures_or_versions_costs_less(
     # No version in the grid: no labels query; no failure: the clusters' key check and totals only.
     with django_assert_num_queries(DECIDE_QUERIES - 3):
         operator_client.get(url(batch), headers=DECIDE)
+
+
+def test_a_batch_of_one_cell_has_no_baseline_to_pick(catalog, operator_client, api):
+    batch = Batch.objects.create(workflow=catalog.workflow)
+    add_runs(batch, version=catalog.v1, successes=2, failures=1)
+
+    html = operator_client.get(url(batch)).content.decode()
+
+    assert "67% (2/3)" in html and 'name="baseline"' not in html
+    assert "By input row" in html
