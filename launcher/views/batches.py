@@ -173,20 +173,22 @@ def _page_number(value: str | None) -> int:
 @permission_required(LAUNCH_RUN)
 def batch_detail(request, batch_id: int):
     batch = _batch_or_404(batch_id)
-    if request.htmx and request.htmx.target == "batch-decide":
+    # A history restore (back button, htmx cache miss) wants the whole page.
+    fragment = request.htmx and not request.htmx.history_restore_request
+    if fragment and request.htmx.target == "batch-decide":
         # The grid / by-row region's own poll, or a baseline picked: no upstream refresh here
         # (the progress region's poll does it), so this costs database reads only.
-        progress = batch_progress(batch)
-        polling = not progress.is_finished
+        working = bool(batch.cancel_requested_at or batch.retry_requested_at)
+        polling = working or not batch_progress(batch).is_finished
         return render(request, DECIDE_FRAGMENT, _decide_context(request, batch, polling=polling))
     context = _progress_context(batch)
-    if request.htmx:
+    if fragment:
         response = render(request, PROGRESS_FRAGMENT, context)
         if not context["polling"]:
             # The last poll: the grid region refreshes at once instead of at its next tick.
             trigger_client_event(response, "batch-finished")
         return response
-    context.update(_decide_context(request, batch, polling=not context["progress"].is_finished))
+    context.update(_decide_context(request, batch, polling=context["polling"]))
     context["nav"] = "batches"
     return render(request, DETAIL, context)
 

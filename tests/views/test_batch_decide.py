@@ -15,6 +15,7 @@ from launcher.batch_grid import cell_key
 from launcher.models import Batch, Run, RunStatus
 from tests.batch_data import add_runs
 from tests.fake_cyberdesk import serve
+from tests.launch_api import NOW
 from tests.views.test_batch_queries import DETAIL_QUERIES, PAGE_QUERIES, matrix_batch
 
 pytestmark = pytest.mark.django_db
@@ -133,6 +134,22 @@ def test_an_unfinished_batch_polls_the_region(catalog, batch, operator_client, a
     html = operator_client.get(url(batch), headers=DECIDE).content.decode()
 
     assert 'hx-trigger="every 5s, batch-finished from:body"' in html
+
+
+def test_the_region_polls_while_the_worker_retries(batch, operator_client, api):
+    Batch.objects.filter(pk=batch.pk).update(retry_requested_at=NOW)
+
+    html = operator_client.get(url(batch), headers=DECIDE).content.decode()
+
+    assert "every 5s" in html
+
+
+def test_a_history_restore_gets_the_whole_page(batch, operator_client, api):
+    headers = {**HTMX, "HX-History-Restore-Request": "true"}
+
+    html = operator_client.get(url(batch, view="rows"), headers=headers).content.decode()
+
+    assert "<html" in html and 'id="batch-progress"' in html and "Runs by input row" in html
 
 
 def test_the_last_progress_poll_tells_the_region_to_refresh(batch, operator_client, api):
