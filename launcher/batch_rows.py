@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import Count
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 
@@ -46,6 +47,7 @@ class RowsPage:
     rows: list[InputRow] = field(default_factory=list)
     page: int = 1
     has_next: bool = False
+    differing_only: bool = False
 
     @property
     def has_previous(self) -> bool:
@@ -60,18 +62,37 @@ class RowsPage:
         return self.first_index + len(self.rows) - 1
 
 
-def batch_rows_page(*, batch: Batch, columns: list[GridCell], page: int = 1) -> RowsPage:
+def batch_rows_page(
+    *, batch: Batch, columns: list[GridCell], page: int = 1, differing_only: bool = False
+) -> RowsPage:
     """Page `page` (from 1) of the batch's input rows. `columns` are the grid's cells, baseline
-    included: the compare link of a row puts the baseline's run first when the row has one."""
+    included: the compare link of a row puts the baseline's run first when the row has one.
+
+    `differing_only`: only the rows whose runs did not all end the same way (one succeeded
+    where another failed: "which inputs failed on v2 but passed on v1?"), found by one
+    GROUP BY over the batch's runs."""
     page = max(1, page)
     start = (page - 1) * ROWS_PER_PAGE
-    numbers = list(
-        Run.objects.filter(batch=batch, batch_row__isnull=False)
-        .order_by("batch_row")
-        .values_list("batch_row", flat=True)
-        .distinct()[start : start + ROWS_PER_PAGE + 1]
+    runs_of_rows = Run.objects.filter(batch=batch, batch_row__isnull=False)
+    if differing_only:
+        numbers_query = (
+            runs_of_rows.values("batch_row")
+            .annotate(outcomes=Count("status", distinct=True))
+            .filter(outcomes__gt=1)
+            .order_by("batch_row")
+            .values_list("batch_row", flat=True)
+        )
+    else:
+        numbers_query = (
+            runs_of_rows.order_by("batch_row").values_list("batch_row", flat=True).distinct()
+        )
+    numbers = list(numbers_query[start : start + ROWS_PER_PAGE + 1])
+    result = RowsPage(
+        columns=columns,
+        page=page,
+        has_next=len(numbers) > ROWS_PER_PAGE,
+        differing_only=differing_only,
     )
-    result = RowsPage(columns=columns, page=page, has_next=len(numbers) > ROWS_PER_PAGE)
     numbers = numbers[:ROWS_PER_PAGE]
     if not numbers:
         return result

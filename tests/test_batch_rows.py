@@ -86,3 +86,15 @@ def test_rows_come_a_page_at_a_time(catalog, monkeypatch):
     assert [page.has_next for page in pages] == [True, True, False, False]
     assert pages[1].has_previous and (pages[1].first_index, pages[1].last_index) == (3, 4)
     assert all(len(row.entries) == 2 for page in pages for row in page.rows)
+
+
+def test_only_the_rows_where_the_cells_differ(catalog, batch):
+    # Rows 1 and 2 succeeded everywhere; row 3 failed on default · v1, succeeded on v2; and
+    # Sonnet failed row 2: rows 2 and 3 answer "which inputs failed here but passed there?".
+    columns = batch_grid(batch=batch).cells
+
+    page = batch_rows_page(batch=batch, columns=columns, differing_only=True)
+
+    assert [row.number for row in page.rows] == [2, 3]
+    assert page.differing_only and not page.has_next
+    assert [entry.status for entry in page.rows[0].entries] == ["success", "success", "task_failed"]

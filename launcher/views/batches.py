@@ -22,6 +22,7 @@ from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
+from django.utils.http import urlencode
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
@@ -154,8 +155,18 @@ def _decide_context(request, batch: Batch, *, polling: bool) -> dict:
         "decide_polling": polling,
     }
     if view == ROWS_VIEW:
+        differing = request.GET.get("differ") == "1"
         context["rows_page"] = batch_rows_page(
-            batch=batch, columns=grid.cells, page=_page_number(request.GET.get("page"))
+            batch=batch,
+            columns=grid.cells,
+            page=_page_number(request.GET.get("page")),
+            differing_only=differing,
+        )
+        # The rows view's own links (pages, the filter) keep the baseline and the filter.
+        rows_query = {"view": ROWS_VIEW, "baseline": context["baseline_key"]}
+        context["rows_query"] = urlencode({**rows_query, **({"differ": 1} if differing else {})})
+        context["rows_query_toggled"] = urlencode(
+            {**rows_query, **({} if differing else {"differ": 1})}
         )
     else:
         context["clusters"] = batch_failure_clusters(batch=batch)

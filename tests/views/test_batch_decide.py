@@ -333,3 +333,36 @@ def test_a_batch_of_one_cell_has_no_baseline_to_pick(catalog, operator_client, a
 
     assert "67% (2/3)" in html and 'name="baseline"' not in html
     assert "By input row" in html
+
+
+def test_the_rows_view_can_keep_only_the_rows_where_the_cells_differ(
+    catalog, batch, operator_client, api
+):
+    # Rows 1–4 succeeded in every cell; from row 5 on, some cell failed where another passed.
+    page = operator_client.get(url(batch, view="rows")).content.decode()
+    link = re.search(r'<a href="\?([^"]+)"[^>]*>Only rows where the cells differ</a>', page)
+
+    response = operator_client.get(url(batch) + "?" + link.group(1).replace("&amp;", "&"))
+
+    rows = response.context["rows_page"].rows
+    html = response.content.decode()
+    assert response.context["rows_page"].differing_only
+    assert [row.number for row in rows] == [5, 6, 7, 8, 9, 10]
+    assert "Show every row" in html
+
+
+@pytest.mark.parametrize("rows", [4, 80])
+def test_the_rows_that_differ_cost_the_same_however_many(
+    catalog, operator_client, api, django_assert_num_queries, rows
+):
+    batch = Batch.objects.create(workflow=catalog.workflow, is_matrix=True)
+    add_runs(batch, version=catalog.v1, successes=rows)
+    add_runs(batch, version=catalog.v2, successes=rows // 2, failures=rows - rows // 2)
+    operator_client.get(url(batch, view="rows", differ=1))
+
+    with django_assert_num_queries(ROWS_QUERIES):
+        response = operator_client.get(url(batch, view="rows", differ=1), headers=DECIDE)
+
+    page = response.context["rows_page"]
+    assert page.rows[0].number == rows // 2 + 1
+    assert len(page.rows) == min(50, rows - rows // 2) and page.has_next == (rows > 100)
