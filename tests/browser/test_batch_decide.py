@@ -91,6 +91,13 @@ def test_a_matrix_batch_is_read_against_a_baseline_and_row_by_row(
     expect(compare).to_have_attribute("href", re.compile(r"^/runs/compare/\?a=\d+&b=\d+$"))
     expect(page).to_have_url(re.compile(r"view=rows"))
 
+    # Only the rows where the cells differ: none here, every run succeeded.
+    page.get_by_role("link", name="Only rows where the cells differ").click()
+    expect(rows).to_contain_text("Every row's runs ended the same way.")
+    expect(page).to_have_url(re.compile(r"differ=1"))
+    page.get_by_role("link", name="Show every row").click()
+    expect(rows.locator("tbody tr")).to_have_count(3)
+
     # Each column heading is the runs list of that cell; each entry opens its run.
     heading = rows.locator("thead").get_by_role("link", name="Claude Opus 4.1 · v1")
     expect(heading).to_have_attribute(
