@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from launcher import failures
+
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -334,6 +336,11 @@ class Run(models.Model):
     api_notes = models.JSONField(default=list, blank=True)
     # Compare-and-set guard: at most one upstream refresh per interval across all processes.
     synced_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Why it failed, normalised (launcher.failures): kept by save() so that the batch page's
+    # failure clusters are one GROUP BY, not a scan of every failed run's errors.
+    failure_key = models.CharField(
+        max_length=failures.KEY_MAX_LENGTH, blank=True, default="", editable=False
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -341,10 +348,27 @@ class Run(models.Model):
         indexes = [
             models.Index(fields=["workflow", "-created_at"], name="run_workflow_created"),
             models.Index(fields=["batch", "status"], name="run_batch_status"),
+            # The batch page: its "By input row" pages and its failure clusters.
+            models.Index(fields=["batch", "batch_row"], name="run_batch_row"),
+            models.Index(fields=["batch", "failure_key"], name="run_batch_failure"),
         ]
 
     def __str__(self) -> str:
         return f"Run {self.pk}"
+
+    # What the failure key is derived from: a save() that writes any of them writes the key too.
+    _FAILURE_SOURCES = frozenset({"status", "errors", "post_run_checks"})
+
+    def save(self, *args, **kwargs):
+        # A derived column, like PromptVersion.sha256: every status change goes through save()
+        # (run_sync's locked update), so the key never lags the run it describes.
+        self.failure_key = failures.failure_key(
+            status=self.status, errors=self.errors, post_run_checks=self.post_run_checks
+        )
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and self._FAILURE_SOURCES.intersection(update_fields):
+            kwargs["update_fields"] = {*update_fields, "failure_key"}
+        super().save(*args, **kwargs)
 
     @property
     def is_finished(self) -> bool:

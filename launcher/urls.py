@@ -41,6 +41,11 @@ urlpatterns = [
     path("batches/<int:batch_id>/cancel", batches.batch_cancel, name="batch_cancel"),
     path("batches/<int:batch_id>/retry-failed", batches.batch_retry, name="batch_retry_failed"),
     path("batches/<int:batch_id>/export.csv", batches.batch_export, name="batch_export"),
+    path(
+        "batches/<int:batch_id>/clusters/retry",
+        batches.batch_cluster_retry_view,
+        name="batch_cluster_retry",
+    ),
     path("prompts/", prompts.prompt_index, name="prompt_index"),
     path("prompts/<uuid:workflow_id>/", prompts.prompt_workflow, name="prompt_workflow"),
     path("models/", models.model_list, name="model_list"),

@@ -37,6 +37,7 @@ PHONE = {"width": 390, "height": 844}
 
 ELIGIBILITY = "Check insurance eligibility"
 INVOICE = "Reconcile invoice totals"
+TIMESHEET = "Submit weekly timesheet"
 
 
 @pytest.fixture
@@ -196,6 +197,40 @@ def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
         "(100%)", timeout=30_000
     )
     _shoot(page, "batch")
+
+    # The same batch read to decide: against a picked baseline, then by input row.
+    decide = page.get_by_role("region", name="Comparison")
+    expect(decide).not_to_have_attribute("hx-trigger", re.compile("."))
+    page.get_by_label("Baseline").select_option(label="Claude Opus 4.1 · v2")
+    page.get_by_role("button", name="Compare with this baseline").click()
+    expect(decide.locator("tr.is-baseline")).to_contain_text("Claude Opus 4.1 · v2")
+    _shoot(page, "batch-grid", at="#batch-decide")
+    page.get_by_role("link", name="By input row").click()
+    expect(page.get_by_role("table", name="Runs by input row")).to_be_visible()
+    _shoot(page, "batch-rows", at="#batch-decide")
+
+    # A batch whose runs fail a post-run check: its failure clusters, and Retry's confirmation.
+    page.goto("/batches/new")
+    page.get_by_label("Workflow").select_option(label=TIMESHEET)
+    page.get_by_role("button", name="Choose workflow").click()
+    page.get_by_label("Batch name").fill("Timesheets, week 48")
+    models = page.get_by_role("group", name="Models")
+    models.get_by_role("checkbox", name="Claude Opus 4.1", exact=True).check()
+    page.get_by_label("Rows", exact=True).fill(
+        "hours,project,week_ending\n40,Apollo,2026-11-27\n32,Borealis,2026-11-27\n"
+        "38,Cassini,2026-11-27\n"
+    )
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_role("button", name="Launch 6 runs").click()
+    expect(page.get_by_role("region", name="Progress").get_by_role("status")).to_contain_text(
+        "(100%)", timeout=30_000
+    )
+    clusters = page.get_by_role("table", name="Failure clusters")
+    expect(clusters).to_contain_text("Confirmation number captured", timeout=10_000)
+    _shoot(page, "batch-clusters", at="#clusters-heading")
+    clusters.get_by_role("link", name="Retry this cluster").first.click()
+    expect(page.get_by_role("heading", name="Retry this cluster?")).to_be_visible()
+    _shoot(page, "batch-cluster-retry")
 
     # The runs list, the invoice run perhaps still running.
     page.goto("/runs/")

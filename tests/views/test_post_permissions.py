@@ -79,6 +79,8 @@ POSTS: dict[str, Row] = {
     ),
     "batch_cancel": Row(_launchers(302)),
     "batch_retry_failed": Row(_launchers(302)),
+    # No failed run in the (empty) world batch: a redirect back with a notice, nothing retried.
+    "batch_cluster_retry": Row(_launchers(302), data={"cluster": "error:timeout"}),
     "model_sync": Row(_staff(302)),
     "model_toggle": Row(_staff(302), data={"enabled": "0"}),
     "model_prices": Row(
