@@ -41,7 +41,6 @@ from launcher.models import (
 from launcher.selectors import prompt_diff
 from launcher.services.catalog import model_set_enabled
 from launcher.services.prompts import (
-    MOVE_PRODUCTION_LABEL,
     PUBLISH_PROMPT,
     PromptError,
     prompt_import_stored,

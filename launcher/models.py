@@ -251,12 +251,8 @@ class Canary(models.Model):
         PROMOTED = "promoted", "Promoted"
 
     label = models.ForeignKey(PromptLabel, on_delete=models.CASCADE, related_name="canaries")
-    control_version = models.ForeignKey(
-        PromptVersion, on_delete=models.PROTECT, related_name="+"
-    )
-    candidate_version = models.ForeignKey(
-        PromptVersion, on_delete=models.PROTECT, related_name="+"
-    )
+    control_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    candidate_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
     share_percent = models.PositiveSmallIntegerField(
         help_text="Share of the label's launches sent to the candidate (1–50 %)."
     )

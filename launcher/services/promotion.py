@@ -120,11 +120,14 @@ class Evidence:
             if self.current is None:
                 return "No current version to compare with: only the number of runs counts."
             return f"No finished runs of v{self.current.number} to compare with."
-        worse = self.p_value < ALPHA
+        verdict = (
+            f"< {ALPHA}: significantly worse."
+            if self.p_value < ALPHA
+            else f"≥ {ALPHA}: not significantly worse."
+        )
         return (
             f"One-sided Fisher exact test, is v{self.candidate.number} worse than "
-            f"v{self.current.number}: p = {self.p_value:.3g} "
-            + (f"< {ALPHA}: significantly worse." if worse else f"≥ {ALPHA}: not significantly worse.")
+            f"v{self.current.number}: p = {self.p_value:.3g} {verdict}"
         )
 
     @property
@@ -311,9 +314,7 @@ def _canary_evidence(*, label, candidate, current, canary: Canary, min_runs: int
         row["canary_arm"]: (row["succeeded"], row["finished"])
         for row in Run.objects.filter(canary=canary, status__in=OUTCOMES)
         .values("canary_arm")
-        .annotate(
-            finished=Count("pk"), succeeded=Count("pk", filter=Q(status=RunStatus.SUCCESS))
-        )
+        .annotate(finished=Count("pk"), succeeded=Count("pk", filter=Q(status=RunStatus.SUCCESS)))
     }
     succeeded, finished = arms.get("candidate", (0, 0))
     candidate_cell = Cell(candidate.number, f"{canary}, candidate arm", finished, succeeded)
@@ -325,7 +326,9 @@ def _canary_evidence(*, label, candidate, current, canary: Canary, min_runs: int
             current_cell = _recent_cell(current, min_runs)
     problems = []
     if canary.candidate_version_id != candidate.pk:
-        problems.append(f"{canary} tried v{canary.candidate_version.number}, not v{candidate.number}.")
+        problems.append(
+            f"{canary} tried v{canary.candidate_version.number}, not v{candidate.number}."
+        )
     evidence = _judge(
         label=label,
         candidate=candidate,

@@ -20,10 +20,10 @@ from launcher.models import (
 )
 from launcher.selectors import prompt_choice_default, prompt_choices
 from launcher.services.prompts import (
+    PromotionRefused,
     PromptChoiceInvalid,
     PromptLabelInvalid,
     PromptTextInvalid,
-    PromotionRefused,
     prompt_choice_parse,
     prompt_import_stored,
     prompt_label_move,
