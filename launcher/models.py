@@ -173,6 +173,12 @@ class PromptLabel(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        # `production` is protected by default, however it is created.
+        if self._state.adding and self.name == self.PRODUCTION:
+            self.protected = True
+        super().save(*args, **kwargs)
+
 
 class PromptLabelMove(models.Model):
     """The history of a label: who moved it, when, from which version to which, and why."""
