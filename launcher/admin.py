@@ -30,6 +30,7 @@ from django.utils.html import format_html, format_html_join
 from launcher.cyberdesk import errors
 from launcher.models import (
     Batch,
+    Canary,
     ModelOption,
     ModelOptionChange,
     PromptLabel,
@@ -39,8 +40,10 @@ from launcher.models import (
     sha256_text,
 )
 from launcher.selectors import prompt_diff
+from launcher.services.canary import canary_stop
 from launcher.services.catalog import model_set_enabled
 from launcher.services.prompts import (
+    MOVE_PRODUCTION_LABEL,
     PUBLISH_PROMPT,
     PromptError,
     prompt_import_stored,
@@ -618,6 +621,37 @@ class PromptLabelMoveAdmin(ReadOnlyAdmin):
     def label_name(self, move):
         # The label's name only: its current target would contradict this row's "to".
         return move.label.name
+
+
+@admin.register(Canary)
+class CanaryAdmin(ReadOnlyAdmin):
+    """Canaries start on the prompts page; here they are read, and stopped through the service."""
+
+    list_display = [
+        "__str__",
+        "label",
+        "candidate_version",
+        "control_version",
+        "share_percent",
+        "state",
+        "started_at",
+        "ended_at",
+        "end_reason",
+    ]
+    list_filter = ["state", "label__workflow"]
+    list_select_related = ["label", "candidate_version", "control_version"]
+    actions = ["stop_selected"]
+
+    def has_stop_permission(self, request):
+        return request.user.has_perm(MOVE_PRODUCTION_LABEL)
+
+    @admin.action(description="Stop selected canaries", permissions=["stop"])
+    def stop_selected(self, request, queryset):
+        stopped = 0
+        for canary in queryset.filter(state=Canary.State.RUNNING):
+            canary_stop(canary=canary, user=request.user, reason="Stopped in the admin.")
+            stopped += 1
+        self.message_user(request, f"{stopped} canaries stopped.")
 
 
 # --- Model options ------------------------------------------------------------------------------

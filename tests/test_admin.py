@@ -435,6 +435,7 @@ def test_every_launcher_admin_page_opens_for_a_superuser(admin_user, workflow, v
         reverse("admin:launcher_promptlabel_add"),
         reverse("admin:launcher_promptlabel_change", args=[label.pk]),
         reverse("admin:launcher_promptlabelmove_changelist"),
+        reverse("admin:launcher_canary_changelist"),
         reverse("admin:launcher_modeloption_changelist"),
         reverse("admin:launcher_modeloption_change", args=[option.pk]),
     ]
