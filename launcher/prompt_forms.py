@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from launcher.models import Batch, Canary, PromptVersion
+from launcher.parsing import id_parse
 
 REASON_HELP = "Why the label points here now; kept in the label history."
 
@@ -53,13 +54,14 @@ class LabelMoveForm(forms.Form):
 
 def evidence_parse(value: str, *, batches: list[Batch], canaries: list[Canary]):
     """The (batch, canary) an evidence choice names, among those offered; (None, None) else."""
-    kind, _, pk = (value or "").partition(":")
-    if not pk.isdecimal():
+    kind, _, text = (value or "").partition(":")
+    pk = id_parse(text)
+    if pk is None:
         return None, None
     if kind == "batch":
-        return next((b for b in batches if b.pk == int(pk)), None), None
+        return next((b for b in batches if b.pk == pk), None), None
     if kind == "canary":
-        return None, next((c for c in canaries if c.pk == int(pk)), None)
+        return None, next((c for c in canaries if c.pk == pk), None)
     return None, None
 
 

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from launcher.cyberdesk import errors
 from launcher.models import Canary, PromptLabel, PromptLabelMove, PromptVersion, Workflow
+from launcher.parsing import id_parse, int_parse
 from launcher.permissions import LAUNCH_RUN
 from launcher.prompt_forms import (
     CanaryStartForm,
@@ -73,8 +74,7 @@ def prompt_index(request):
 
 
 def _version_number(value: str | None) -> int | None:
-    # isdecimal, not isdigit: "²" is a digit that int() refuses.
-    return int(value) if value and value.isdecimal() and len(value) < 10 else None
+    return int_parse(value, min_value=1)
 
 
 def _page_context(request, workflow: Workflow, *, canary_form=None) -> dict:
@@ -183,10 +183,10 @@ def prompt_label_move_view(request, workflow_id):
     workflow = get_object_or_404(Workflow, pk=workflow_id)
     data = request.POST if request.method == "POST" else request.GET
     name = (data.get("label") or PromptLabel.PRODUCTION).strip().lower()
-    version_pk = data.get("version") or ""
-    if not version_pk.isdecimal() or len(version_pk) > 12:
+    version_pk = id_parse(data.get("version"))
+    if version_pk is None:
         raise Http404("No such version.")
-    version = get_object_or_404(PromptVersion, pk=int(version_pk), workflow=workflow)
+    version = get_object_or_404(PromptVersion, pk=version_pk, workflow=workflow)
     label = (
         PromptLabel.objects.select_related("version").filter(workflow=workflow, name=name).first()
     )

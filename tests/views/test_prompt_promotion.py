@@ -230,7 +230,7 @@ def test_a_post_without_csrf_is_refused(ana_client, workflow, versions, producti
     assert response.status_code == 403
 
 
-@pytest.mark.parametrize("version", ["", "x", "99999", "²", "1" * 30])
+@pytest.mark.parametrize("version", ["", "x", "99999", "²", "1" * 30, "1" * 5000, "-1"])
 def test_a_bad_version_is_a_404_not_a_500(ana_client, workflow, versions, version):
     assert (
         ana_client.get(move_url(workflow, label="production", version=version)).status_code == 404
