@@ -173,7 +173,7 @@ def canary_stop(*, canary: Canary, user, reason: str = "") -> Canary:
         canary,
         state=Canary.State.STOPPED,
         user=user,
-        reason=(reason or "").strip() or f"Stopped by {name or 'a user'}.",
+        reason=(reason or "").replace("\x00", "").strip() or f"Stopped by {name or 'a user'}.",
     )
     return canary
 

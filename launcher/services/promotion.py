@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from launcher.models import (
     TERMINAL_STATUSES,
@@ -150,12 +151,13 @@ class Evidence:
 
 
 def batches_finished(workflow: Workflow):
-    """The workflow's finished batches: not cancelled, nothing left to send, every run settled."""
+    """The workflow's finished batches: not cancelled, nothing left to send, every run settled.
+    (Subqueries, not joins: counting over a join of runs would multiply the counts.)"""
+    unfinished = Run.objects.filter(batch=OuterRef("pk")).exclude(status__in=TERMINAL_STATUSES)
     return (
         Batch.objects.filter(workflow=workflow)
         .exclude(state__in=_UNFINISHED_BATCH_STATES)
-        .annotate(unfinished=Count("runs", filter=~Q(runs__status__in=TERMINAL_STATUSES)))
-        .filter(unfinished=0)
+        .filter(~Exists(unfinished))
     )
 
 
@@ -164,8 +166,7 @@ def promotion_batches(*, workflow: Workflow, version: PromptVersion) -> list[Bat
     One query; bounded."""
     return list(
         batches_finished(workflow)
-        .filter(runs__prompt_version=version)
-        .distinct()
+        .filter(Exists(Run.objects.filter(batch=OuterRef("pk"), prompt_version=version)))
         .order_by("-created_at", "-pk")[:CANDIDATE_BATCHES_SHOWN]
     )
 
@@ -207,15 +208,17 @@ def _recent_cell(version: PromptVersion, limit: int) -> Cell:
 def _pick_batch(*, workflow: Workflow, candidate: PromptVersion, min_runs: int) -> Batch | None:
     """The newest finished batch where the candidate has enough finished runs, else the newest
     finished batch with any of its runs (so the form can say how many are missing)."""
+    finished_runs = (
+        Run.objects.filter(batch=OuterRef("pk"), prompt_version=candidate, status__in=OUTCOMES)
+        .order_by()
+        .values("batch")
+        .annotate(count=Count("pk"))
+        .values("count")[:1]
+    )
     batches = (
         batches_finished(workflow)
-        .filter(runs__prompt_version=candidate)
-        .annotate(
-            candidate_finished=Count(
-                "runs",
-                filter=Q(runs__prompt_version=candidate, runs__status__in=OUTCOMES),
-            )
-        )
+        .filter(Exists(Run.objects.filter(batch=OuterRef("pk"), prompt_version=candidate)))
+        .annotate(candidate_finished=Coalesce(Subquery(finished_runs), 0))
         .order_by("-created_at", "-pk")
     )
     enough = batches.filter(candidate_finished__gte=min_runs).first()

@@ -39,8 +39,10 @@ from launcher.services.prompts import (
     PROMOTE_WITHOUT_EVIDENCE,
     PromotionRefused,
     PromptError,
+    PromptLabelInvalid,
     prompt_import_stored,
     prompt_label_move,
+    prompt_label_name_clean,
     prompt_variable_warnings,
 )
 from launcher.services.workflows import workflows_sync_if_stale
@@ -182,7 +184,10 @@ def prompt_label_move_view(request, workflow_id):
         raise PermissionDenied("Moving labels needs the change prompt label permission.")
     workflow = get_object_or_404(Workflow, pk=workflow_id)
     data = request.POST if request.method == "POST" else request.GET
-    name = (data.get("label") or PromptLabel.PRODUCTION).strip().lower()
+    try:
+        name = prompt_label_name_clean(data.get("label") or PromptLabel.PRODUCTION)
+    except PromptLabelInvalid:
+        raise Http404("No such label.") from None
     version_pk = id_parse(data.get("version"))
     if version_pk is None:
         raise Http404("No such version.")
@@ -331,7 +336,7 @@ def canary_stop_view(request, workflow_id, canary_id):
         Canary.objects.select_related("label"), pk=canary_id, label__workflow_id=workflow_id
     )
     try:
-        canary_stop(canary=canary, user=request.user, reason=request.POST.get("reason", ""))
+        canary_stop(canary=canary, user=request.user)
     except CanaryInvalid as exc:
         messages.error(request, str(exc))
     else:

@@ -296,3 +296,15 @@ def test_a_batch_of_another_workflow_is_not_evidence(
             user=release_manager,
             evidence_batch=foreign,
         )
+
+
+def test_the_newest_batch_with_enough_runs_is_picked_not_one_with_many_other_runs(
+    workflow, versions, production, release_manager
+):
+    v1, v2 = versions
+    enough = make_batch(workflow, {v1: (18, 2), v2: (19, 1)})
+    # Newer, with many runs of v1 but only 3 of v2: not enough, so not picked.
+    make_batch(workflow, {v1: (60, 0), v2: (3, 0)})
+    evidence = promotion_evidence(workflow=workflow, label="production", candidate=v2, current=v1)
+    assert evidence.batch == enough and evidence.ok
+    assert (evidence.candidate_cell.succeeded, evidence.candidate_cell.finished) == (19, 20)

@@ -246,12 +246,13 @@ def test_the_promote_form_query_count_does_not_grow_with_batches_or_runs(
 
     url = move_url(workflow, label="production", version=v2.pk)
     # session, user, perms (2), workflow, version, label, the batches offered, canaries, the
-    # batch picked, its counts: pinned, and the same with three times the history.
-    with django_assert_num_queries(11):
+    # batch picked (none with enough runs, then the newest), its counts: pinned, and the same
+    # with three times the history.
+    with django_assert_num_queries(12):
         ana_client.get(url)
     for _ in range(6):
         make_batch(workflow, {v1: (10, 2), v2: (12, 1)})
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(12):
         ana_client.get(url)
 
 
@@ -391,3 +392,9 @@ def test_promoting_a_canary_uses_its_arms_as_evidence(
     assert canary.state == Canary.State.PROMOTED
     move = PromptLabelMove.objects.get()
     assert move.evidence_canary == canary and move.evidence["candidate"]["finished"] == 3
+
+
+@pytest.mark.parametrize("label", ["latest", "\x00", "%00", "!!!"])
+def test_a_bad_label_is_a_404_not_a_500(ana_client, workflow, versions, label):
+    response = ana_client.get(move_url(workflow, label=label, version=versions[1].pk))
+    assert response.status_code == 404
