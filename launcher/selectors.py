@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -113,6 +112,7 @@ def prompt_choice_default(workflow: Workflow) -> str:
 
 
 # --- Prompt pages (prompts index and per-workflow page) -----------------------------------------
+# The per-version numbers (`prompt_version_stats`) live in launcher/version_stats.py.
 
 
 def prompt_workflows() -> QuerySet[Workflow]:
@@ -125,76 +125,7 @@ def prompt_workflows() -> QuerySet[Workflow]:
     )
 
 
-@dataclass(frozen=True)
-class VersionStats:
-    version: PromptVersion
-    labels: list[str]
-    is_latest: bool
-    runs: int
-    finished: int
-    succeeded: int
-    median_duration: timedelta | None
-    warnings: list[str]
-
-    @property
-    def success_rate(self) -> float | None:
-        """Successes among runs that reached an outcome (cancelled and rejected runs excluded)."""
-        return self.succeeded / self.finished if self.finished else None
-
-    @property
-    def success_percent(self) -> int | None:
-        rate = self.success_rate
-        return None if rate is None else round(rate * 100)
-
-    @property
-    def median_duration_display(self) -> str:
-        if self.median_duration is None:
-            return ""
-        seconds = round(self.median_duration.total_seconds())
-        minutes, seconds = divmod(seconds, 60)
-        hours, minutes = divmod(minutes, 60)
-        if hours:
-            return f"{hours}h {minutes:02d}m"
-        return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
-
-
 _OUTCOMES = (RunStatus.SUCCESS, RunStatus.TASK_FAILED, RunStatus.ERROR)
-
-
-def prompt_version_stats(workflow: Workflow) -> list[VersionStats]:
-    """Every version of a workflow, newest first, with its labels, run count, success rate and
-    median duration. Three queries whatever the number of versions or runs; the median is taken
-    in Python so it works the same on SQLite and PostgreSQL."""
-    versions = list(
-        PromptVersion.objects.filter(workflow=workflow).select_related("author").order_by("-number")
-    )
-    labels: dict[int, list[str]] = {}
-    for name, version_id in PromptLabel.objects.filter(workflow=workflow).values_list(
-        "name", "version_id"
-    ):
-        labels.setdefault(version_id, []).append(name)
-    runs: dict[int, list] = {}
-    for version_id, status, started_at, ended_at in Run.objects.filter(
-        workflow=workflow, prompt_version__isnull=False
-    ).values_list("prompt_version_id", "status", "started_at", "ended_at"):
-        runs.setdefault(version_id, []).append((status, started_at, ended_at))
-    stats = []
-    for index, version in enumerate(versions):
-        rows = runs.get(version.pk, [])
-        durations = [ended - started for _, started, ended in rows if started and ended]
-        stats.append(
-            VersionStats(
-                version=version,
-                labels=sorted(labels.get(version.pk, [])),
-                is_latest=index == 0,
-                runs=len(rows),
-                finished=sum(1 for status, _, _ in rows if status in _OUTCOMES),
-                succeeded=sum(1 for status, _, _ in rows if status == RunStatus.SUCCESS),
-                median_duration=statistics.median(durations) if durations else None,
-                warnings=prompt_variable_warnings(workflow, version.text),
-            )
-        )
-    return stats
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,16 @@ urlpatterns = [
     ),
     path("prompts/", prompts.prompt_index, name="prompt_index"),
     path("prompts/<uuid:workflow_id>/", prompts.prompt_workflow, name="prompt_workflow"),
+    path(
+        "prompts/<uuid:workflow_id>/move/", prompts.prompt_label_move_view, name="prompt_label_move"
+    ),
+    path("prompts/<uuid:workflow_id>/import/", prompts.prompt_import_view, name="prompt_import"),
+    path("prompts/<uuid:workflow_id>/canary/", prompts.canary_start_view, name="canary_start"),
+    path(
+        "prompts/<uuid:workflow_id>/canary/<int:canary_id>/stop/",
+        prompts.canary_stop_view,
+        name="canary_stop",
+    ),
     path("models/", models.model_list, name="model_list"),
     path("models/sync/", models.model_sync, name="model_sync"),
     path("models/<uuid:model_id>/toggle/", models.model_toggle, name="model_toggle"),

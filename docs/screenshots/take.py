@@ -66,7 +66,18 @@ def demo_data(sandbox_api, settings, django_user_model):  # noqa: F811
         note="first version",
         author=user,
     )
-    prompt_label_move(workflow=eligibility, name="production", version=first, user=user)
+    # The first version is what runs used until now: it becomes production by an override,
+    # with its reason in the history (there is no batch behind it yet).
+    prompt_label_move(
+        workflow=eligibility,
+        name="production",
+        version=first,
+        user=user,
+        reason="the workflow's prompt until now",
+        without_evidence=True,
+    )
+    # The demo batch has 6 runs per prompt version: enough evidence for this demo.
+    settings.PROMOTION_MIN_RUNS = 6
     prompt_version_create(
         workflow=eligibility,
         text=(
@@ -239,6 +250,12 @@ def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
     page.goto(f"/prompts/{uuid.UUID(str(_workflow_id(ELIGIBILITY)))}/?a=1&b=2")
     expect(page.get_by_role("heading", name=f"Prompts of {ELIGIBILITY}")).to_be_visible()
     _shoot(page, "prompts-diff", at="#prompt-diff")
+
+    # The versions with their numbers, then the promote form with the batch's evidence.
+    _shoot(page, "prompts", at="#versions-heading")
+    page.locator("#v2").get_by_role("button", name="Promote to production").click()
+    expect(page.get_by_role("region", name="Evidence")).to_contain_text("Enough evidence")
+    _shoot(page, "promote")
 
     page.goto("/models/")
     _shoot(page, "models")

@@ -9,8 +9,18 @@ from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
 
-from launcher.models import Batch, ModelOption, Run, RunEvent, RunStatus, Submission, Workflow
+from launcher.models import (
+    Batch,
+    ModelOption,
+    PromptMode,
+    Run,
+    RunEvent,
+    RunStatus,
+    Submission,
+    Workflow,
+)
 from launcher.services.batches.rows import BatchRow, batch_blocker, max_runs
+from launcher.services.canary import canary_route, canary_running
 from launcher.services.prompts import ResolvedPrompt
 from launcher.services.run_events import run_events_record_launched
 
@@ -56,18 +66,26 @@ def batch_create(
 
     token = uuid.UUID(str(token))
     launched_by = user if getattr(user, "is_authenticated", False) else None
+    # A label with a running canary: each run takes its arm from its own key (looked up once).
+    canaries = {
+        prompt.label: canary_running(workflow_id=workflow.pk, label=prompt.label)
+        for prompt in prompts
+        if prompt.mode == PromptMode.LABEL
+    }
     planned = []
     for row in rows:
         for model in models:
             for prompt in prompts:
                 place = f"{row.number}|{model.pk if model else '-'}|{prompt.choice.value}"
+                key = uuid.uuid5(token, place)
+                routed = canary_route(prompt, routing_key=key, canary=canaries.get(prompt.label))
                 planned.append(
                     Run(
-                        idempotency_key=uuid.uuid5(token, place),
+                        idempotency_key=key,
                         workflow=workflow,
                         batch_row=row.number,
                         model_option=model,
-                        **prompt.run_fields(),
+                        **routed.run_fields(),
                         input_values=dict(row.values),
                         launched_by=launched_by,
                         submission=Submission.QUEUED,
