@@ -13,6 +13,7 @@ from launcher import tasks
 from launcher.cyberdesk import use_transport
 from launcher.models import Batch, Run, RunStatus, Submission
 from launcher.services.batches import batch_create, batch_rows_check
+from launcher.services.batches.chunks import CHUNK_LEASE, chunk_claim
 from launcher.services.prompts import prompt_resolve_choice
 from tests.fake_cyberdesk import FakeCyberdesk, serve
 from tests.launch_api import NOW, make_run
@@ -99,16 +100,26 @@ def test_a_batch_whose_worker_was_killed_is_started_again(catalog, clock):
     assert [t.args_kwargs["args"] for t in ready] == [[batch.pk]]
 
 
-@pytest.mark.parametrize(
-    "status, started_ago",
-    [(TaskResultStatus.READY, None), (TaskResultStatus.RUNNING, timedelta(seconds=40))],
-)
-def test_a_batch_with_a_live_task_is_left_to_it(catalog, clock, status, started_ago):
+def test_a_batch_with_a_waiting_task_is_left_to_it(catalog, clock):
     batch = planned_batch(catalog)
-    _task_row(batch, status, started_at=NOW - started_ago if started_ago else None)
+    _task_row(batch, TaskResultStatus.READY)
 
     assert tasks.batches_resume_stalled() == 0
     assert len(batch_tasks()) == 1
+
+
+def test_a_batch_whose_chunks_a_live_sender_holds_is_left_to_it(catalog, clock):
+    batch = planned_batch(catalog)
+    # A sender on another worker holds the batch's only chunk; its task row says RUNNING.
+    _task_row(batch, TaskResultStatus.RUNNING, started_at=NOW - timedelta(minutes=5))
+    assert chunk_claim(batch_id=batch.pk, holder="worker-a") is not None
+
+    assert tasks.batches_resume_stalled() == 0
+
+    clock.shift(CHUNK_LEASE + timedelta(seconds=1))  # that worker died: its lease ran out
+    assert tasks.batches_resume_stalled() == 1
+    ready = [t for t in batch_tasks() if t.status == TaskResultStatus.READY]
+    assert [t.args_kwargs["args"] for t in ready] == [[batch.pk]]
 
 
 def test_finished_and_cancelled_batches_are_not_started_again(catalog, clock):

@@ -94,6 +94,44 @@ def _apply(run: Run, upstream: types.Run, *, restart: bool = False) -> tuple[boo
     return bool(updates), (not was_finished and locked.is_finished)
 
 
+def runs_apply_upstream_many(answers: Sequence[tuple[Run, types.Run]]) -> list[Run]:
+    """`run_apply_upstream` for many runs at once (a batch chunk's answers): one locking read
+    of all their rows, the same forward-only comparison per run, one bulk UPDATE. Returns the
+    rows as written (with their new state). Runs this finishes get `run_finalize_task`."""
+    if not answers:
+        return []
+    with transaction.atomic():
+        locked = {
+            row.pk: row
+            for row in Run.objects.select_for_update()
+            .filter(pk__in=[run.pk for run, _ in answers])
+            .only(*_SYNCED_FIELDS)
+        }
+        written: list[Run] = []
+        fields: set[str] = set()
+        finished_ids: list[int] = []
+        for run, upstream in answers:
+            row = locked.get(run.pk)
+            if row is None:
+                continue
+            was_finished = row.is_finished
+            updates = _changes(row, upstream, restart=False)
+            for field, value in updates.items():
+                setattr(row, field, value)
+            if updates:
+                written.append(row)
+                fields.update(updates)
+                if not was_finished and row.is_finished:
+                    finished_ids.append(row.pk)
+        if written:
+            # Each row gets every field any row changed: the others are the values just read
+            # under the lock, so they are written back unchanged.
+            Run.objects.bulk_update(written, sorted(fields), batch_size=500)
+    if finished_ids:
+        _enqueue_finalize(finished_ids)
+    return list(locked.values())
+
+
 # The state this module keeps true; re-reading only these keeps a caller's select_related
 # relations cached (a full refresh_from_db() drops them).
 _SYNCED_FIELDS = (

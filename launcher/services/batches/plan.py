@@ -7,9 +7,11 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from launcher.models import Batch, ModelOption, Run, RunStatus, Submission, Workflow
+from launcher.services.batches.chunks import chunks_plan
 from launcher.services.batches.rows import BatchRow, batch_blocker, max_runs
 from launcher.services.prompts import ResolvedPrompt
 
@@ -85,7 +87,11 @@ def batch_create(
             for run in planned:
                 run.batch = batch
             Run.objects.bulk_create(planned, batch_size=500)
-            transaction.on_commit(lambda: _enqueue_submit(batch.pk))
+            run_ids = [run.pk for run in planned]
+            if None in run_ids:  # a database that does not return ids from a bulk insert
+                run_ids = list(Run.objects.filter(batch=batch).values_list("pk", flat=True))
+            chunks = chunks_plan(batch=batch, run_ids=run_ids)
+            transaction.on_commit(lambda: _enqueue_submit(batch.pk, chunks=chunks))
     except IntegrityError:
         # The same form again: its runs (and batch) already exist.
         existing = Run.objects.filter(idempotency_key=planned[0].idempotency_key).first()
@@ -105,7 +111,10 @@ def batch_create(
     return batch
 
 
-def _enqueue_submit(batch_id: int) -> None:
+def _enqueue_submit(batch_id: int, *, chunks: int) -> None:
+    """One sending task per chunk, up to `BATCH_SENDERS`: that many workers can send the batch
+    at once (each task claims chunks until none is left)."""
     from launcher.tasks import batch_submit_task  # tasks import services, not the reverse
 
-    batch_submit_task.enqueue(batch_id)
+    for _ in range(max(1, min(chunks, settings.BATCH_SENDERS))):
+        batch_submit_task.enqueue(batch_id)
