@@ -32,8 +32,10 @@ def reconcile_runs_task() -> dict:
 
     The chain is started by `python manage.py reconcile_runs --schedule` (`make run` does it
     before starting the worker; in production run it before each `db_worker` start — it is safe
-    to repeat). If two chains ever exist (two `--schedule` at once), they merge: a pass
-    schedules the next one only when none is waiting. Two passes overlapping (a slow pass on
+    to repeat). A spare pass always waits 30 s beyond the next one (`reconcile_schedule`), so a
+    worker killed between claiming a pass and scheduling the next cannot end the chain either.
+    If two chains ever exist (two `--schedule` at once), they merge: a pass adds a pass only
+    where none is waiting. Two passes overlapping (a slow pass on
     one worker, the next on another) is safe: every run is claimed by compare-and-set.
 
     Each pass also heals what a killed worker left: batches with free work and no sender
@@ -55,18 +57,32 @@ def reconcile_runs_task() -> dict:
 
 
 def reconcile_schedule(*, delay: timedelta = RECONCILE_EVERY) -> bool:
-    """Enqueue the next reconciler pass unless one is already waiting; return whether it did."""
+    """Make sure a reconciler pass waits to run within `delay`, and a spare one
+    `RECONCILE_EVERY` after it; return whether anything was enqueued.
+
+    The spare is for the instant between a worker claiming a pass and that pass scheduling
+    the next one: a `kill -9` there would otherwise end the chain. Each pass calls this at its
+    start, so the spare becomes the next pass and a new spare is added — one enqueue a pass.
+    """
     if not reconcile_runs_task.get_backend().supports_defer:
         # A backend that runs tasks immediately would recurse forever.
         logger.warning("The task backend cannot run tasks later: the reconciler is not scheduled")
         return False
-    waiting = DBTaskResult.objects.filter(
-        task_path=reconcile_runs_task.module_path, status=TaskResultStatus.READY
-    ).exists()
-    if waiting:
-        return False
-    reconcile_runs_task.using(run_after=timezone.now() + delay).enqueue()
-    return True
+    now = timezone.now()
+    next_by = now + delay
+    waiting = list(
+        DBTaskResult.objects.filter(
+            task_path=reconcile_runs_task.module_path, status=TaskResultStatus.READY
+        ).values_list("run_after", flat=True)
+    )
+    enqueued = False
+    if not any(run_after <= next_by for run_after in waiting):
+        reconcile_runs_task.using(run_after=next_by).enqueue()
+        enqueued = True
+    if not any(run_after > next_by for run_after in waiting):
+        reconcile_runs_task.using(run_after=next_by + RECONCILE_EVERY).enqueue()
+        enqueued = True
+    return enqueued
 
 
 @task()

@@ -208,8 +208,10 @@ def test_a_reconciler_pass_has_the_next_one_waiting_before_it_works(db, api, clo
     with pytest.raises(WorkerKilled):
         tasks.reconcile_runs_task.call()
 
-    (following,) = DBTaskResult.objects.filter(task_path=tasks.reconcile_runs_task.module_path)
-    assert following.status == TaskResultStatus.READY
+    following, spare = DBTaskResult.objects.filter(
+        task_path=tasks.reconcile_runs_task.module_path
+    ).order_by("run_after")
+    assert {following.status, spare.status} == {TaskResultStatus.READY}
     assert following.run_after == NOW + tasks.RECONCILE_EVERY  # the 30 s rhythm holds
 
     monkeypatch.undo()
@@ -219,8 +221,23 @@ def test_a_reconciler_pass_has_the_next_one_waiting_before_it_works(db, api, clo
 
     waiting = DBTaskResult.objects.filter(
         task_path=tasks.reconcile_runs_task.module_path, status=TaskResultStatus.READY
-    )
+    ).order_by("run_after")
+    assert [t.run_after for t in waiting] == [
+        NOW + 2 * tasks.RECONCILE_EVERY,
+        NOW + 3 * tasks.RECONCILE_EVERY,
+    ]
+
+
+def test_a_worker_killed_before_its_pass_scheduled_anything_leaves_the_spare(db, api, clock):
+    tasks.reconcile_schedule()  # a pass at +30 s, its spare at +60 s
+    first, spare = DBTaskResult.objects.order_by("run_after")
+    clock.shift(tasks.RECONCILE_EVERY)
+    # A worker claims the first pass and is killed before the pass runs a line.
+    DBTaskResult.objects.filter(id=first.id).update(status=TaskResultStatus.RUNNING)
+
+    waiting = DBTaskResult.objects.filter(status=TaskResultStatus.READY)
     assert [t.run_after for t in waiting] == [NOW + 2 * tasks.RECONCILE_EVERY]
+    assert spare.run_after - first.run_after == tasks.RECONCILE_EVERY  # the rhythm holds
 
 
 def test_task_rows_a_dead_worker_left_running_are_marked_failed(catalog, api, clock):

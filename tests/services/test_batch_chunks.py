@@ -258,3 +258,22 @@ def test_two_workers_send_one_batch_together_each_run_once(api, settings):
     keys = [r.headers["Idempotency-Key"] for r in creates(api)]
     assert len(keys) == len(set(keys)) == 6 * CHUNK_SIZE  # nothing sent twice
     assert set(batch.runs.values_list("submission", flat=True)) == {Submission.ACCEPTED}
+
+
+def test_planning_takes_the_same_statements_for_ten_runs_or_five_hundred(
+    catalog, settings, django_assert_max_num_queries
+):
+    settings.BATCH_MAX_RUNS = 1000
+    counts = []
+    for runs in (10, 500):
+        with django_assert_max_num_queries(30) as captured:
+            batch = planned(catalog, runs)
+        counts.append(len(captured.captured_queries))
+        assert batch.runs.count() == runs
+        assert sum(BatchChunk.objects.filter(batch=batch).values_list("size", flat=True)) == runs
+
+    assert counts[0] == counts[1]  # the runs in one statement, the chunks in one more
+    run = batch.runs.order_by("pk").last()
+    assert (run.batch_row, run.input_values) == (500, {"customer_id": "c-0500", "age": 40})
+    assert (run.submission, run.status, run.prompt_mode) == ("queued", "pending", "stored")
+    assert run.created_at is not None and run.cyberdesk_id is None

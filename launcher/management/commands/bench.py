@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from launcher.bench import load
+from launcher.bench import load, workers
 from launcher.bench.figures import (
     Bench,
     Plan,
@@ -162,6 +162,11 @@ class Command(BaseCommand):
             measure("3b. Runs list", lambda: figure_amplification_run_list(bench))
             measure("5. Batch", lambda: figure_batch(bench))
             measure("2. Runs list", lambda: figure_runs_list(bench, reference))
+            measure("5c. Two db_workers", lambda: workers.figure_batch_workers(bench))
+            measure("5d. Planning", lambda: workers.figure_batch_planning(bench))
+            measure("5e. kill -9 mid-batch", lambda: workers.figure_recovery_batch(bench))
+            measure("5f. kill -9 mid-pass", lambda: workers.figure_recovery_reconciler(bench))
+            measure("5g. Webhook rate", lambda: workers.figure_webhook_rate(bench))
         finally:
             server.stop()
 

@@ -3,12 +3,13 @@ each with its idempotency key, before anything is sent."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from launcher.models import Batch, ModelOption, Run, RunStatus, Submission, Workflow
 from launcher.services.batches.chunks import chunks_plan
@@ -57,24 +58,7 @@ def batch_create(
 
     token = uuid.UUID(str(token))
     launched_by = user if getattr(user, "is_authenticated", False) else None
-    planned = []
-    for row in rows:
-        for model in models:
-            for prompt in prompts:
-                place = f"{row.number}|{model.pk if model else '-'}|{prompt.choice.value}"
-                planned.append(
-                    Run(
-                        idempotency_key=uuid.uuid5(token, place),
-                        workflow=workflow,
-                        batch_row=row.number,
-                        model_option=model,
-                        **prompt.run_fields(),
-                        input_values=dict(row.values),
-                        launched_by=launched_by,
-                        submission=Submission.QUEUED,
-                        status=RunStatus.PENDING,
-                    )
-                )
+    first_key = uuid.uuid5(token, _place(rows[0], models[0], prompts[0]))
     try:
         with transaction.atomic():
             batch = Batch.objects.create(
@@ -84,17 +68,23 @@ def batch_create(
                 is_matrix=len(models) > 1 or len(prompts) > 1,
                 created_by=launched_by,
             )
-            for run in planned:
-                run.batch = batch
-            Run.objects.bulk_create(planned, batch_size=500)
-            run_ids = [run.pk for run in planned]
-            if None in run_ids:  # a database that does not return ids from a bulk insert
-                run_ids = list(Run.objects.filter(batch=batch).values_list("pk", flat=True))
+            _runs_insert(
+                batch=batch,
+                workflow=workflow,
+                launched_by=launched_by,
+                rows=rows,
+                models=models,
+                prompts=prompts,
+                token=token,
+            )
+            run_ids = list(
+                Run.objects.filter(batch=batch).order_by("pk").values_list("pk", flat=True)
+            )
             chunks = chunks_plan(batch=batch, run_ids=run_ids)
             transaction.on_commit(lambda: _enqueue_submit(batch.pk, chunks=chunks))
     except IntegrityError:
         # The same form again: its runs (and batch) already exist.
-        existing = Run.objects.filter(idempotency_key=planned[0].idempotency_key).first()
+        existing = Run.objects.filter(idempotency_key=first_key).first()
         if existing is None or existing.batch_id is None:
             raise
         logger.info("Batch %s: form submitted again; not planning twice", existing.batch_id)
@@ -109,6 +99,103 @@ def batch_create(
         len(prompts),
     )
     return batch
+
+
+def _place(row: BatchRow, model: ModelOption | None, prompt: ResolvedPrompt) -> str:
+    """A run's place in the plan; with the form's token it makes the run's idempotency key."""
+    return f"{row.number}|{model.pk if model else '-'}|{prompt.choice.value}"  # as `_runs_insert`
+
+
+def _runs_insert(
+    *,
+    batch: Batch,
+    workflow: Workflow,
+    launched_by,
+    rows: Sequence[BatchRow],
+    models: Sequence[ModelOption | None],
+    prompts: Sequence[ResolvedPrompt],
+    token: uuid.UUID,
+) -> None:
+    """Insert every run of the plan in one statement (`executemany`; `COPY` on PostgreSQL),
+    in plan order.
+
+    `bulk_create` prepares every field of every row through the ORM (about 30 per run): at
+    10,000 runs that is seconds of CPU for values that are nearly all the same. Here each
+    value is prepared for the database once — the constant columns once per batch, the model,
+    prompt and row columns once each — and only the idempotency key once per run. The field
+    list and the preparation still come from the model, so a new column cannot be missed.
+    """
+    template = Run(
+        workflow=workflow,
+        batch=batch,
+        launched_by=launched_by,
+        submission=Submission.QUEUED,
+        status=RunStatus.PENDING,
+    )
+    fields = [f for f in Run._meta.concrete_fields if not f.primary_key]
+    copying = connection.vendor == "postgresql"
+
+    def prep_field(field, value):
+        value = field.get_db_prep_save(value, connection)
+        if copying and type(value).__name__ == "Jsonb":
+            # COPY takes the JSON text; dumping it here, once, spares one dump per row.
+            value = json.dumps(value.obj)
+        return value
+
+    prepared = {f.attname: prep_field(f, f.pre_save(template, True)) for f in fields}
+
+    def prep(attname: str, value):
+        return prep_field(Run._meta.get_field(attname), value)
+
+    key_field = Run._meta.get_field("idempotency_key")
+    by_model = [prep("model_option", model.pk if model else None) for model in models]
+    by_prompt = [
+        {
+            "prompt_mode": prep("prompt_mode", str(prompt.mode)),
+            "prompt_label": prep("prompt_label", prompt.label),
+            "prompt_version_id": prep(
+                "prompt_version", prompt.version.pk if prompt.version else None
+            ),
+            "prompt_sha256": prep("prompt_sha256", prompt.sha256),
+        }
+        for prompt in prompts
+    ]
+    attnames = [f.attname for f in fields]
+    # The parts of `_place`, worked out once.
+    model_places = [str(model.pk) if model else "-" for model in models]
+    prompt_places = [prompt.choice.value for prompt in prompts]
+    values = []
+    for row in rows:
+        row_values = {
+            "batch_row": prep("batch_row", row.number),
+            "input_values": prep("input_values", dict(row.values)),
+        }
+        for model_place, model_value in zip(model_places, by_model, strict=True):
+            for prompt_place, prompt_values in zip(prompt_places, by_prompt, strict=True):
+                key = uuid.uuid5(token, f"{row.number}|{model_place}|{prompt_place}")
+                run = {
+                    **prepared,
+                    **row_values,
+                    **prompt_values,
+                    "model_option_id": model_value,
+                    "idempotency_key": key_field.get_db_prep_save(key, connection),
+                }
+                values.append([run[name] for name in attnames])
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {quote(Run._meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+    with connection.cursor() as cursor:
+        if copying:
+            # psycopg quotes executemany's parameters in Python, value by value; COPY sends
+            # the rows in its own format from C: ten times faster at 10,000 runs.
+            copy_sql = f"COPY {quote(Run._meta.db_table)} ({columns}) FROM STDIN"
+            # The raw cursor's errors are psycopg's: wrapped, a duplicate is an IntegrityError.
+            with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
+                for row_values in values:
+                    copy.write_row(row_values)
+        else:
+            cursor.executemany(sql, values)
 
 
 def _enqueue_submit(batch_id: int, *, chunks: int) -> None:
