@@ -38,7 +38,9 @@ from launcher.models import Batch, BatchChunk, PromptMode, Run, Submission, Work
 from launcher.selectors import models_offered
 from launcher.services.batches import BatchRow, batch_create
 from launcher.services.batches.chunks import CHUNK_LEASE
+from launcher.services.catalog import models_sync
 from launcher.services.prompts import prompt_resolve
+from launcher.services.workflows import workflows_sync_if_stale
 from launcher.tasks import SENDER_STAND_IN_AFTER, reconcile_runs_task, reconcile_schedule
 from launcher.webhooks import webhook_event_record
 
@@ -105,7 +107,10 @@ def _latency(bench: Bench):
 
 def _plan(bench: Bench, runs: int, label: str) -> Batch:
     """A batch of `runs` runs: rows × the offered models, the stored prompt."""
+    workflows_sync_if_stale()
     workflow = Workflow.objects.get(name=LAUNCH_WORKFLOW_NAME)
+    if models_offered().count() < 10:
+        models_sync()  # figure 5a does it too; this figure may run alone (--only)
     models = list(models_offered()[:10])
     rows_needed = -(-runs // len(models))
     rows = [
