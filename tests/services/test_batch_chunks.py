@@ -141,7 +141,7 @@ def test_a_sender_killed_mid_chunk_is_taken_over_once_its_lease_runs_out(
             raise WorkerKilled
         return None
 
-    def no_recording(answers):
+    def no_recording(answers, **kwargs):
         raise WorkerKilled  # kill -9 runs no `finally`: nothing A heard is written
 
     api.on_request = die_after_six

@@ -10,8 +10,18 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
-from launcher.models import Batch, ModelOption, Run, RunStatus, Submission, Workflow
+from launcher.models import (
+    Batch,
+    ModelOption,
+    PromptMode,
+    Run,
+    RunEvent,
+    RunStatus,
+    Submission,
+    Workflow,
+)
 from launcher.services.batches.chunks import chunks_plan
 from launcher.services.batches.rows import BatchRow, batch_blocker, max_runs
 from launcher.services.prompts import ResolvedPrompt
@@ -68,7 +78,7 @@ def batch_create(
                 is_matrix=len(models) > 1 or len(prompts) > 1,
                 created_by=launched_by,
             )
-            _runs_insert(
+            run_ids = _runs_insert(
                 batch=batch,
                 workflow=workflow,
                 launched_by=launched_by,
@@ -76,9 +86,6 @@ def batch_create(
                 models=models,
                 prompts=prompts,
                 token=token,
-            )
-            run_ids = list(
-                Run.objects.filter(batch=batch).order_by("pk").values_list("pk", flat=True)
             )
             chunks = chunks_plan(batch=batch, run_ids=run_ids)
             transaction.on_commit(lambda: _enqueue_submit(batch.pk, chunks=chunks))
@@ -106,6 +113,59 @@ def _place(row: BatchRow, model: ModelOption | None, prompt: ResolvedPrompt) -> 
     return f"{row.number}|{model.pk if model else '-'}|{prompt.choice.value}"  # as `_runs_insert`
 
 
+class _Inserter:
+    """Rows of one model inserted in one statement (`executemany`; `COPY` on PostgreSQL).
+
+    `bulk_create` prepares every field of every row through the ORM (about 30 per run): at
+    10,000 runs that is seconds of CPU for values that are nearly all the same. Here the
+    constant columns are prepared once, from a template instance (defaults and `auto_now_add`
+    included), and the caller prepares each varying value once (`prep`), however many rows
+    share it. The field list and the preparation still come from the model, so a new column
+    cannot be missed.
+    """
+
+    def __init__(self, template):
+        self.model = type(template)
+        self.fields = [f for f in self.model._meta.concrete_fields if not f.primary_key]
+        self.copying = connection.vendor == "postgresql"
+        self.constant = {f.attname: self._prep(f, f.pre_save(template, True)) for f in self.fields}
+        self.rows: list[list] = []
+
+    def _prep(self, field, value):
+        value = field.get_db_prep_save(value, connection)
+        if self.copying and type(value).__name__ == "Jsonb":
+            # COPY takes the JSON text; dumping it here, once, spares one dump per row.
+            value = json.dumps(value.obj)
+        return value
+
+    def prep(self, attname: str, value):
+        return self._prep(self.model._meta.get_field(attname), value)
+
+    def add(self, varying: dict) -> None:
+        """One row: prepared values by attname for the columns that differ from the template."""
+        row = {**self.constant, **varying}
+        self.rows.append([row[f.attname] for f in self.fields])
+
+    def insert(self) -> None:
+        quote = connection.ops.quote_name
+        table = quote(self.model._meta.db_table)
+        columns = ", ".join(quote(f.column) for f in self.fields)
+        with connection.cursor() as cursor:
+            if self.copying:
+                # psycopg quotes executemany's parameters in Python, value by value; COPY
+                # sends the rows in its own format from C: ten times faster at 10,000 runs.
+                # The raw cursor's errors are psycopg's: wrapped, a duplicate key is an
+                # IntegrityError.
+                copy_sql = f"COPY {table} ({columns}) FROM STDIN"
+                with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
+                    for row in self.rows:
+                        copy.write_row(row)
+            else:
+                placeholders = ", ".join(["%s"] * len(self.fields))
+                sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
+                cursor.executemany(sql, self.rows)
+
+
 def _runs_insert(
     *,
     batch: Batch,
@@ -115,87 +175,87 @@ def _runs_insert(
     models: Sequence[ModelOption | None],
     prompts: Sequence[ResolvedPrompt],
     token: uuid.UUID,
-) -> None:
-    """Insert every run of the plan in one statement (`executemany`; `COPY` on PostgreSQL),
-    in plan order.
-
-    `bulk_create` prepares every field of every row through the ORM (about 30 per run): at
-    10,000 runs that is seconds of CPU for values that are nearly all the same. Here each
-    value is prepared for the database once — the constant columns once per batch, the model,
-    prompt and row columns once each — and only the idempotency key once per run. The field
-    list and the preparation still come from the model, so a new column cannot be missed.
-    """
-    template = Run(
-        workflow=workflow,
-        batch=batch,
-        launched_by=launched_by,
-        submission=Submission.QUEUED,
-        status=RunStatus.PENDING,
+) -> list[int]:
+    """Insert every run of the plan, in plan order, then each one's `launched` history entry;
+    return the run ids in plan order."""
+    runs = _Inserter(
+        Run(
+            workflow=workflow,
+            batch=batch,
+            launched_by=launched_by,
+            submission=Submission.QUEUED,
+            status=RunStatus.PENDING,
+        )
     )
-    fields = [f for f in Run._meta.concrete_fields if not f.primary_key]
-    copying = connection.vendor == "postgresql"
-
-    def prep_field(field, value):
-        value = field.get_db_prep_save(value, connection)
-        if copying and type(value).__name__ == "Jsonb":
-            # COPY takes the JSON text; dumping it here, once, spares one dump per row.
-            value = json.dumps(value.obj)
-        return value
-
-    prepared = {f.attname: prep_field(f, f.pre_save(template, True)) for f in fields}
-
-    def prep(attname: str, value):
-        return prep_field(Run._meta.get_field(attname), value)
-
-    key_field = Run._meta.get_field("idempotency_key")
-    by_model = [prep("model_option", model.pk if model else None) for model in models]
+    by_model = [runs.prep("model_option_id", model.pk if model else None) for model in models]
     by_prompt = [
         {
-            "prompt_mode": prep("prompt_mode", str(prompt.mode)),
-            "prompt_label": prep("prompt_label", prompt.label),
-            "prompt_version_id": prep(
-                "prompt_version", prompt.version.pk if prompt.version else None
+            "prompt_mode": runs.prep("prompt_mode", str(prompt.mode)),
+            "prompt_label": runs.prep("prompt_label", prompt.label),
+            "prompt_version_id": runs.prep(
+                "prompt_version_id", prompt.version.pk if prompt.version else None
             ),
-            "prompt_sha256": prep("prompt_sha256", prompt.sha256),
+            "prompt_sha256": runs.prep("prompt_sha256", prompt.sha256),
         }
         for prompt in prompts
     ]
-    attnames = [f.attname for f in fields]
     # The parts of `_place`, worked out once.
     model_places = [str(model.pk) if model else "-" for model in models]
     prompt_places = [prompt.choice.value for prompt in prompts]
-    values = []
     for row in rows:
         row_values = {
-            "batch_row": prep("batch_row", row.number),
-            "input_values": prep("input_values", dict(row.values)),
+            "batch_row": runs.prep("batch_row", row.number),
+            "input_values": runs.prep("input_values", dict(row.values)),
         }
         for model_place, model_value in zip(model_places, by_model, strict=True):
             for prompt_place, prompt_values in zip(prompt_places, by_prompt, strict=True):
                 key = uuid.uuid5(token, f"{row.number}|{model_place}|{prompt_place}")
-                run = {
-                    **prepared,
-                    **row_values,
-                    **prompt_values,
-                    "model_option_id": model_value,
-                    "idempotency_key": key_field.get_db_prep_save(key, connection),
-                }
-                values.append([run[name] for name in attnames])
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {quote(Run._meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
-    with connection.cursor() as cursor:
-        if copying:
-            # psycopg quotes executemany's parameters in Python, value by value; COPY sends
-            # the rows in its own format from C: ten times faster at 10,000 runs.
-            copy_sql = f"COPY {quote(Run._meta.db_table)} ({columns}) FROM STDIN"
-            # The raw cursor's errors are psycopg's: wrapped, a duplicate is an IntegrityError.
-            with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
-                for row_values in values:
-                    copy.write_row(row_values)
-        else:
-            cursor.executemany(sql, values)
+                runs.add(
+                    {
+                        **row_values,
+                        **prompt_values,
+                        "model_option_id": model_value,
+                        "idempotency_key": runs.prep("idempotency_key", key),
+                    }
+                )
+    runs.insert()
+    run_ids = list(Run.objects.filter(batch=batch).order_by("pk").values_list("pk", flat=True))
+
+    # Each run's `launched` entry, as `run_events.run_events_record_launched` writes it.
+    events = _Inserter(
+        RunEvent(
+            attempt=1,
+            kind=RunEvent.Kind.LAUNCHED,
+            source=RunEvent.Source.USER,
+            actor=launched_by,
+            at=timezone.now(),
+        )
+    )
+    details = [
+        events.prep(
+            "detail",
+            {
+                "model": model.name if model else "Workflow default",
+                "model_id": str(model.pk) if model else None,
+                "prompt": (
+                    str(PromptMode.STORED.label)
+                    if prompt.mode == PromptMode.STORED or prompt.version is None
+                    else prompt.description
+                ),
+                "prompt_version": prompt.version.number if prompt.version else None,
+                "prompt_sha256": prompt.sha256,
+                "batch": batch.pk,
+            },
+        )
+        for model in models
+        for prompt in prompts
+    ]
+    for number, run_id in enumerate(run_ids):
+        events.add(
+            {"run_id": events.prep("run_id", run_id), "detail": details[number % len(details)]}
+        )
+    events.insert()
+    return run_ids
 
 
 def _enqueue_submit(batch_id: int, *, chunks: int) -> None:

@@ -243,7 +243,7 @@ def _record(run: _Pass) -> None:
     cancelled while it was on its way."""
     answers, run.answers = run.answers, []
     upstream_by_pk = {queued.pk: upstream for queued, upstream in answers}
-    for row in runs_apply_upstream_many(answers):
+    for row in runs_apply_upstream_many(answers, source="batch"):
         upstream = upstream_by_pk.get(row.pk)
         if row.status == RunStatus.CANCELLED and upstream.status != RunStatus.CANCELLED:
             _cancel_late_arrival(row)
@@ -302,7 +302,7 @@ def _cancel_late_arrival(row: Run) -> None:
     except errors.CyberdeskError as exc:
         logger.warning("Batch run %s: cancelling the late arrival failed: %s", row.pk, exc)
         return
-    run_apply_upstream(Run.objects.get(pk=row.pk), cancelled)
+    run_apply_upstream(Run.objects.get(pk=row.pk), cancelled, source="batch")
 
 
 def _reject(run: Run, message: str) -> None:
