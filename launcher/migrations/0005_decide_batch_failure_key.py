@@ -26,7 +26,7 @@ def fill_failure_keys(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("launcher", "0005_hardening_run_api_notes"),
+        ("launcher", "0004_batch_action_requests"),
     ]
 
     operations = [
