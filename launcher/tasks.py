@@ -126,8 +126,12 @@ def batch_submit_task(batch_id: int) -> dict:
     batch = Batch.objects.filter(pk=batch_id).first()
     if batch is None:
         return {}
-    if batch.state == Batch.State.SUBMITTING and not healing.tasks_waiting(
-        batch_submit_task, first_args=[batch_id]
+    # A backend that cannot run tasks later (the immediate one of browser tests and
+    # screenshots) runs this in the enqueueing request: no worker can die under it, no stand-in.
+    if (
+        batch.state == Batch.State.SUBMITTING
+        and batch_submit_task.get_backend().supports_defer
+        and not healing.tasks_waiting(batch_submit_task, first_args=[batch_id])
     ):
         batch_submit_task.using(run_after=timezone.now() + SENDER_STAND_IN_AFTER).enqueue(batch_id)
     report = batches.batch_submit(batch=batch, time_budget=batches.SLICE_SECONDS)
