@@ -18,16 +18,18 @@ from dataclasses import dataclass, field
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from launcher.models import Batch, ModelOption, RunStatus
+from launcher.models import Batch, Canary, ModelOption, RunStatus
 from tests.fake_cyberdesk import serve
 from tests.launch_api import VALID_POST, make_run
 
 pytestmark = pytest.mark.django_db
 
-PERSONAS = ("anonymous", "outsider", "operator", "staff", "prompt_editor")
+# release_manager: a prompt editor who may also move production (and run canaries).
+PERSONAS = ("anonymous", "outsider", "operator", "staff", "prompt_editor", "release_manager")
 CSRF_SECRET = "a" * 32  # an unmasked secret is a valid token for a cookie holding the same
 # Refusals. "login": LoginRequiredMiddleware's redirect to the login page; "admin login":
 # admin_view's redirect to the admin's. Any int is the status of a request that got through.
@@ -59,7 +61,7 @@ def _staff(ok: int) -> dict[str, int | str]:
         "anonymous": LOGIN,
         "outsider": FORBIDDEN,
         "operator": FORBIDDEN,
-        **dict.fromkeys(("staff", "prompt_editor"), ok),
+        **dict.fromkeys(("staff", "prompt_editor", "release_manager"), ok),
     }
 
 
@@ -95,6 +97,7 @@ POSTS: dict[str, Row] = {
             "operator": ADMIN_LOGIN,
             "staff": FORBIDDEN,  # staff without view_workflow
             "prompt_editor": 302,
+            "release_manager": 302,
         }
     ),
     "admin:launcher_promptversion_edit": Row(
@@ -104,6 +107,7 @@ POSTS: dict[str, Row] = {
             "operator": ADMIN_LOGIN,
             "staff": FORBIDDEN,  # no add_promptversion
             "prompt_editor": 200,  # the diff to confirm
+            "release_manager": 200,
         },
         data={"text": "v3: look up {customer_id}.", "note": "shorter"},
     ),
@@ -114,6 +118,53 @@ POSTS: dict[str, Row] = {
             "operator": ADMIN_LOGIN,
             "staff": FORBIDDEN,  # publishing needs launcher.change_workflow
             "prompt_editor": 302,  # the Prompt editors group has it
+            "release_manager": 302,
+        }
+    ),
+    # The prompts page's writes (tests/views/test_prompt_promotion.py has their journeys).
+    # Moving a label needs change_promptlabel (the Prompt editors group); staging is not
+    # protected, so no evidence is asked.
+    "prompt_label_move": Row(
+        {
+            "anonymous": LOGIN,
+            "outsider": FORBIDDEN,
+            "operator": FORBIDDEN,
+            "staff": FORBIDDEN,
+            "prompt_editor": 302,
+            "release_manager": 302,
+        },
+        data={"label": "staging", "version": "{version}"},
+    ),
+    "prompt_import": Row(
+        {
+            "anonymous": LOGIN,
+            "outsider": FORBIDDEN,
+            "operator": FORBIDDEN,
+            "staff": FORBIDDEN,  # no add_promptversion
+            "prompt_editor": 302,
+            "release_manager": 302,
+        }
+    ),
+    # Canaries change what production sends: move_production_label.
+    "canary_start": Row(
+        {
+            "anonymous": LOGIN,
+            "outsider": FORBIDDEN,
+            "operator": FORBIDDEN,
+            "staff": FORBIDDEN,
+            "prompt_editor": FORBIDDEN,
+            "release_manager": 302,
+        },
+        data={"label": "production", "candidate": "{version2}", "share_percent": "10"},
+    ),
+    "canary_stop": Row(
+        {
+            "anonymous": LOGIN,
+            "outsider": FORBIDDEN,
+            "operator": FORBIDDEN,
+            "staff": FORBIDDEN,
+            "prompt_editor": FORBIDDEN,
+            "release_manager": 302,
         }
     ),
     # Signed by Svix, not by a session: no signature headers → 400 for everyone, logged in or not.
@@ -131,6 +182,7 @@ URL_KWARGS = {
     "model_id": "model",
     "workflow_id": "workflow",
     "version_id": "version",
+    "canary_id": "canary",
     "attachment_id": "attachment",
 }
 # Django's own admin views (model permissions are Django's) and the sandbox (Bearer auth,
@@ -152,24 +204,43 @@ def world(catalog, api):
     api.add_workflow(id=str(catalog.workflow.pk), main_prompt=catalog.workflow.main_prompt)
     run = make_run(catalog.workflow, status=RunStatus.SUCCESS, api=api)
     batch = Batch.objects.create(workflow=catalog.workflow)
+    canary = Canary.objects.create(
+        label=catalog.production,
+        control_version=catalog.v1,
+        candidate_version=catalog.v2,
+        share_percent=5,
+        state=Canary.State.STOPPED,  # a stopped canary: stopping it again changes nothing
+    )
     return {
         "workflow": str(catalog.workflow.pk),
         "run": str(run.pk),
         "batch": str(batch.pk),
         "model": str(catalog.model.pk),
         "version": str(catalog.v1.pk),
+        "version2": str(catalog.v2.pk),
+        "canary": str(canary.pk),
         "attachment": str(uuid.uuid4()),
     }
 
 
+def _release_manager(django_user_model):
+    user = django_user_model.objects.create_user("rita-release", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operators"), Group.objects.get(name="Prompt editors"))
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="launcher", codename="move_production_label")
+    )
+    return user
+
+
 @pytest.fixture
-def users(operator, staff, prompt_editor, outsider):
+def users(operator, staff, prompt_editor, outsider, django_user_model):
     return {
         "anonymous": None,
         "outsider": outsider,
         "operator": operator,
         "staff": staff,
         "prompt_editor": prompt_editor,
+        "release_manager": _release_manager(django_user_model),
     }
 
 
