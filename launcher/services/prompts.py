@@ -132,6 +132,7 @@ def prompt_version_create(
     note: str = "",
     author=None,
     based_on: PromptVersion | None = None,
+    imported_from_workflow: bool = False,
 ) -> PromptVersion:
     """Save a new version numbered one after the workflow's newest.
 
@@ -157,6 +158,7 @@ def prompt_version_create(
                     note=note or "",
                     author=author,
                     based_on=based_on,
+                    imported_from_workflow=imported_from_workflow,
                 )
         except IntegrityError:
             if attempt:
@@ -519,8 +521,33 @@ def prompt_import_stored(*, workflow: Workflow, user) -> tuple[PromptVersion, bo
         text=workflow.main_prompt,
         note="Imported from the workflow's stored prompt",
         author=user,
+        imported_from_workflow=True,
     )
     return version, True
+
+
+def prompt_stored_record(*, workflow: Workflow) -> PromptVersion | None:
+    """The version holding exactly the workflow's stored prompt as mirrored now — the text a
+    run launched with the stored prompt is recorded with. A version with the same hash is
+    reused (whoever wrote it); otherwise one is saved, marked imported from the workflow. It
+    becomes the newest version, as an editor's import would. None for an empty prompt.
+    """
+    text = workflow.main_prompt or ""
+    if not text.strip():
+        return None
+    found = (
+        PromptVersion.objects.filter(workflow=workflow, sha256=sha256_text(text))
+        .order_by("number")
+        .first()
+    )
+    if found is not None:
+        return found
+    return prompt_version_create(
+        workflow=workflow,
+        text=text,
+        note="Imported from the workflow's stored prompt at launch",
+        imported_from_workflow=True,
+    )
 
 
 def prompt_publish(*, version: PromptVersion, user) -> Workflow:

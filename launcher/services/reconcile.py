@@ -107,7 +107,9 @@ def _refresh_stale(report: ReconcileReport) -> None:
     for start in range(0, len(stale_ids), REFRESH_CHUNK):
         runs = list(Run.objects.filter(pk__in=stale_ids[start : start + REFRESH_CHUNK]))
         report.refreshed += len(runs)
-        report.changed += run_sync.runs_refresh_many(runs, stale_after=STALE_AFTER)
+        report.changed += run_sync.runs_refresh_many(
+            runs, stale_after=STALE_AFTER, source="reconciler"
+        )
 
 
 def _settle_unsubmitted(report: ReconcileReport) -> None:
@@ -152,7 +154,7 @@ def run_settle(run: Run) -> str:
         logger.warning("Run %s: looking for it upstream failed: %s", run.pk, exc)
         return "unsettled"
     if upstream is not None:
-        run_sync.run_apply_upstream(run, upstream)
+        run_sync.run_apply_upstream(run, upstream, source="reconciler")
         return "found"
     if age < SECRET_LOOKUP_GRACE:
         return "unsettled"
@@ -199,7 +201,7 @@ def _resend(run: Run) -> str:
     except errors.CyberdeskError as exc:
         logger.warning("Run %s: re-send got no answer (%s); trying again later", run.pk, exc)
         return "unsettled"
-    run_sync.run_apply_upstream(run, upstream)
+    run_sync.run_apply_upstream(run, upstream, source="reconciler")
     logger.info("Run %s: settled by re-sending; upstream run %s", run.pk, upstream.id)
     return "resubmitted"
 

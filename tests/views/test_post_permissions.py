@@ -81,6 +81,8 @@ POSTS: dict[str, Row] = {
     ),
     "batch_cancel": Row(_launchers(302)),
     "batch_retry_failed": Row(_launchers(302)),
+    # No failed run in the (empty) world batch: a redirect back with a notice, nothing retried.
+    "batch_cluster_retry": Row(_launchers(302), data={"cluster": "error:timeout"}),
     "model_sync": Row(_staff(302)),
     "model_toggle": Row(_staff(302), data={"enabled": "0"}),
     "model_prices": Row(
@@ -184,6 +186,8 @@ URL_KWARGS = {
     "version_id": "version",
     "canary_id": "canary",
     "attachment_id": "attachment",
+    "number": "attempt",
+    "path": "image",
 }
 # Django's own admin views (model permissions are Django's) and the sandbox (Bearer auth,
 # tests/sandbox/test_auth.py) are not Launcher's permission checks.
@@ -220,6 +224,8 @@ def world(catalog, api):
         "version2": str(catalog.v2.pk),
         "canary": str(canary.pk),
         "attachment": str(uuid.uuid4()),
+        "attempt": "1",
+        "image": "1.1",
     }
 
 
@@ -279,7 +285,9 @@ def _routes(patterns=None, prefix="", namespace=""):
             ):
                 continue
             key = f"{namespace}:{pattern.name}" if namespace and pattern.name else pattern.name
-            yield key or route.rstrip("/"), route, list(pattern.pattern.converters)
+            # A path() route names its converters; a re_path() route, its named groups.
+            names = list(pattern.pattern.converters) or list(pattern.pattern.regex.groupindex)
+            yield key or route.rstrip("/"), route, names
 
 
 def _url(key: str, route: str, kwargs: list[str], world) -> str:

@@ -9,10 +9,20 @@ from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
 
-from launcher.models import Batch, ModelOption, PromptMode, Run, RunStatus, Submission, Workflow
+from launcher.models import (
+    Batch,
+    ModelOption,
+    PromptMode,
+    Run,
+    RunEvent,
+    RunStatus,
+    Submission,
+    Workflow,
+)
 from launcher.services.batches.rows import BatchRow, batch_blocker, max_runs
 from launcher.services.canary import canary_route, canary_running
 from launcher.services.prompts import ResolvedPrompt
+from launcher.services.run_events import run_events_record_launched
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +104,9 @@ def batch_create(
             for run in planned:
                 run.batch = batch
             Run.objects.bulk_create(planned, batch_size=500)
+            run_events_record_launched(
+                runs=planned, actor=launched_by, source=RunEvent.Source.USER, batch_id=batch.pk
+            )
             transaction.on_commit(lambda: _enqueue_submit(batch.pk))
     except IntegrityError:
         # The same form again: its runs (and batch) already exist.

@@ -138,7 +138,7 @@ def _send_one(senders: Senders, run_id: int) -> None:
     with senders.lock:
         senders.unreachable_streak = 0
     with database_turn():
-        run_apply_upstream(run, upstream)
+        run_apply_upstream(run, upstream, source="batch")
     senders.count("accepted")
     if run.status == RunStatus.CANCELLED:
         # Just created upstream, yet cancelled here: the batch was cancelled on the way.
@@ -200,7 +200,7 @@ def _cancel_late_arrival(run: Run) -> None:
         logger.warning("Batch run %s: cancelling the late arrival failed: %s", run.pk, exc)
         return
     with database_turn():
-        run_apply_upstream(run, upstream)
+        run_apply_upstream(run, upstream, source="batch")
 
 
 def _reject(run: Run, message: str) -> None:

@@ -15,7 +15,7 @@ def protect_production(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('launcher', '0005_hardening_run_api_notes'),
+        ('launcher', '0007_merge_decide_batch'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
