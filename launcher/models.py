@@ -470,6 +470,40 @@ class Run(models.Model):
         return None
 
 
+class BatchChunk(models.Model):
+    """A slice of a batch's runs (ids `first_run_id`..`last_run_id` of that batch) that one
+    sender works on at a time. Any worker may claim an open chunk whose lease is free; the
+    holder renews the lease while it sends, so a chunk whose worker died is free again as soon
+    as its lease runs out (`launcher/services/batches/chunks.py`)."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    first_run_id = models.BigIntegerField()
+    last_run_id = models.BigIntegerField()
+    size = models.PositiveIntegerField()
+    lease_until = models.DateTimeField(null=True, blank=True)  # held by `holder` until then
+    holder = models.CharField(max_length=64, blank=True)
+    claims = models.PositiveIntegerField(default=0)  # > 1: taken over after a lease ran out
+    done_at = models.DateTimeField(null=True, blank=True)  # every run in it left `queued`
+
+    class Meta:
+        ordering = ["batch", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "number"], name="batch_chunk_number"),
+        ]
+        indexes = [
+            # The open chunks, for claims and for the reconciler's look for stalled batches.
+            models.Index(
+                fields=["batch", "number"],
+                condition=Q(done_at__isnull=True),
+                name="batch_chunk_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Batch {self.batch_id} chunk {self.number}"
+
+
 class WebhookEvent(models.Model):
     """Each delivered webhook, recorded once (the unique id makes redeliveries no-ops)."""
 

@@ -9,6 +9,7 @@ fills them: runs are launched through the launch form and left to finish on thei
 A page with console errors or failed requests stops the script, as it fails a journey.
 """
 
+import os
 import re
 import sys
 import uuid
@@ -22,6 +23,10 @@ if str(ROOT) not in sys.path:
 import pytest  # noqa: E402
 
 if __name__ == "__main__":
+    # Playwright's sync API runs an event loop in this thread, so Django would refuse the ORM
+    # calls made between steps; the browser tests allow them for their package only
+    # (tests/browser/conftest.py), and this script is nothing but browser steps.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     # pytest runs this very file (it sets Django up first, then imports it as a test module).
     sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
 

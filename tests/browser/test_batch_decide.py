@@ -90,6 +90,12 @@ def test_a_matrix_batch_is_read_against_a_baseline_and_row_by_row(
     compare = rows.get_by_role("link", name="Compare row 1")
     expect(compare).to_have_attribute("href", re.compile(r"^/runs/compare/\?a=\d+&b=\d+$"))
     expect(page).to_have_url(re.compile(r"view=rows"))
+    # A row's runs side by side on the compare page, then back to the rows.
+    compare.click()
+    expect(page.get_by_role("heading", name="Compare runs", level=1)).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/runs/compare/\?a=\d+&b=\d+$"))
+    page.go_back()
+    expect(rows.locator("tbody tr")).to_have_count(3)
 
     # Only the rows where the cells differ: none here, every run succeeded.
     page.get_by_role("link", name="Only rows where the cells differ").click()

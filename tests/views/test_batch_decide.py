@@ -366,3 +366,14 @@ def test_the_rows_that_differ_cost_the_same_however_many(
     page = response.context["rows_page"]
     assert page.rows[0].number == rows // 2 + 1
     assert len(page.rows) == min(50, rows - rows // 2) and page.has_next == (rows > 100)
+
+
+def test_a_cells_link_lists_exactly_its_runs(catalog, batch, operator_client, api):
+    grid = operator_client.get(url(batch)).context["grid"]
+    cell = next(c for c in grid.cells if c.label == "Claude Sonnet · v2")
+
+    response = operator_client.get(cell.runs_url)
+
+    listed = {run.pk for run in response.context["runs"]}
+    wanted = Run.objects.filter(batch=batch, model_option=catalog.model, prompt_version=catalog.v2)
+    assert response.status_code == 200 and listed == set(wanted.values_list("pk", flat=True))
