@@ -34,12 +34,7 @@ from playwright.sync_api import expect  # noqa: E402
 
 # The browser tests' fixtures: Chromium, the live server pointed at the sandbox, a page that
 # and closing the shared API client after the run.
-from tests.browser.conftest import (  # noqa: E402, F401
-    _orm_between_browser_steps,  # autouse: the ORM between browser steps (Playwright's loop)
-    browser,
-    log_in,
-    sandbox_api,
-)
+from tests.browser.conftest import browser, log_in, sandbox_api  # noqa: E402, F401
 from tests.conftest import _close_the_shared_api_client  # noqa: E402, F401
 
 DESKTOP = {"width": 1280, "height": 800}
