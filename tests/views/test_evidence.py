@@ -292,7 +292,8 @@ def test_a_timeline_image_is_served_from_the_stored_history(operator_client, cat
         operator_client.get(reverse("run_attempt_image", args=[run.pk, 1, "1.0"])).status_code
         == 404
     )
-    assert operator_client.get(f"/runs/{run.pk}/attempts/1/images/2").status_code == 404
+    for bad in ("2", "2.0.0.0", "2.x.0", "-1.0", "２.0.0", "9999999.0"):
+        assert operator_client.get(f"/runs/{run.pk}/attempts/1/images/{bad}").status_code == 404
     assert (
         operator_client.get(reverse("run_attempt_image", args=[run.pk, 5, "2.0.0"])).status_code
         == 404
