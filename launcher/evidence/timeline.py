@@ -221,7 +221,12 @@ _CLICKS = {
 
 
 def _action(name: str, arguments: dict) -> Action:
-    shown = [(str(key), _value_text(value)) for key, value in arguments.items()]
+    # An action with nothing but its name (a screenshot) is said in full by its description.
+    shown = (
+        []
+        if set(arguments) == {"action"}
+        else [(str(key), _value_text(value)) for key, value in arguments.items()]
+    )
     return Action(tool=name, description=_describe(name, arguments), arguments=shown)
 
 
