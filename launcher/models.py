@@ -328,6 +328,10 @@ class Run(models.Model):
     usage_metadata = models.JSONField(null=True, blank=True)
     message_history = models.JSONField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # Answers of the API that Launcher did not expect (e.g. a cancel that left the run running,
+    # or "cancelled" for a run that had already finished): [{"at", "action", "message"}], shown
+    # on the run page. The API's docs leave such cases open, so they are recorded, not guessed.
+    api_notes = models.JSONField(default=list, blank=True)
     # Compare-and-set guard: at most one upstream refresh per interval across all processes.
     synced_at = models.DateTimeField(null=True, blank=True, db_index=True)
 

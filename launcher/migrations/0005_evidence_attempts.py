@@ -6,61 +6,144 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('launcher', '0004_batch_action_requests'),
+        ("launcher", "0004_batch_action_requests"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='promptversion',
-            name='imported_from_workflow',
+            model_name="promptversion",
+            name="imported_from_workflow",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='run',
-            name='file_input_fields',
+            model_name="run",
+            name="file_input_fields",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.CreateModel(
-            name='RunAttempt',
+            name="RunAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveSmallIntegerField()),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('rejected', 'Rejected'), ('scheduling', 'Scheduling'), ('running', 'Running'), ('running_checks', 'Running checks'), ('success', 'Success'), ('task_failed', 'Task failed'), ('error', 'Error'), ('cancelled', 'Cancelled')], max_length=20)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('output_data', models.JSONField(blank=True, null=True)),
-                ('errors', models.JSONField(blank=True, default=list)),
-                ('post_run_checks', models.JSONField(blank=True, default=list)),
-                ('usage_metadata', models.JSONField(blank=True, null=True)),
-                ('message_history', models.JSONField(blank=True, null=True)),
-                ('cost_usd', models.DecimalField(blank=True, decimal_places=6, max_digits=12, null=True)),
-                ('attachments', models.JSONField(blank=True, null=True)),
-                ('recorded_at', models.DateTimeField(auto_now_add=True)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='launcher.run')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveSmallIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("rejected", "Rejected"),
+                            ("scheduling", "Scheduling"),
+                            ("running", "Running"),
+                            ("running_checks", "Running checks"),
+                            ("success", "Success"),
+                            ("task_failed", "Task failed"),
+                            ("error", "Error"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("output_data", models.JSONField(blank=True, null=True)),
+                ("errors", models.JSONField(blank=True, default=list)),
+                ("post_run_checks", models.JSONField(blank=True, default=list)),
+                ("usage_metadata", models.JSONField(blank=True, null=True)),
+                ("message_history", models.JSONField(blank=True, null=True)),
+                (
+                    "cost_usd",
+                    models.DecimalField(blank=True, decimal_places=6, max_digits=12, null=True),
+                ),
+                ("attachments", models.JSONField(blank=True, null=True)),
+                ("recorded_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempts",
+                        to="launcher.run",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['run', 'number'],
-                'constraints': [models.UniqueConstraint(fields=('run', 'number'), name='run_attempt_number_unique')],
+                "ordering": ["run", "number"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("run", "number"), name="run_attempt_number_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='RunEvent',
+            name="RunEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('attempt', models.PositiveSmallIntegerField(default=1)),
-                ('kind', models.CharField(choices=[('launched', 'Launched'), ('accepted', 'Accepted by Cyberdesk'), ('rejected', 'Refused by Cyberdesk'), ('outcome_unknown', 'Launch outcome unknown'), ('status', 'Status changed'), ('cancel_requested', 'Cancel requested'), ('retried', 'Retried'), ('webhook', 'Webhook received')], max_length=20)),
-                ('source', models.CharField(choices=[('user', 'user'), ('launcher', 'launcher'), ('poll', 'poll'), ('webhook', 'webhook'), ('reconciler', 'reconciler'), ('batch', 'batch sender')], max_length=20)),
-                ('detail', models.JSONField(blank=True, default=dict)),
-                ('at', models.DateTimeField()),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='launcher.run')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("attempt", models.PositiveSmallIntegerField(default=1)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("launched", "Launched"),
+                            ("accepted", "Accepted by Cyberdesk"),
+                            ("rejected", "Refused by Cyberdesk"),
+                            ("outcome_unknown", "Launch outcome unknown"),
+                            ("status", "Status changed"),
+                            ("cancel_requested", "Cancel requested"),
+                            ("retried", "Retried"),
+                            ("webhook", "Webhook received"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("user", "user"),
+                            ("launcher", "launcher"),
+                            ("poll", "poll"),
+                            ("webhook", "webhook"),
+                            ("reconciler", "reconciler"),
+                            ("batch", "batch sender"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("detail", models.JSONField(blank=True, default=dict)),
+                ("at", models.DateTimeField()),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="launcher.run",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['run', 'at', 'id'],
-                'indexes': [models.Index(fields=['run', 'at'], name='run_event_run_at')],
+                "ordering": ["run", "at", "id"],
+                "indexes": [models.Index(fields=["run", "at"], name="run_event_run_at")],
             },
         ),
     ]

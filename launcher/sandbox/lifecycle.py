@@ -326,13 +326,11 @@ def _final_checks(run: Run, at: datetime, status: str) -> list:
                 "status": "failed" if failed else "success",
                 "ended_at": _iso(at),
                 "error_message": _check_failure_message(check) if failed else None,
+                # list[str], as the SDK's RunPostRunCheckSnapshot.messages (2.2.69).
                 "messages": [
-                    {
-                        "role": "assistant",
-                        "content": "The output does not satisfy the check."
-                        if failed
-                        else "The output satisfies the check.",
-                    }
+                    "The output does not satisfy the check."
+                    if failed
+                    else "The output satisfies the check."
                 ],
             }
         )

@@ -26,6 +26,7 @@ from launcher.models import (
     Workflow,
     sha256_text,
 )
+from launcher.parsing import id_parse
 from launcher.services.workflows import workflow_refresh, workflow_store
 
 logger = logging.getLogger(__name__)
@@ -253,9 +254,9 @@ def prompt_choice_parse(value: str) -> PromptChoice:
         if rest == LATEST:
             return PromptChoice(mode=PromptMode.LATEST)
         return PromptChoice(mode=PromptMode.LABEL, label=rest)
-    # isdecimal, not isdigit: "²" is a digit that int() refuses.
-    if kind == "version" and rest.isdecimal():
-        return PromptChoice(mode=PromptMode.PINNED, version_id=int(rest))
+    version_id = id_parse(rest) if kind == "version" else None
+    if version_id is not None:
+        return PromptChoice(mode=PromptMode.PINNED, version_id=version_id)
     raise PromptChoiceInvalid(f"Unknown prompt choice {value!r}.")
 
 

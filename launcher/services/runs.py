@@ -24,9 +24,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client, types
 from launcher.models import (
@@ -41,6 +43,7 @@ from launcher.models import (
     Workflow,
     sha256_text,
 )
+from launcher.parsing import url_is_safe
 from launcher.services.prompts import (
     PromptChoice,
     PromptChoiceInvalid,
@@ -345,7 +348,16 @@ def _reject(
 
 
 def run_cancel(*, run: Run, user) -> Run:
-    """Ask the API to cancel an unfinished run (PATCH status=cancelled) and record the answer."""
+    """Cancel an unfinished run, safe whichever way the real API settles a race.
+
+    The docs do not say what `PATCH {"status": "cancelled"}` does to a run that has just
+    finished: it might overwrite `success` with `cancelled`. So the run is read first, and a
+    run that has already finished upstream is never PATCHed (its result is recorded instead;
+    `run.status` then is not `cancelled`, and the caller says so). Whatever the answer, a
+    terminal status Launcher already holds stays (`run_apply_upstream` moves forward only), and
+    an answer that does not fit — the run still working after the cancel, or "cancelled" for a
+    run that had finished — is recorded on the run (`Run.api_notes`) and shown on its page.
+    """
     if run.is_finished:
         raise RunActionFailed("This run has already finished.")
     if run.cyberdesk_id is None:
@@ -353,8 +365,17 @@ def run_cancel(*, run: Run, user) -> Run:
             "Cyberdesk has not confirmed this run yet, so it cannot be cancelled yet. "
             "Try again in a moment."
         )
+    client = get_client()
     try:
-        upstream = get_client().cancel_run(run.cyberdesk_id)
+        current = client.get_run(run.cyberdesk_id)
+    except errors.CyberdeskError as exc:
+        raise RunActionFailed(f"The run was not cancelled: {exc}", api_error=exc) from None
+    if current.status in _UPSTREAM_TERMINAL:
+        run_apply_upstream(run, current)
+        logger.info("Run %s: had finished (%s) before the cancel", run.pk, current.status)
+        return run
+    try:
+        upstream = client.cancel_run(run.cyberdesk_id)
     except errors.CyberdeskError as exc:
         raise RunActionFailed(f"The run was not cancelled: {exc}", api_error=exc) from None
     with transaction.atomic():
@@ -362,8 +383,40 @@ def run_cancel(*, run: Run, user) -> Run:
             run=run, kind=RunEvent.Kind.CANCEL_REQUESTED, source=RunEvent.Source.USER, actor=user
         )
         run_apply_upstream(run, upstream, source=RunEvent.Source.USER)
+    if upstream.status not in _UPSTREAM_TERMINAL:
+        run_note_unexpected(
+            run,
+            action="cancel",
+            message=(
+                f"Cyberdesk accepted the cancel but still reports the run as {upstream.status!r}: "
+                "its agent may keep working. Launcher will keep checking it."
+            ),
+        )
+    elif upstream.status == RunStatus.CANCELLED and run.status != RunStatus.CANCELLED:
+        run_note_unexpected(
+            run,
+            action="cancel",
+            message=(
+                f"Cyberdesk answered the cancel with 'cancelled' for a run that had already "
+                f"finished as {run.status!r}; Launcher keeps {run.status!r}."
+            ),
+        )
     logger.info("Run %s: cancel requested by %s", run.pk, getattr(user, "pk", None))
     return run
+
+
+API_NOTES_KEPT = 20
+
+
+def run_note_unexpected(run: Run, *, action: str, message: str) -> None:
+    """Record (and log) an API answer Launcher did not expect; the newest `API_NOTES_KEPT` stay."""
+    logger.warning("Run %s: unexpected API answer to %s: %s", run.pk, action, message)
+    note = {"at": timezone.now().isoformat(), "action": action, "message": message}
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().only("pk", "api_notes").get(pk=run.pk)
+        notes = [*(locked.api_notes or []), note][-API_NOTES_KEPT:]
+        Run.objects.filter(pk=run.pk).update(api_notes=notes)
+    run.api_notes = notes
 
 
 def run_retry(*, run: Run, user) -> Run:
@@ -474,6 +527,11 @@ _UPSTREAM_TERMINAL = {"success", "task_failed", "error", "cancelled"}
 # --- Attachments -------------------------------------------------------------------------------
 
 
+class UnsafeDownloadUrl(Exception):
+    """The API's download link is not one a browser should be sent to; the message is safe to
+    show."""
+
+
 def run_attachments(run: Run) -> tuple[list[types.Attachment], str]:
     """A finished run's attachments and an error message ("" when fine).
 
@@ -502,7 +560,17 @@ def run_attachment_download_url(*, run: Run, attachment_id: uuid.UUID) -> str | 
         raise RunActionFailed(error)
     if not any(attachment.id == attachment_id for attachment in attachments):
         return None
-    return get_client().get_attachment_download_url(attachment_id)
+    url = get_client().get_attachment_download_url(attachment_id)
+    # The browser is sent wherever this URL points: only https (or http to the local sandbox,
+    # which serves plain http) — never javascript:, data: or anything else the API might send.
+    sandbox = settings.CYBERDESK_BASE_URL if settings.CYBERDESK_USING_SANDBOX else None
+    if not url_is_safe(url, http_origin=sandbox):
+        logger.warning("Run %s: the API sent a download link that is not https; refused", run.pk)
+        raise UnsafeDownloadUrl(
+            "Cyberdesk sent a download link that is not a secure (https) address, so it was not "
+            "followed."
+        )
+    return url
 
 
 # --- Launch again ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ logged-in user without that permission sees nothing). Every page, fragment and P
 import uuid
 
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -26,12 +26,13 @@ from launcher.evidence.attempts import (
 )
 from launcher.evidence.compare import compare_counterpart
 from launcher.evidence.timeline import timeline_image
-from launcher.models import PromptVersion, Run, sha256_text
+from launcher.models import PromptVersion, Run, RunStatus, sha256_text
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.selectors import prompt_diff
 from launcher.services.run_sync import run_refresh
 from launcher.services.runs import (
     RunActionFailed,
+    UnsafeDownloadUrl,
     run_attachment_download_url,
     run_attachments,
     run_cancel,
@@ -149,6 +150,13 @@ def run_cancel_view(request, run_id: int):
         run = run_cancel(run=run, user=request.user)
     except RunActionFailed as exc:
         return _after_action(request, run, str(exc))
+    if run.is_finished and run.status != RunStatus.CANCELLED:
+        # It finished upstream before the cancel reached it: nothing was cancelled.
+        return _after_action(
+            request,
+            run,
+            f"The run had already finished ({run.get_status_display()}); nothing was cancelled.",
+        )
     if not request.htmx:
         messages.success(request, "Cancel requested.")
     return _after_action(request, run)
@@ -183,9 +191,11 @@ def run_attachment_download(request, run_id: int, attachment_id: uuid.UUID):
     except (RunActionFailed, errors.CyberdeskError) as exc:
         messages.error(request, f"The download is not available: {exc}")
         return redirect("run_detail", run_id=run.pk)
+    except UnsafeDownloadUrl as exc:
+        return render(request, "launcher/bad_request.html", {"message": str(exc)}, status=400)
     if url is None:
         raise Http404("No such attachment on this run.")
-    return redirect(url)
+    return HttpResponseRedirect(url)
 
 
 ATTEMPT_PAGE = "launcher/run_attempt.html"
