@@ -10,11 +10,12 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client
-from launcher.models import Batch, Run, RunStatus, Submission
+from launcher.models import Batch, Run, RunEvent, RunStatus, Submission
 from launcher.services.batches.workers import (
     RATE_LIMIT_DEFAULT_WAIT,
     RATE_LIMIT_MAX_WAIT,
@@ -23,6 +24,7 @@ from launcher.services.batches.workers import (
     database_turn,
     run_workers,
 )
+from launcher.services.run_events import run_event_record, run_events_record_many
 from launcher.services.run_sync import run_apply_upstream
 from launcher.services.runs import run_request
 
@@ -204,15 +206,45 @@ def _cancel_late_arrival(run: Run) -> None:
 
 
 def _reject(run: Run, message: str) -> None:
-    Run.objects.filter(pk=run.pk).exclude(submission=Submission.ACCEPTED).update(
-        submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=message[:2000]
-    )
+    with transaction.atomic():
+        rejected = (
+            Run.objects.filter(pk=run.pk)
+            .exclude(submission=Submission.ACCEPTED)
+            .update(
+                submission=Submission.REJECTED,
+                status=RunStatus.REJECTED,
+                submission_error=message[:2000],
+            )
+        )
+        if rejected:
+            run_event_record(
+                run=run,
+                kind=RunEvent.Kind.REJECTED,
+                source=RunEvent.Source.BATCH,
+                detail={"message": message[:500]},
+            )
     logger.warning("Batch run %s rejected: %s", run.pk, message)
 
 
 def _reject_rest(batch: Batch, message: str) -> None:
-    Run.objects.filter(batch=batch, submission=Submission.QUEUED).update(
-        submission=Submission.REJECTED,
-        status=RunStatus.REJECTED,
-        submission_error=f"Not sent: {message}"[:2000],
+    error = f"Not sent: {message}"[:2000]
+    queued = list(
+        Run.objects.filter(batch=batch, submission=Submission.QUEUED).values_list("pk", flat=True)
     )
+    Run.objects.filter(batch=batch, submission=Submission.QUEUED).update(
+        submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=error
+    )
+    # History: the runs that were queued and are now rejected by this update (one sent
+    # meanwhile by another sender is accepted, not rejected, and gets no entry).
+    for start in range(0, len(queued), 500):
+        rejected = Run.objects.filter(
+            pk__in=queued[start : start + 500],
+            submission=Submission.REJECTED,
+            submission_error=error,
+        ).values_list("pk", flat=True)
+        run_events_record_many(
+            run_ids=list(rejected),
+            kind=RunEvent.Kind.REJECTED,
+            source=RunEvent.Source.BATCH,
+            detail={"message": error[:500]},
+        )
