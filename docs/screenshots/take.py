@@ -9,10 +9,15 @@ fills them: runs are launched through the launch form and left to finish on thei
 A page with console errors or failed requests stops the script, as it fails a journey.
 """
 
+import os
 import re
 import sys
 import uuid
 from pathlib import Path
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls between browser steps
+# are plain synchronous code (the browser tests allow the same, for their package only).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
