@@ -227,6 +227,7 @@ def run_attempt_detail(request, run_id: int, number: int):
         "attachments_downloadable": is_current,
         "attachments_unknown": not is_current and source.attachments is None,
         "attempts": run_attempt_summaries(run),
+        "input_rows": run_inputs_readable(run),  # a retry re-runs the same inputs
         "compare_url": f"{base}?a={other}&b={run.pk}.{number}" if other else f"{base}?b={run.pk}",
     }
     return render(request, ATTEMPT_PAGE, context)
