@@ -44,6 +44,7 @@ from django.utils import timezone
 from launcher.cyberdesk import errors, get_client, types
 from launcher.models import TERMINAL_STATUSES, PromptMode, Run, RunEvent, RunStatus, Submission
 from launcher.services import run_sync
+from launcher.services.canary import canaries_evaluate
 from launcher.services.run_events import run_event_record
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class ReconcileReport:
 def runs_reconcile() -> ReconcileReport:
     report = ReconcileReport()
     _refresh_stale(report)
+    canaries_evaluate()  # after the refresh: each canary looks at its arms' newest outcomes
     _settle_unsubmitted(report)
     logger.info("Reconciled runs: %s", report.as_dict())
     return report
