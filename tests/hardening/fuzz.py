@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 import os
 import threading
+import uuid
 from dataclasses import asdict, dataclass
 from urllib.parse import quote
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-CANARY = "CANARY-7c1e-s3cret"
+# Made at run time: Hypothesis feeds string literals of the code under test into text
+# strategies, so a canary written in the source would turn up in places that are not secret.
+CANARY = "s3cret-" + uuid.uuid4().hex[:16]
 
 settings.register_profile(
     "short",
@@ -98,12 +101,17 @@ def form_body(data: dict) -> bytes:
     for key, values in data.items():
         for value in values if isinstance(values, list) else [values]:
             raw = str(value).encode("utf-8", "surrogatepass")
-            parts.append(f"{quote(key)}={quote(raw)}")
+            parts.append(f"{quote(str(key).encode('utf-8', 'surrogatepass'))}={quote(raw)}")
     return "&".join(parts).encode("ascii")
 
 
 def query(data: dict) -> str:
     return form_body(data).decode("ascii")
+
+
+def path_part(text: str) -> str:
+    """A URL path segment, percent-encoded the way `form_body` encodes values."""
+    return quote(text.encode("utf-8", "surrogatepass"), safe="/")
 
 
 # --- Strategies ---------------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 the launcher, and the webhook endpoint, driven with arbitrary text, deep nesting, huge numbers,
 NUL and surrogate characters. Never a 500; never a secret in the response."""
 
+import json
 import uuid
 
 import pytest
 import time_machine
 from django.test import Client
 from django.urls import reverse
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from svix.webhooks import Webhook
 
@@ -134,6 +135,7 @@ launch_fields = st.dictionaries(
 )
 def test_the_launch_form(web, values, secret, action, htmx):
     """The canary goes where a secret goes: the sensitive input `$api_key`."""
+    assume(CANARY not in json.dumps(values))
     count_example()
     data = {**_launch_data(web["catalog"], values), "input:$api_key": secret, action: "1"}
     check(_post(web["client"], reverse("launch"), data, **(HTMX if htmx else {})))
@@ -152,8 +154,6 @@ def test_the_bulk_action(web, action, runs, query_text):
 
 def _rows(draw_cells, secret_column: bool, fmt: str) -> str:
     if fmt == "jsonl":
-        import json
-
         rows = [{"customer_id": cell, "age": 42} for cell in draw_cells]
         if secret_column:
             for row in rows:
@@ -196,6 +196,11 @@ def test_the_batch_form(
     models,
     prompts,
 ):
+    # The canary belongs under `$api_key` only; Hypothesis may reuse values it has seen, so a
+    # draw that puts it anywhere else (where showing it back is right) is skipped.
+    secret_slot = f'"$api_key": "{CANARY}"'
+    assume(CANARY not in json.dumps([cells, raw, count, models, prompts, input_format]))
+    assume(CANARY not in inputs_json.replace(secret_slot, ""))
     count_example()
     rows = raw if shape == "raw" else _rows(cells, secret_column, shape)
     data = {
@@ -215,6 +220,7 @@ def test_the_batch_form(
 
 @given(username=nasty, password=with_canary(nasty))
 def test_the_login_form(db, username, password):
+    assume(CANARY not in username)
     count_example()
     client = Client(enforce_csrf_checks=True)
     client.get(reverse("login"))

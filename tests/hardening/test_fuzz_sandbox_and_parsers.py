@@ -9,7 +9,7 @@ import json
 
 import pytest
 from django.core.exceptions import ValidationError
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from launcher.inputs import input_specs
@@ -28,6 +28,7 @@ from tests.hardening.fuzz import (
     count_example,
     json_value,
     nasty,
+    path_part,
     plain_text,
     query,
     specials,
@@ -98,7 +99,7 @@ def sandbox(db):
 )
 def test_sandbox_reads_with_any_query(sandbox, path, params):
     count_example()
-    path = path.replace("?", "%3F").replace("#", "%23")
+    path = path_part(path)
     check(sandbox.client.get(f"/sandbox/v1/{path}?{query(params)}", headers=sandbox.headers))
 
 
@@ -108,12 +109,14 @@ sensitive = st.dictionaries(
     min_size=1,
     max_size=2,
 )
+# (the body, how many canaries it was given: one per sensitive value)
 body = st.one_of(
-    nasty,
-    json_value.map(json.dumps),
+    nasty.map(lambda text: (text, 0)),
+    json_value.map(lambda value: (json.dumps(value), 0)),
     st.builds(
-        lambda fields, secrets, workflow: json.dumps(
-            {"workflow_id": workflow, **fields, "sensitive_input_values": secrets}
+        lambda fields, secrets, workflow: (
+            json.dumps({"workflow_id": workflow, **fields, "sensitive_input_values": secrets}),
+            len(secrets),
         ),
         st.dictionaries(st.sampled_from(BODY_KEYS), json_value, max_size=5),
         sensitive,
@@ -129,6 +132,10 @@ body = st.one_of(
     key=st.one_of(st.none(), nasty),
 )
 def test_sandbox_writes_with_any_body(sandbox, method, path, raw, key):
+    raw, canaries = raw
+    # Hypothesis may reuse values it has seen: a canary anywhere but a sensitive value is
+    # rightly echoed (in input_values, say), so such a draw is skipped.
+    assume(raw.count(CANARY) == canaries)
     count_example()
     headers = dict(sandbox.headers)
     if key is not None:
@@ -182,6 +189,7 @@ def _rows(cells, fmt):
     chosen=st.sampled_from(["", "csv", "jsonl"]),
 )
 def test_batch_rows_never_keep_a_secret(catalog, cells, fmt, chosen):
+    assume(CANARY not in json.dumps(cells))
     count_example()
     text = _rows(cells, fmt)
     stripped, removed = batch_rows_strip_secrets(text, chosen)
@@ -199,6 +207,7 @@ def test_batch_rows_never_keep_a_secret(catalog, cells, fmt, chosen):
 
 @given(inputs=st.one_of(nasty, json_value.map(json.dumps)), count=st.integers(-5, 5000))
 def test_batch_inputs_never_raise_or_keep_a_secret(catalog, inputs, count):
+    assume(CANARY not in inputs)
     count_example()
     text = f'{{"$api_key": "{CANARY}", "x": {json.dumps(inputs)}}}'
     for candidate in (inputs, text, text[:-1]):

@@ -166,6 +166,11 @@ def _csv_without_secrets(body: str, *, original: str) -> tuple[str, list[str]]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for row in table:
+        if len(row) != len(header) and any(cell.strip() for cell in row):
+            # Its cells do not line up with the header (an unquoted comma…): which one is the
+            # secret cannot be told, so the row goes. It is invalid anyway, and says so.
+            writer.writerow([SECRET_LINE_REMOVED])
+            continue
         writer.writerow([cell for i, cell in enumerate(row) if i not in secret_columns])
     return out.getvalue(), removed
 
