@@ -20,14 +20,16 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from launcher.cyberdesk import errors, types
-from launcher.models import TERMINAL_STATUSES, Run, WebhookEvent
+from launcher.models import TERMINAL_STATUSES, Run, RunEvent, WebhookEvent
 from launcher.parsing import ParseError, json_parse
 from launcher.services import run_sync
+from launcher.services.run_events import run_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -122,17 +124,38 @@ def webhook_event_record(
                 # The launcher retried this run in place (same id): a late "finished" event may
                 # belong to the previous attempt, so ask the API which one is current.
                 event.save(update_fields=["run"])
+                _history(run, event_id, upstream, "verifying")
                 _on_commit_enqueue("run_refresh_task", run.pk)
                 return "verifying"
             was_finished = run.is_finished
-            event.applied = run_sync.run_apply_upstream(run, upstream)
+            # Stamped before applying, so the history reads "received", then "status changed".
+            received_at = timezone.now()
+            event.applied = run_sync.run_apply_upstream(
+                run, upstream, source=RunEvent.Source.WEBHOOK
+            )
             event.save(update_fields=["run", "applied"])
+            outcome = "applied" if event.applied else "no change"
+            _history(run, event_id, upstream, outcome, at=received_at)
             if run.is_finished and not was_finished:
                 _on_commit_enqueue("run_finalize_task", run.pk)
-            return "applied" if event.applied else "no change"
+            return outcome
     except IntegrityError:
-        # Redelivered (the same event id is already recorded): nothing to do.
+        # Redelivered (the same event id is already recorded): nothing changes, but the
+        # delivery is part of the run's history.
+        run = Run.objects.filter(cyberdesk_id=upstream.id).first() if upstream else None
+        if run is not None:
+            _history(run, event_id, upstream, "duplicate")
         return "duplicate"
+
+
+def _history(run: Run, event_id: str, upstream: types.Run, outcome: str, at=None) -> RunEvent:
+    return run_event_record(
+        run=run,
+        at=at,
+        kind=RunEvent.Kind.WEBHOOK,
+        source=RunEvent.Source.WEBHOOK,
+        detail={"event_id": event_id[:100], "status": upstream.status, "outcome": outcome},
+    )
 
 
 def _on_commit_enqueue(task_name: str, run_id: int) -> None:

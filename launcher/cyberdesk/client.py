@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import json as jsonlib
 import logging
 import random as _random
 import threading
@@ -322,6 +323,17 @@ class CyberdeskClient:
         """Send with the retry policy of the module docstring; return a 2xx response."""
         is_write = method in _WRITE_METHODS
         headers = {}
+        content = None
+        if json is not None:
+            # Canonical bytes (keys sorted, compact): a write re-sent later with the same
+            # Idempotency-Key — the reconciler's re-send of a launch, rebuilt from the stored run
+            # — is byte for byte the first send, whatever order the database returned the stored
+            # inputs in (PostgreSQL's jsonb reorders keys). The API refuses a reused key with
+            # another body.
+            content = jsonlib.dumps(
+                json, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode()
+            headers["Content-Type"] = "application/json"
         if is_write:
             # One key for every attempt of this call: the server applies it at most once.
             headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
@@ -337,7 +349,7 @@ class CyberdeskClient:
             retry_after = None
             try:
                 response = self._http.request(
-                    method, path, params=params, json=json, headers=headers, timeout=timeout
+                    method, path, params=params, content=content, headers=headers, timeout=timeout
                 )
             except _NOT_SENT as exc:
                 self._log(method, path, exc.__class__.__name__, started, attempt, attempts)

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('launcher', '0004_batch_action_requests'),
+        ("launcher", "0004_batch_action_requests"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='run',
-            name='api_notes',
+            model_name="run",
+            name="api_notes",
             field=models.JSONField(blank=True, default=list),
         ),
     ]

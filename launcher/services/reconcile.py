@@ -43,6 +43,7 @@ from django.utils import timezone
 from launcher.cyberdesk import errors, get_client, types
 from launcher.models import TERMINAL_STATUSES, PromptMode, Run, RunStatus, Submission
 from launcher.services import run_sync
+from launcher.services.canary import canaries_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ SECRET_LOOKUP_GRACE = timedelta(minutes=5)  # the API has long stored a run it a
 LOOKUP_WINDOW = timedelta(minutes=30)  # slack after the last possible send, for the lookup
 REFRESH_CHUNK = 1000
 SETTLE_LIMIT = 100  # per pass; the next pass takes the rest
+# Where the API's 422 puts "this Idempotency-Key was used with another body".
+KEY_REUSED_FIELD = "header.Idempotency-Key"
 NOT_RESENDABLE = (
     "Launcher never heard whether Cyberdesk accepted this run, and it is not there. Its "
     "sensitive values or files are not kept, so it cannot be sent again: launch it again."
@@ -86,6 +89,7 @@ class ReconcileReport:
 def runs_reconcile() -> ReconcileReport:
     report = ReconcileReport()
     _refresh_stale(report)
+    canaries_evaluate()  # after the refresh: each canary looks at its arms' newest outcomes
     _settle_unsubmitted(report)
     logger.info("Reconciled runs: %s", report.as_dict())
     return report
@@ -103,7 +107,9 @@ def _refresh_stale(report: ReconcileReport) -> None:
     for start in range(0, len(stale_ids), REFRESH_CHUNK):
         runs = list(Run.objects.filter(pk__in=stale_ids[start : start + REFRESH_CHUNK]))
         report.refreshed += len(runs)
-        report.changed += run_sync.runs_refresh_many(runs, stale_after=STALE_AFTER)
+        report.changed += run_sync.runs_refresh_many(
+            runs, stale_after=STALE_AFTER, source="reconciler"
+        )
 
 
 def _settle_unsubmitted(report: ReconcileReport) -> None:
@@ -148,7 +154,7 @@ def run_settle(run: Run) -> str:
         logger.warning("Run %s: looking for it upstream failed: %s", run.pk, exc)
         return "unsettled"
     if upstream is not None:
-        run_sync.run_apply_upstream(run, upstream)
+        run_sync.run_apply_upstream(run, upstream, source="reconciler")
         return "found"
     if age < SECRET_LOOKUP_GRACE:
         return "unsettled"
@@ -181,6 +187,11 @@ def _resend(run: Run) -> str:
             idempotency_key=str(run.idempotency_key), **run_request(run)
         )
     except errors.InvalidRequest as exc:
+        if KEY_REUSED_FIELD in exc.field_errors:
+            # Not a refusal of the run's values: the API already has this key, with a body that
+            # differs from this one, so the first send did arrive. Look for the run instead.
+            logger.error("Run %s: the re-send's body differs from the first send's", run.pk)
+            return _look_up(run)
         message = f"{exc} Nothing was started; correct the values and launch again."[:2000]
         Run.objects.filter(pk=run.pk).exclude(submission=Submission.ACCEPTED).update(
             submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=message
@@ -190,9 +201,22 @@ def _resend(run: Run) -> str:
     except errors.CyberdeskError as exc:
         logger.warning("Run %s: re-send got no answer (%s); trying again later", run.pk, exc)
         return "unsettled"
-    run_sync.run_apply_upstream(run, upstream)
+    run_sync.run_apply_upstream(run, upstream, source="reconciler")
     logger.info("Run %s: settled by re-sending; upstream run %s", run.pk, upstream.id)
     return "resubmitted"
+
+
+def _look_up(run: Run) -> str:
+    """Settle a run the API has under its key by finding it; never reject it from here."""
+    try:
+        upstream = _find_upstream(run)
+    except errors.CyberdeskError as exc:
+        logger.warning("Run %s: looking for it upstream failed: %s", run.pk, exc)
+        return "unsettled"
+    if upstream is None:
+        return "unsettled"
+    run_sync.run_apply_upstream(run, upstream)
+    return "found"
 
 
 def _find_upstream(run: Run) -> types.Run | None:

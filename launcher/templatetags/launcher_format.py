@@ -22,3 +22,14 @@ def parse_iso(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+@register.filter
+def status_label(value) -> str:
+    """A run status as shown ("task_failed" → "Task failed"); unknown values as they are."""
+    from launcher.models import RunStatus
+
+    try:
+        return str(RunStatus(value).label)
+    except ValueError:
+        return str(value or "—")

@@ -55,7 +55,7 @@ def launch(request):
     again_id = _run_id(request.GET.get("again")) if request.method == "GET" else None
     if again_id is not None:
         run = get_object_or_404(
-            Run.objects.select_related("model_option", "prompt_version"), pk=again_id
+            Run.objects.select_related("workflow", "model_option", "prompt_version"), pk=again_id
         )
         prompt_from = PRODUCTION if request.GET.get("prompt_from") == PRODUCTION else SAME
         again = run_launch_again(run, prompt_from=prompt_from)
@@ -114,6 +114,7 @@ def _launch_submit(request, context):
                     types.FileInput(filename=file.filename, content=file.content)
                     for file in payload.files
                 ],
+                file_input_fields={file.key: file.filename for file in payload.files},
                 idempotency_key=form.cleaned_data["token"],
             )
         except LaunchFailed as failure:

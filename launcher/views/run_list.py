@@ -79,11 +79,19 @@ def _query_without_page(params: QueryDict) -> str:
 @require_POST
 @permission_required(LAUNCH_RUN)
 def run_bulk_action(request):
-    """Cancel or retry the ticked runs; report each outcome; back to the same filtered page."""
-    action = BULK_ACTIONS.get(request.POST.get("action", ""))
+    """Cancel or retry the ticked runs; report each outcome; back to the same filtered page.
+    "Compare selected" with exactly two runs ticked opens the compare page (older first)."""
     ids = _run_ids(request.POST.getlist("run"))
+    if request.POST.get("action") == "compare":
+        if len(set(ids)) == 2:
+            older, newer = sorted(set(ids))
+            return redirect(f"{reverse('run_compare')}?a={older}&b={newer}")
+        messages.error(request, "Tick exactly two runs to compare them.")
+        query = QueryDict(request.POST.get("query", ""), mutable=False).urlencode()
+        return redirect(reverse("run_list") + (f"?{query}" if query else ""))
+    action = BULK_ACTIONS.get(request.POST.get("action", ""))
     if action is None:
-        messages.error(request, "Choose Cancel selected or Retry selected.")
+        messages.error(request, "Choose Cancel selected, Retry selected or Compare selected.")
     elif not ids:
         messages.error(request, "Tick at least one run first.")
     else:
