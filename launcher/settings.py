@@ -191,6 +191,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 _LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
 AXES_COOLOFF_TIME = timedelta(minutes=_LOCKOUT_MINUTES) if _LOCKOUT_MINUTES > 0 else None
 AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "launcher.auth_backends.lockout_username"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 # Behind a proxy, the client's address comes from X-Forwarded-For (the proxy's own last).
@@ -337,3 +338,9 @@ BATCH_MAX_RUNS = env.int("BATCH_MAX_RUNS", default=1000)  # runs per batch, afte
 # Sending tasks enqueued per batch: how many db_worker processes may send one batch at once.
 BATCH_SENDERS = env.int("BATCH_SENDERS", default=4)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FILE_INPUT_MAX_BYTES * 2
+# Guarded promotion: finished runs a candidate version needs in one batch (or canary) before a
+# protected label such as `production` may move to it (launcher.services.promotion).
+PROMOTION_MIN_RUNS = env.int("PROMOTION_MIN_RUNS", default=20)
+# Canary: finished candidate runs before its first look; each later look waits for twice as
+# many (launcher.services.canary).
+CANARY_FIRST_LOOK_RUNS = env.int("CANARY_FIRST_LOOK_RUNS", default=10)

@@ -4,7 +4,7 @@ URLs are /healthz, the webhook receiver and the sandbox API (which has its own B
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path
+from django.urls import include, path
 
 from launcher import webhooks
 from launcher.views import batches, compare, health, launch, models, prompts, run_list, runs
@@ -23,10 +23,9 @@ urlpatterns = [
         runs.run_attempt_detail,
         name="run_attempt_detail",
     ),
-    re_path(
-        # path: message.block or message.block.part (see launcher/evidence/timeline.py)
-        r"^runs/(?P<run_id>[0-9]{1,18})/attempts/(?P<number>[0-9]{1,4})/images/"
-        r"(?P<path>[0-9]{1,6}(?:\.[0-9]{1,6}){1,2})$",
+    path(
+        # <path>: message.block or message.block.part (launcher/evidence/timeline.py)
+        "runs/<int:run_id>/attempts/<int:number>/images/<str:path>",
         runs.run_attempt_image,
         name="run_attempt_image",
     ),
@@ -41,8 +40,23 @@ urlpatterns = [
     path("batches/<int:batch_id>/cancel", batches.batch_cancel, name="batch_cancel"),
     path("batches/<int:batch_id>/retry-failed", batches.batch_retry, name="batch_retry_failed"),
     path("batches/<int:batch_id>/export.csv", batches.batch_export, name="batch_export"),
+    path(
+        "batches/<int:batch_id>/clusters/retry",
+        batches.batch_cluster_retry_view,
+        name="batch_cluster_retry",
+    ),
     path("prompts/", prompts.prompt_index, name="prompt_index"),
     path("prompts/<uuid:workflow_id>/", prompts.prompt_workflow, name="prompt_workflow"),
+    path(
+        "prompts/<uuid:workflow_id>/move/", prompts.prompt_label_move_view, name="prompt_label_move"
+    ),
+    path("prompts/<uuid:workflow_id>/import/", prompts.prompt_import_view, name="prompt_import"),
+    path("prompts/<uuid:workflow_id>/canary/", prompts.canary_start_view, name="canary_start"),
+    path(
+        "prompts/<uuid:workflow_id>/canary/<int:canary_id>/stop/",
+        prompts.canary_stop_view,
+        name="canary_stop",
+    ),
     path("models/", models.model_list, name="model_list"),
     path("models/sync/", models.model_sync, name="model_sync"),
     path("models/<uuid:model_id>/toggle/", models.model_toggle, name="model_toggle"),

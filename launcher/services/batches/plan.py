@@ -24,6 +24,7 @@ from launcher.models import (
 )
 from launcher.services.batches.chunks import chunks_plan
 from launcher.services.batches.rows import BatchRow, batch_blocker, max_runs
+from launcher.services.canary import canary_route, canary_running
 from launcher.services.prompts import ResolvedPrompt
 
 logger = logging.getLogger(__name__)
@@ -188,17 +189,29 @@ def _runs_insert(
         )
     )
     by_model = [runs.prep("model_option_id", model.pk if model else None) for model in models]
-    by_prompt = [
-        {
+
+    def prompt_columns(prompt: ResolvedPrompt) -> dict:
+        return {
             "prompt_mode": runs.prep("prompt_mode", str(prompt.mode)),
             "prompt_label": runs.prep("prompt_label", prompt.label),
             "prompt_version_id": runs.prep(
                 "prompt_version_id", prompt.version.pk if prompt.version else None
             ),
             "prompt_sha256": runs.prep("prompt_sha256", prompt.sha256),
+            "canary_id": runs.prep("canary_id", prompt.canary_id),
+            "canary_arm": runs.prep("canary_arm", prompt.canary_arm),
         }
+
+    # A label with a running canary: each run takes its arm from its own key (`canary_route`),
+    # so such a prompt has two sets of columns, one per arm (looked up once, not per run).
+    canaries = {
+        prompt.label: canary_running(workflow_id=workflow.pk, label=prompt.label)
         for prompt in prompts
-    ]
+        if prompt.mode == PromptMode.LABEL
+    }
+    by_prompt = [prompt_columns(prompt) for prompt in prompts]
+    arm_columns: dict[tuple[int, str], tuple[ResolvedPrompt, dict]] = {}
+    taken: list[tuple[ModelOption | None, ResolvedPrompt]] = []  # each run's, in plan order
     # The parts of `_place`, worked out once.
     model_places = [str(model.pk) if model else "-" for model in models]
     prompt_places = [prompt.choice.value for prompt in prompts]
@@ -207,9 +220,19 @@ def _runs_insert(
             "batch_row": runs.prep("batch_row", row.number),
             "input_values": runs.prep("input_values", dict(row.values)),
         }
-        for model_place, model_value in zip(model_places, by_model, strict=True):
-            for prompt_place, prompt_values in zip(prompt_places, by_prompt, strict=True):
+        for model, model_place, model_value in zip(models, model_places, by_model, strict=True):
+            for index, (prompt, prompt_place, prompt_values) in enumerate(
+                zip(prompts, prompt_places, by_prompt, strict=True)
+            ):
                 key = uuid.uuid5(token, f"{row.number}|{model_place}|{prompt_place}")
+                canary = canaries.get(prompt.label)
+                if canary is not None:
+                    routed = canary_route(prompt, routing_key=key, canary=canary)
+                    arm = (index, routed.canary_arm or "")
+                    if arm not in arm_columns:
+                        arm_columns[arm] = (routed, prompt_columns(routed))
+                    prompt, prompt_values = arm_columns[arm]
+                taken.append((model, prompt))
                 runs.add(
                     {
                         **row_values,
@@ -231,29 +254,26 @@ def _runs_insert(
             at=timezone.now(),
         )
     )
-    details = [
-        events.prep(
-            "detail",
-            {
-                "model": model.name if model else "Workflow default",
-                "model_id": str(model.pk) if model else None,
-                "prompt": (
-                    str(PromptMode.STORED.label)
-                    if prompt.mode == PromptMode.STORED or prompt.version is None
-                    else prompt.description
-                ),
-                "prompt_version": prompt.version.number if prompt.version else None,
-                "prompt_sha256": prompt.sha256,
-                "batch": batch.pk,
-            },
-        )
-        for model in models
-        for prompt in prompts
-    ]
-    for number, run_id in enumerate(run_ids):
-        events.add(
-            {"run_id": events.prep("run_id", run_id), "detail": details[number % len(details)]}
-        )
+    details: dict[tuple, object] = {}  # one prepared detail per (model, prompt version) taken
+    for run_id, (model, prompt) in zip(run_ids, taken, strict=True):
+        place = (model.pk if model else None, prompt.choice.value, prompt.canary_arm)
+        if place not in details:
+            details[place] = events.prep(
+                "detail",
+                {
+                    "model": model.name if model else "Workflow default",
+                    "model_id": str(model.pk) if model else None,
+                    "prompt": (
+                        str(PromptMode.STORED.label)
+                        if prompt.mode == PromptMode.STORED or prompt.version is None
+                        else prompt.description
+                    ),
+                    "prompt_version": prompt.version.number if prompt.version else None,
+                    "prompt_sha256": prompt.sha256,
+                    "batch": batch.pk,
+                },
+            )
+        events.add({"run_id": events.prep("run_id", run_id), "detail": details[place]})
     events.insert()
     return run_ids
 
