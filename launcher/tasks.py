@@ -126,11 +126,10 @@ def batch_submit_task(batch_id: int) -> dict:
     batch = Batch.objects.filter(pk=batch_id).first()
     if batch is None:
         return {}
-    # A backend that cannot run tasks later (the immediate one of browser tests and
-    # screenshots) runs this in the enqueueing request: no worker can die under it, no stand-in.
+    can_defer = batch_submit_task.get_backend().supports_defer  # not the immediate backend
     if (
-        batch.state == Batch.State.SUBMITTING
-        and batch_submit_task.get_backend().supports_defer
+        can_defer
+        and batch.state == Batch.State.SUBMITTING
         and not healing.tasks_waiting(batch_submit_task, first_args=[batch_id])
     ):
         batch_submit_task.using(run_after=timezone.now() + SENDER_STAND_IN_AFTER).enqueue(batch_id)
@@ -138,7 +137,7 @@ def batch_submit_task(batch_id: int) -> dict:
     if report.remaining and not report.fatal:
         if not report.resume_in:
             batch_submit_task.enqueue(batch_id)  # the next slice, at once
-        else:
+        elif can_defer:
             # Nothing can be sent before then (a long Retry-After, or every chunk held by
             # another sender): one task then replaces those waiting, stand-ins included.
             healing.task_waiting_cancel(batch_submit_task, first_arg=batch_id)
