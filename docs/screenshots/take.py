@@ -38,7 +38,12 @@ from playwright.sync_api import expect  # noqa: E402
 
 # The browser tests' fixtures: Chromium, the live server pointed at the sandbox, a page that
 # and closing the shared API client after the run.
-from tests.browser.conftest import browser, log_in, sandbox_api  # noqa: E402, F401
+from tests.browser.conftest import (  # noqa: E402, F401
+    browser,
+    log_in,
+    matrix_batch_preview,
+    sandbox_api,
+)
 from tests.conftest import _close_the_shared_api_client  # noqa: E402, F401
 
 DESKTOP = {"width": 1280, "height": 800}
@@ -194,24 +199,9 @@ def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
 
     # A matrix batch: 2 models × 2 prompt versions × 3 rows, finished, with its grid.
     page.goto("/batches/new")
-    page.get_by_label("Workflow").select_option(label=ELIGIBILITY)
-    page.get_by_role("button", name="Choose workflow").click()
-    page.get_by_label("Batch name").fill("Opus vs Sonnet, v1 vs v2")
-    models = page.get_by_role("group", name="Models")
-    models.get_by_role("checkbox", name="Default model").uncheck()
-    models.get_by_role("checkbox", name="Claude Opus 4.1", exact=True).check()
-    models.get_by_role("checkbox", name="Claude Sonnet 4.5", exact=True).check()
-    prompts = page.get_by_role("group", name="Prompts")
-    prompts.get_by_role("checkbox", name="Stored prompt").uncheck()
-    prompts.get_by_role("checkbox", name="v1 — first version").check()
-    prompts.get_by_role("checkbox", name="v2 — sign in first; report the deductible").check()
-    page.get_by_label("Rows", exact=True).fill(
-        "patient_name,date_of_birth,payer\n"
-        "Ada Lovelace,1990-01-02,Cigna\n"
-        "Grace Hopper,1985-12-09,Aetna\n"
-        "Alan Turing,1992-06-23,Medicare\n"
+    matrix_batch_preview(
+        page, versions=("v1 — first version", "v2 — sign in first; report the deductible")
     )
-    page.get_by_role("button", name="Preview").click()
     page.get_by_role("button", name="Launch 12 runs").click()
     expect(page.get_by_role("region", name="Progress").get_by_role("status")).to_contain_text(
         "(100%)", timeout=30_000
