@@ -19,6 +19,7 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ERROR_FLAG
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpResponseRedirect
@@ -62,7 +63,18 @@ admin.site.site_header = "Launcher administration"
 admin.site.site_title = "Launcher admin"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class LauncherAdmin(admin.ModelAdmin):
+    """Every Launcher ModelAdmin. A list filter or search holding U+0000 (`?name=%00`) would
+    reach PostgreSQL, which refuses it in a query (a 500): the list answers it as Django's
+    admin answers any filter it cannot apply, with the list again and `?e=1`."""
+
+    def changelist_view(self, request, extra_context=None):
+        if any("\x00" in key or "\x00" in value for key, value in request.GET.items()):
+            return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
+        return super().changelist_view(request, extra_context)
+
+
+class ReadOnlyAdmin(LauncherAdmin):
     """Rows that are written by services only: viewable, never added, changed or deleted here."""
 
     def has_add_permission(self, request, obj=None):
@@ -229,7 +241,7 @@ class PromptVersionForm(forms.Form):
 
 
 @admin.register(PromptVersion)
-class PromptVersionAdmin(admin.ModelAdmin):
+class PromptVersionAdmin(LauncherAdmin):
     list_display = ["__str__", "workflow", "note", "labels", "author", "created_at", "short_hash"]
     list_display_links = ["__str__"]
     list_filter = ["workflow", "imported_from_workflow"]
@@ -567,7 +579,7 @@ class PromptLabelMoveInline(ReadOnlyInline):
 
 
 @admin.register(PromptLabel)
-class PromptLabelAdmin(admin.ModelAdmin):
+class PromptLabelAdmin(LauncherAdmin):
     form = PromptLabelForm
     list_display = ["name", "workflow", "version", "protected", "updated_at"]
     list_filter = ["workflow", "name", "protected"]
@@ -671,7 +683,7 @@ class ModelOptionChangeInline(ReadOnlyInline):
 
 
 @admin.register(ModelOption)
-class ModelOptionAdmin(admin.ModelAdmin):
+class ModelOptionAdmin(LauncherAdmin):
     list_display = [
         "name",
         "provider",
