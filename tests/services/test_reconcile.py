@@ -462,3 +462,58 @@ def test_a_launch_matches_only_the_prompt_it_sent(
     add_upstream_twin(api, workflow, run, main_prompt=upstream_prompt)
 
     assert reconcile.runs_reconcile().found == int(same)
+
+
+@pytest.mark.parametrize(
+    "differs",
+    [
+        {"input_values": {"invoice": "INV-8"}},
+        {"sensitive_input_aliases": {"portal_password": "vault://x", "pin": "vault://y"}},
+        {"sensitive_input_aliases": None},
+        {"input_attachment_ids": [str(uuid.uuid4())]},  # a file we never sent
+    ],
+    ids=["inputs", "more-secrets", "no-secrets", "a-file"],
+)
+def test_the_only_candidate_carrying_something_else_is_not_the_launch(
+    workflow, api, clock, differs
+):
+    run = secret_run(workflow)
+    add_upstream_twin(api, workflow, run, **differs)
+
+    report = reconcile.runs_reconcile()
+
+    assert (report.found, report.unsettled) == (0, 1)
+    assert Run.objects.get(pk=run.pk).cyberdesk_id is None
+
+
+def _first_send_with_another_body(run, api):
+    api.lose_create_answers = 1
+    with pytest.raises(errors.OutcomeUnknown):
+        get_client().create_run(
+            idempotency_key=str(run.idempotency_key),
+            workflow_id=run.workflow_id,
+            input_values={"invoice": "INV-1"},  # nothing upstream will match the run
+        )
+
+
+def test_a_reused_key_with_nothing_to_find_stays_unknown_and_is_tried_again(workflow, api, clock):
+    run = unsent_run(workflow, created_at=NOW)
+    _first_send_with_another_body(run, api)
+
+    report = reconcile.runs_reconcile()
+
+    assert (report.found, report.rejected, report.unsettled) == (0, 0, 1)
+    assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN
+
+
+def test_a_reused_key_whose_lookup_fails_stays_unknown(workflow, api, clock):
+    run = unsent_run(workflow, created_at=NOW)
+    _first_send_with_another_body(run, api)
+    api.on_request = lambda request: (
+        httpx.Response(503, json={"detail": "down"}) if request.method == "GET" else None
+    )
+
+    report = reconcile.runs_reconcile()
+
+    assert (report.found, report.rejected, report.unsettled) == (0, 0, 1)
+    assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN
