@@ -127,6 +127,7 @@ def test_a_launch_the_api_never_got_is_sent_once(workflow, api, clock):
     assert run.submission == Submission.ACCEPTED
     assert len(api.runs) == 1
     assert creates(api) == 1
+    assert run.submission_attempts == 1  # counted: the run page says how often it was sent
 
 
 def test_it_sends_exactly_what_was_launched(workflow, api, clock):
@@ -517,3 +518,51 @@ def test_a_reused_key_whose_lookup_fails_stays_unknown(workflow, api, clock):
 
     assert (report.found, report.rejected, report.unsettled) == (0, 0, 1)
     assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN
+
+
+def test_a_run_settled_elsewhere_while_the_pass_works_is_left_alone(workflow, api, clock):
+    """The pass lists both unknown runs; while it re-sends the first, the second is settled by
+    someone else (its launch's late answer, a webhook). Its claim must then fail: the pass
+    never re-sends a run that is no longer unknown."""
+    first, second = unsent_run(workflow), unsent_run(workflow)
+    clock.shift(timedelta(minutes=5))
+
+    def settle_second_meanwhile(request):
+        if (
+            request.method == "POST"
+            and not Run.objects.filter(pk=second.pk, submission=Submission.ACCEPTED).exists()
+        ):
+            Run.objects.filter(pk=second.pk).update(
+                submission=Submission.ACCEPTED, cyberdesk_id=uuid.uuid4()
+            )
+
+    api.on_request = settle_second_meanwhile
+
+    report = reconcile.runs_reconcile()
+
+    sent_keys = [r.headers["Idempotency-Key"] for r in api.creates]
+    assert sent_keys == [str(first.idempotency_key)]
+    assert report.resubmitted == 1
+
+
+def test_a_run_accepted_while_its_re_send_is_refused_stays_accepted(workflow, api, clock):
+    """A refusal of the re-send's values says the first send was refused too — unless the run
+    was accepted meanwhile; then the acceptance stands."""
+    run = unsent_run(workflow)
+    clock.shift(timedelta(minutes=5))
+
+    def accepted_meanwhile_then_refused(request):
+        Run.objects.filter(pk=run.pk).update(
+            submission=Submission.ACCEPTED, status=RunStatus.RUNNING, cyberdesk_id=uuid.uuid4()
+        )
+        return httpx.Response(
+            422, json={"detail": [{"loc": ["body", "input_values"], "msg": "bad", "type": "x"}]}
+        )
+
+    api.on_request = accepted_meanwhile_then_refused
+
+    reconcile.runs_reconcile()
+
+    run.refresh_from_db()
+    assert (run.submission, run.status) == (Submission.ACCEPTED, RunStatus.RUNNING)
+    assert run.submission_error == ""
