@@ -278,7 +278,7 @@ def test_a_run_with_secrets_is_looked_for_never_resent(workflow, api, clock):
 def test_a_run_with_secrets_the_api_never_got_is_rejected_with_a_way_forward(workflow, api, clock):
     run = secret_run(workflow)
 
-    reconcile.runs_reconcile()
+    assert reconcile.runs_reconcile().unsettled == 1
     assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN  # it may still appear
     clock.shift(reconcile.SECRET_LOOKUP_GRACE + timedelta(seconds=1))
     report = reconcile.runs_reconcile()
@@ -524,7 +524,7 @@ def test_a_run_settled_elsewhere_while_the_pass_works_is_left_alone(workflow, ap
     """The pass lists both unknown runs; while it re-sends the first, the second is settled by
     someone else (its launch's late answer, a webhook). Its claim must then fail: the pass
     never re-sends a run that is no longer unknown."""
-    first, second = unsent_run(workflow), unsent_run(workflow)
+    first, second, third = unsent_run(workflow), unsent_run(workflow), unsent_run(workflow)
     clock.shift(timedelta(minutes=5))
 
     def settle_second_meanwhile(request):
@@ -541,8 +541,9 @@ def test_a_run_settled_elsewhere_while_the_pass_works_is_left_alone(workflow, ap
     report = reconcile.runs_reconcile()
 
     sent_keys = [r.headers["Idempotency-Key"] for r in api.creates]
-    assert sent_keys == [str(first.idempotency_key)]
-    assert report.resubmitted == 1
+    # The second is skipped; the pass goes on to the third.
+    assert sent_keys == [str(first.idempotency_key), str(third.idempotency_key)]
+    assert report.resubmitted == 2
 
 
 def test_a_run_accepted_while_its_re_send_is_refused_stays_accepted(workflow, api, clock):
@@ -566,3 +567,65 @@ def test_a_run_accepted_while_its_re_send_is_refused_stays_accepted(workflow, ap
     run.refresh_from_db()
     assert (run.submission, run.status) == (Submission.ACCEPTED, RunStatus.RUNNING)
     assert run.submission_error == ""
+
+
+def test_rejecting_a_run_the_api_never_got_touches_that_run_only(workflow, api, clock):
+    lost = secret_run(workflow)
+    clock.shift(reconcile.SECRET_LOOKUP_GRACE + timedelta(seconds=1))
+    # Another unknown launch, just claimed by another reconciler: not this pass's to settle.
+    other = unsent_run(workflow, synced_at=NOW + reconcile.SECRET_LOOKUP_GRACE)
+
+    report = reconcile.runs_reconcile()
+
+    assert (report.rejected, report.unsettled) == (1, 0)
+    assert Run.objects.get(pk=lost.pk).submission == Submission.REJECTED
+    assert Run.objects.get(pk=other.pk).submission == Submission.UNKNOWN
+
+
+def test_a_run_found_elsewhere_while_it_is_looked_for_is_not_rejected(workflow, api, clock):
+    run = secret_run(workflow)
+    clock.shift(reconcile.SECRET_LOOKUP_GRACE + timedelta(seconds=1))
+
+    def accepted_meanwhile(request):  # e.g. its launch's answer arrived after all
+        Run.objects.filter(pk=run.pk).update(
+            submission=Submission.ACCEPTED, status=RunStatus.RUNNING, cyberdesk_id=uuid.uuid4()
+        )
+
+    api.on_request = accepted_meanwhile
+
+    report = reconcile.runs_reconcile()
+
+    assert (report.rejected, report.unsettled) == (0, 1)
+    assert Run.objects.get(pk=run.pk).submission == Submission.ACCEPTED
+
+
+def test_a_failed_lookup_leaves_the_run_unknown(workflow, api, clock):
+    run = secret_run(workflow)
+    clock.shift(reconcile.SECRET_LOOKUP_GRACE + timedelta(seconds=1))
+    api.fail_with = 503
+
+    assert reconcile.runs_reconcile().unsettled == 1
+    assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    "not_ours",
+    [
+        {"submission": Submission.ACCEPTED, "cyberdesk_id": uuid.uuid4()},  # settled long ago
+        {"synced_at": NOW + timedelta(minutes=5)},  # just claimed by another reconciler
+    ],
+    ids=["accepted", "claimed"],
+)
+def test_runs_not_to_settle_never_take_a_place_in_the_pass(
+    workflow, api, clock, monkeypatch, not_ours
+):
+    """A pass settles at most SETTLE_LIMIT runs: the runs it may not settle must not fill them,
+    or a waiting launch would never be sent."""
+    monkeypatch.setattr(reconcile, "SETTLE_LIMIT", 1)
+    unsent_run(workflow, **{"submission": Submission.QUEUED, **not_ours})  # the older one
+    waiting = unsent_run(workflow, submission=Submission.QUEUED)
+    clock.shift(timedelta(minutes=5))
+
+    reconcile.runs_reconcile()
+
+    assert [r.headers["Idempotency-Key"] for r in api.creates] == [str(waiting.idempotency_key)]
