@@ -629,7 +629,8 @@ def test_a_failed_lookup_leaves_the_run_unknown(workflow, api, clock):
 @pytest.mark.parametrize(
     "not_ours",
     [
-        {"submission": Submission.ACCEPTED, "cyberdesk_id": uuid.uuid4()},  # settled long ago
+        # Settled long ago (finished, so no refresh touches it first).
+        {"submission": Submission.ACCEPTED, "cyberdesk_id": uuid.uuid4(), "status": "success"},
         {"synced_at": NOW + timedelta(minutes=5)},  # just claimed by another reconciler
     ],
     ids=["accepted", "claimed"],
@@ -640,7 +641,8 @@ def test_runs_not_to_settle_never_take_a_place_in_the_pass(
     """A pass settles at most SETTLE_LIMIT runs: the runs it may not settle must not fill them,
     or a waiting launch would never be sent."""
     monkeypatch.setattr(reconcile, "SETTLE_LIMIT", 1)
-    unsent_run(workflow, **{"submission": Submission.QUEUED, **not_ours})  # the older one
+    older = unsent_run(workflow, submission=Submission.QUEUED)
+    Run.objects.filter(pk=older.pk).update(**not_ours)
     waiting = unsent_run(workflow, submission=Submission.QUEUED)
     clock.shift(timedelta(minutes=5))
 
