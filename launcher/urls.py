@@ -15,6 +15,7 @@ urlpatterns = [
     path("runs/bulk", run_list.run_bulk_action, name="run_bulk_action"),
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/status", runs.run_status, name="run_status"),
+    path("runs/<int:run_id>/attachments", runs.run_attachments_panel, name="run_attachments"),
     path("runs/<int:run_id>/cancel", runs.run_cancel_view, name="run_cancel"),
     path("runs/<int:run_id>/retry", runs.run_retry_view, name="run_retry"),
     path(
