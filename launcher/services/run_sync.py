@@ -267,6 +267,8 @@ def _refresh_many(candidates: list[Run], *, stale_after: timedelta | None) -> in
     client = get_client()
     for workflow_id, workflow_runs in by_workflow.items():
         found = _list_upstream(client, workflow_id, workflow_runs)
+        if not found and api_outage() is not None:
+            break  # unreachable: the single fetches and other workflows would wait on it too
         missing = [run for run in workflow_runs if run.cyberdesk_id not in found]
         for run in missing[:SINGLE_FETCH_LIMIT]:
             try:
