@@ -6,7 +6,15 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Count
 
-from launcher.models import Batch, PromptLabel, PromptVersion, Run, RunStatus, Workflow
+from launcher.models import (
+    TERMINAL_STATUSES,
+    Batch,
+    PromptLabel,
+    PromptVersion,
+    Run,
+    RunStatus,
+    Workflow,
+)
 from launcher.services.history import BIG_BATCH_NAME, MESSAGE_STEPS, history_seed
 from tests.launch_api import make_model, make_workflow
 
@@ -25,19 +33,7 @@ def test_it_adds_realistic_finished_runs_across_the_catalog(mirror):
 
     runs = Run.objects.all()
     assert report.added == runs.count() == 600
-    assert not runs.exclude(
-        status__in=[
-            s
-            for s, _ in RunStatus.choices
-            if s
-            not in (
-                RunStatus.PENDING,
-                RunStatus.SCHEDULING,
-                RunStatus.RUNNING,
-                RunStatus.RUNNING_CHECKS,
-            )
-        ]
-    ).exists()  # every one finished
+    assert not runs.exclude(status__in=TERMINAL_STATUSES).exists()  # every one finished
     success = runs.filter(status=RunStatus.SUCCESS).first()
     assert len(success.message_history) == MESSAGE_STEPS
     assert success.output_data["inputs"] == success.input_values
