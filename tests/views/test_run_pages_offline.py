@@ -217,3 +217,16 @@ def test_the_fingerprint_follows_what_the_region_shows(catalog):
         setattr(changed, field, value)
         assert run_status_fingerprint(changed) != before, field
     assert run_status_fingerprint(run, "outage") != before
+
+
+def test_the_launch_page_with_the_api_down_tries_once_then_shows_the_last_mirror(
+    operator_client, catalog, api_down, clock
+):
+    clock.shift(timedelta(hours=2))  # the workflow mirror and the model catalog are stale
+
+    first = operator_client.get(reverse("launch"))
+    second = operator_client.get(reverse("launch"))
+
+    assert first.status_code == second.status_code == 200
+    assert catalog.workflow.name in second.content.decode()
+    assert len(api_down.requests) == 1  # one quick attempt; then the outage note holds
