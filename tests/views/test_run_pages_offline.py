@@ -220,7 +220,7 @@ def test_the_fingerprint_follows_what_the_region_shows(catalog):
 
 
 def test_the_launch_page_with_the_api_down_tries_once_then_shows_the_last_mirror(
-    operator_client, catalog, api_down, clock
+    clock, operator_client, catalog, api_down
 ):
     clock.shift(timedelta(hours=2))  # the workflow mirror and the model catalog are stale
 
