@@ -47,7 +47,9 @@ from launcher.bench.figures import (
     runs_wait_running,
     table,
 )
+from launcher.bench.history import figure_history, history_runs_default
 from launcher.bench.machine import machine_description
+from launcher.bench.pages import figure_polls_unchanged
 from launcher.bench.server import (
     QUICK_TIME_SCALE,
     TIME_SCALE,
@@ -71,17 +73,24 @@ class Command(BaseCommand):
         parser.add_argument(
             "--keep", action="store_true", help="Keep the bench directory (logs) afterwards."
         )
+        parser.add_argument(
+            "--history-runs",
+            type=int,
+            default=None,
+            help="Runs in the history phase's large history (default 50,000 on SQLite, "
+            "100,000 on PostgreSQL; 1000000 for the full PostgreSQL figure). 0 skips the phase.",
+        )
         parser.add_argument("--inside", help=argparse.SUPPRESS)
 
-    def handle(self, *args, quick=False, keep=False, inside=None, **options):
+    def handle(self, *args, quick=False, keep=False, inside=None, history_runs=None, **options):
         if inside:
-            self._measure(Path(inside), quick=quick)
+            self._measure(Path(inside), quick=quick, history_runs=history_runs)
         else:
-            self._prepare_and_run(quick=quick, keep=keep)
+            self._prepare_and_run(quick=quick, keep=keep, history_runs=history_runs)
 
     # --- Outer process: the throwaway world ----------------------------------------------------
 
-    def _prepare_and_run(self, *, quick: bool, keep: bool) -> None:
+    def _prepare_and_run(self, *, quick: bool, keep: bool, history_runs: int | None) -> None:
         if not load.wrk_available():
             raise CommandError(
                 "wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk "
@@ -103,6 +112,8 @@ class Command(BaseCommand):
         )
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bench"]
         command += ["--inside", str(directory)] + (["--quick"] if quick else [])
+        if history_runs is not None:
+            command += ["--history-runs", str(history_runs)]
         try:
             done = subprocess.run(command, env=env, cwd=settings.BASE_DIR)  # noqa: S603
         finally:
@@ -116,7 +127,7 @@ class Command(BaseCommand):
 
     # --- Inner process: set the scene, measure, print -------------------------------------------
 
-    def _measure(self, directory: Path, *, quick: bool) -> None:
+    def _measure(self, directory: Path, *, quick: bool, history_runs: int | None) -> None:
         started = time.monotonic()
         # The harness's own API calls (setup, waiting for runs) need no line each.
         logging.getLogger("launcher").setLevel(logging.WARNING)
@@ -158,10 +169,15 @@ class Command(BaseCommand):
                 lambda: runs_wait_running(bench.launched[:21], timeout=120, say=bench.say),
             )
             measure("1. Status fragment", lambda: figure_status(bench, reference))
+            measure("1d, 2d. Polls, nothing new", lambda: figure_polls_unchanged(bench, reference))
             measure("3a. Run pages", lambda: figure_amplification_run_pages(bench))
             measure("3b. Runs list", lambda: figure_amplification_run_list(bench))
             measure("5. Batch", lambda: figure_batch(bench))
             measure("2. Runs list", lambda: figure_runs_list(bench, reference))
+            if history_runs is None:
+                history_runs = 5_000 if quick else history_runs_default()
+            if history_runs:
+                measure("H. History", lambda: figure_history(bench, runs=history_runs))
         finally:
             server.stop()
 
