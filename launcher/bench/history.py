@@ -19,6 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from io import StringIO
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -185,7 +186,9 @@ def _row(figure: str, measured: _Timing, reference: _Timing, page: Page) -> Row:
 
 
 def _seed(runs: int, *, big_batch: int) -> None:
-    call_command("seed_history", "--runs", str(runs), "--big-batch", str(big_batch), verbosity=0)
+    call_command(
+        "seed_history", "--runs", str(runs), "--big-batch", str(big_batch), stdout=StringIO()
+    )
 
 
 def _scene() -> Scene:
