@@ -20,12 +20,15 @@ Permission: `launcher.launch_run`, as for a run's own page (run outputs can hold
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
-from launcher.fingerprints import run_rows_fingerprint
+from launcher.fingerprints import fingerprint, run_rows_fingerprint
 from launcher.models import Run
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.run_filters import RunFilterForm, run_list_cursors
@@ -43,6 +46,11 @@ from launcher.services.runs import RunActionFailed, run_cancel, run_retry
 
 PAGE = "launcher/run_list.html"
 TABLE_FRAGMENT = f"{PAGE}#run-table"
+CACHED_FRAGMENT = "launcher/html_fragment.html"
+# The rendered table, by URL and fingerprint: rendering 50 rows is most of a list request's
+# time, and every viewer of a page (and every poll that is not a 204) shows the same table.
+# The fingerprint covers everything a row shows, so a change is a new key, never a stale hit.
+TABLE_CACHE_SECONDS = 60
 BULK_LIMIT = RUN_LIST_PAGE_SIZE
 BULK_ACTIONS = {"cancel": (run_cancel, "Cancel requested"), "retry": (run_retry, "Retry started")}
 # Query-string keys that are not filters: the page's position.
@@ -70,8 +78,6 @@ def run_list(request):
     if request.htmx and request.headers.get(VERSION_HEADER) == version:
         # The page already shows exactly this: htmx swaps nothing on a 204.
         return HttpResponse(status=204)
-    for run in rows:
-        run.duration_text = duration_display(run.duration)
     filter_query = _query_without(request.GET, *CURSOR_KEYS)
     context = {
         "page": page,
@@ -82,8 +88,9 @@ def run_list(request):
         "poll_version": version,
         "search_window": RUN_SEARCH_WINDOW if filters.search else None,
     }
+    context["table_html"] = _table_html(request, context)
     if request.htmx:
-        return render(request, TABLE_FRAGMENT, context)
+        return render(request, CACHED_FRAGMENT, {**context, "html": context["table_html"]})
     context.update(
         nav="runs",
         form=form,
@@ -91,6 +98,17 @@ def run_list(request):
         choices=run_filter_choices(batch=filters.batch),
     )
     return render(request, PAGE, context)
+
+
+def _table_html(request, context: dict) -> str:
+    key = "launcher:runs-table:" + fingerprint([request.get_full_path(), context["poll_version"]])
+    html = cache.get(key)
+    if html is None:
+        for run in context["runs"]:
+            run.duration_text = duration_display(run.duration)
+        html = render_to_string(TABLE_FRAGMENT, context, request=request)
+        cache.set(key, html, TABLE_CACHE_SECONDS)
+    return mark_safe(html)  # noqa: S308 - our own template's output
 
 
 def _page_number(params: QueryDict) -> int:
