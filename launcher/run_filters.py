@@ -67,6 +67,13 @@ class RunFilterForm(forms.Form):
         error_messages={"invalid": "Enter a real date as YYYY-MM-DD (e.g. 2026-03-31)."},
     )
 
+    def __init__(self, data=None, *args, **kwargs):
+        # `?search=` is read as `?q=` (a link someone typed by hand).
+        if data is not None and not data.get("q") and data.get("search"):
+            data = data.copy()
+            data["q"] = data["search"]
+        super().__init__(data, *args, **kwargs)
+
     def clean_q(self) -> str:
         value = self.cleaned_data["q"]
         # U+0000 cannot be stored or searched for in PostgreSQL text; nobody types it.

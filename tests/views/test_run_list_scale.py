@@ -203,6 +203,7 @@ def test_search_finds_runs_by_input_cyberdesk_id_batch_name_and_number(catalog, 
     other = make_run(catalog.workflow, status=RunStatus.SUCCESS, input_values={"c": "Globex"})
 
     assert row_ids(operator_client.get(url(q="acme-4"))) == [by_input.pk]
+    assert row_ids(operator_client.get(url(search="ACME-42"))) == [by_input.pk]  # an alias
     assert row_ids(operator_client.get(url(q="march"))) == [by_batch.pk]
     assert row_ids(operator_client.get(url(q=str(other.cyberdesk_id)))) == [other.pk]
     assert row_ids(operator_client.get(url(q=f"#{by_batch.pk}"))) == [by_batch.pk]
