@@ -38,6 +38,14 @@ def test_a_row_compares_with_the_small_history_and_allows_for_noise():
     tiny = history._row("x", history._Timing(2.4, 9, 200), history._Timing(1.5, 9, 200), page)
     flat = history._row("x", history._Timing(11.0, 9, 200), history._Timing(10.0, 9, 200), page)
 
-    assert isinstance(slow, Row) and slow.verdict == "MISS" and "3.00×" in slow.measured
+    assert isinstance(slow, Row) and slow.verdict == "MISS" and "3.00× raw" in slow.measured
     assert tiny.verdict == "pass"  # within a millisecond: noise on a shared machine
     assert flat.verdict == "pass"
+
+
+def test_the_verdict_allows_for_the_machine_being_busier_in_one_phase():
+    page = history.PAGES[0]
+    busy = history._Timing(30.0, 9, 200, baseline_ms=6.0)  # everything 3× slower right now
+    quiet = history._Timing(10.0, 9, 200, baseline_ms=2.0)
+    row = history._row("x", busy, quiet, page)
+    assert row.verdict == "pass" and "1.00× load-adjusted (3.00× raw)" in row.measured
