@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 STAMPS := .make-stamps
 
-.PHONY: run test chromium lint fmt bench screenshots clean
+.PHONY: run test fuzz chromium lint fmt bench screenshots mutate clean
 
 # (Re)install only when pyproject.toml changed since the last install.
 $(STAMPS)/install: pyproject.toml
@@ -44,6 +44,14 @@ test: $(STAMPS)/install chromium
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## make fuzz: the property-based tests (tests/hardening/test_fuzz_*.py) with their long profile:
+## many more examples of every form, filter, query parameter, batch parser, the webhook and the
+## sandbox API, a fresh random seed each run (make test runs a short, repeatable profile).
+## FUZZ_EXAMPLES sets the examples per test (default 300); the tally lands in fuzz-report.json.
+fuzz: $(STAMPS)/install
+	HYPOTHESIS_PROFILE=fuzz FUZZ_REPORT=fuzz-report.json $(PY) -m pytest tests/hardening -k fuzz \
+	  -p no:logging $(PYTEST_ARGS)
+
 ## make screenshots: the README's pictures (docs/screenshots/*.png), desktop and phone widths.
 ## Starts its own live server with demo data (nothing else needs to run); needs Debian's chromium.
 screenshots: $(STAMPS)/install
@@ -57,6 +65,18 @@ bench: $(STAMPS)/install .env
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; \
 	  else echo "make bench needs wrk: sudo apt-get install -y wrk" >&2; exit 1; fi; }
 	$(PY) manage.py bench $(BENCH_ARGS)
+
+## make mutate: mutation testing (mutmut) of the safety-critical modules, each mutant against the
+## tests that reach it — a one-off, not part of make test (an hour or more on 2 cores; figures and
+## survivors in docs/testing.md). One module: make mutate MUTANTS='launcher.services.reconcile.*'
+mutate: $(STAMPS)/install-mutate
+	rm -rf mutants
+	$(VENV)/bin/mutmut run $(if $(MUTANTS),"$(MUTANTS)")
+	$(VENV)/bin/mutmut results
+
+$(STAMPS)/install-mutate: $(STAMPS)/install
+	$(PY) -m pip install --quiet -e ".[dev,mutate]"
+	@touch $@
 
 # The browser tests drive Debian's Chromium (Playwright's own download does not work offline).
 # Skip them with PYTEST_ARGS="-m 'not browser'"; they never skip silently.
@@ -76,4 +96,4 @@ fmt: $(STAMPS)/install
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) $(STAMPS) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(STAMPS) staticfiles .pytest_cache .ruff_cache mutants

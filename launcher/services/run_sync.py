@@ -27,8 +27,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client, quick_reads, types
-from launcher.models import STATUS_RANK, TERMINAL_STATUSES, Run, RunStatus, Submission
+from launcher.failures import failure_key
+from launcher.models import STATUS_RANK, TERMINAL_STATUSES, Run, RunEvent, RunStatus, Submission
 from launcher.services.api_status import api_outage, api_outage_clear, api_outage_note
+from launcher.services.run_events import run_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,9 @@ def refresh_interval() -> timedelta:
     return timedelta(seconds=settings.RUN_REFRESH_INTERVAL_SECONDS)
 
 
-def run_apply_upstream(run: Run, upstream: types.Run, *, restart: bool = False) -> bool:
+def run_apply_upstream(
+    run: Run, upstream: types.Run, *, restart: bool = False, source: str = "poll"
+) -> bool:
     """Copy the API's view of a run onto our row; return whether anything changed.
 
     Status only moves forward by `STATUS_RANK`; a finished run keeps its first terminal status.
@@ -73,26 +77,114 @@ def run_apply_upstream(run: Run, upstream: types.Run, *, restart: bool = False) 
     the API retries in place — same id, back to `scheduling`, outputs cleared — so the fresh
     attempt replaces the finished one wholesale. Nothing else may move a run backwards.
 
+    Once an attempt is finished its results are settled: later news about the same attempt (a
+    poll, a webhook, a redelivery under another event id) may fill in what is still missing
+    (the message history a list call leaves out) but never replaces a value already kept.
+
     The row is re-read under a lock, so a webhook and a poll landing together cannot interleave
-    and step the status back. `run` is updated in place.
+    and step the status back. `run` is updated in place. A status change is written to the run's
+    history (`RunEvent`) with `source` (poll, webhook, reconciler, launcher, user, batch) in the
+    same transaction.
     """
-    changed, _ = _apply(run, upstream, restart=restart)
+    changed, _ = _apply(run, upstream, restart=restart, source=source)
     return changed
 
 
-def _apply(run: Run, upstream: types.Run, *, restart: bool = False) -> tuple[bool, bool]:
+def _apply(
+    run: Run, upstream: types.Run, *, restart: bool = False, source: str = "poll"
+) -> tuple[bool, bool]:
     """`run_apply_upstream`, also telling whether this call finished the run."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
         was_finished = locked.is_finished
+        previous_status = locked.status
         updates = _changes(locked, upstream, restart=restart)
         if updates:
             for field, value in updates.items():
                 setattr(locked, field, value)
             locked.save(update_fields=list(updates))
+            if updates.get("submission") == Submission.ACCEPTED:
+                run_event_record(
+                    run=locked,
+                    kind=RunEvent.Kind.ACCEPTED,
+                    source=source,
+                    detail={"cyberdesk_id": str(locked.cyberdesk_id)},
+                )
+            if "status" in updates and previous_status != locked.status:
+                run_event_record(
+                    run=locked,
+                    kind=RunEvent.Kind.STATUS,
+                    source=source,
+                    detail={"from": previous_status, "to": locked.status},
+                )
     for field in _SYNCED_FIELDS:
         setattr(run, field, getattr(locked, field))
     return bool(updates), (not was_finished and locked.is_finished)
+
+
+def runs_apply_upstream_many(
+    answers: Sequence[tuple[Run, types.Run]], *, source: str = "batch"
+) -> list[Run]:
+    """`run_apply_upstream` for many runs at once (a batch chunk's answers): one locking read
+    of all their rows, the same forward-only comparison per run, one bulk UPDATE, and their
+    history entries (accepted, status changed) in one bulk INSERT, all in one transaction.
+    Returns the rows as written (with their new state). Runs this finishes get
+    `run_finalize_task`."""
+    if not answers:
+        return []
+    with transaction.atomic():
+        locked = {
+            row.pk: row
+            for row in Run.objects.select_for_update()
+            .filter(pk__in=[run.pk for run, _ in answers])
+            .only(*_SYNCED_FIELDS)
+        }
+        written: list[Run] = []
+        fields: set[str] = set()
+        finished_ids: list[int] = []
+        events: list[RunEvent] = []
+        now = timezone.now()
+        for run, upstream in answers:
+            row = locked.get(run.pk)
+            if row is None:
+                continue
+            was_finished = row.is_finished
+            previous_status = row.status
+            updates = _changes(row, upstream, restart=False)
+            for field, value in updates.items():
+                setattr(row, field, value)
+            if Run._FAILURE_SOURCES.intersection(updates):
+                # bulk_update skips Run.save(), which derives the key on the single path.
+                updates["failure_key"] = row.failure_key = failure_key(
+                    status=row.status, errors=row.errors, post_run_checks=row.post_run_checks
+                )
+            if updates:
+                written.append(row)
+                fields.update(updates)
+                if not was_finished and row.is_finished:
+                    finished_ids.append(row.pk)
+            if updates.get("submission") == Submission.ACCEPTED:
+                detail = {"cyberdesk_id": str(row.cyberdesk_id)}
+                events.append(_event(row, RunEvent.Kind.ACCEPTED, source, detail, now))
+            if "status" in updates and previous_status != row.status:
+                detail = {"from": previous_status, "to": row.status}
+                events.append(_event(row, RunEvent.Kind.STATUS, source, detail, now))
+        if written:
+            # Each row gets every field any row changed: the others are the values just read
+            # under the lock, so they are written back unchanged.
+            Run.objects.bulk_update(written, sorted(fields), batch_size=500)
+        if events:
+            RunEvent.objects.bulk_create(events, batch_size=500)
+    if finished_ids:
+        _enqueue_finalize(finished_ids)
+    return list(locked.values())
+
+
+def _event(run: Run, kind: str, source: str, detail: dict, at) -> RunEvent:
+    """As `run_events.run_event_record` makes it, unsaved (for a bulk insert)."""
+    return RunEvent(
+        run_id=run.pk, attempt=run.attempt, kind=kind, source=source, detail=detail, at=at
+    )
 
 
 # The state this module keeps true; re-reading only these keeps a caller's select_related
@@ -155,6 +247,7 @@ def _changes(run: Run, upstream: types.Run, *, restart: bool) -> dict:
         return updates  # stale news: a newer state is already recorded
     if run.is_finished and status != run.status and not believed_unsent:
         return updates  # the first terminal status sticks
+    settled = run.is_finished and not believed_unsent
     updates["status"] = status
     known = {
         "started_at": upstream.started_at,
@@ -168,6 +261,11 @@ def _changes(run: Run, upstream: types.Run, *, restart: bool) -> dict:
     for field, value in known.items():
         if value is None or value == []:
             continue  # not in this projection or payload: keep what we have
+        current = getattr(run, field)
+        if settled and current is not None and current != []:
+            # A finished attempt's results are kept as first recorded: a second terminal
+            # event (a late poll, a webhook redelivered under another id) only fills gaps.
+            continue
         updates[field] = value
     return {k: v for k, v in updates.items() if getattr(run, k) != v}
 
@@ -228,7 +326,11 @@ def run_refresh(run: Run, *, force: bool = False, viewer: bool = False) -> Run:
 
 
 def runs_refresh_many(
-    runs: Iterable[Run], *, stale_after: timedelta | None = None, viewer: bool = False
+    runs: Iterable[Run],
+    *,
+    stale_after: timedelta | None = None,
+    source: str = "poll",
+    viewer: bool = False,
 ) -> int:
     """Refresh many runs with one list call per workflow; return how many runs changed.
 
@@ -247,11 +349,11 @@ def runs_refresh_many(
         if api_outage() is not None:
             return 0
         with quick_reads():
-            return _refresh_many(candidates, stale_after=stale_after)
-    return _refresh_many(candidates, stale_after=stale_after)
+            return _refresh_many(candidates, stale_after=stale_after, source=source)
+    return _refresh_many(candidates, stale_after=stale_after, source=source)
 
 
-def _refresh_many(candidates: list[Run], *, stale_after: timedelta | None) -> int:
+def _refresh_many(candidates: list[Run], *, stale_after: timedelta | None, source: str) -> int:
     stale_before = timezone.now() - (stale_after or refresh_interval())
     wanted_by_workflow: dict = defaultdict(list)
     for run in candidates:
@@ -288,7 +390,7 @@ def _refresh_many(candidates: list[Run], *, stale_after: timedelta | None) -> in
             # against anything written since the claim.
             if not _changes(run, upstream, restart=False):
                 continue
-            was_changed, finished = _apply(run, upstream)
+            was_changed, finished = _apply(run, upstream, source=source)
             changed += was_changed
             if finished:
                 finished_ids.append(run.pk)

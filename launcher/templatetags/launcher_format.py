@@ -30,3 +30,23 @@ def local_time(value: datetime | None, style: str = "") -> str:
         " data-compact" if style == "compact" else "",
         moment.strftime("%Y-%m-%d %H:%M"),
     )
+
+
+@register.filter
+def parse_iso(value: str | None) -> datetime | None:
+    """An ISO 8601 string kept in JSON (e.g. `Run.api_notes`) as a datetime for time.html."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+@register.filter
+def status_label(value) -> str:
+    """A run status as shown ("task_failed" → "Task failed"); unknown values as they are."""
+    from launcher.models import RunStatus
+
+    try:
+        return str(RunStatus(value).label)
+    except ValueError:
+        return str(value or "—")

@@ -15,6 +15,7 @@ from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
 from launcher.models import Batch, PromptMode, Run, RunStatus
+from tests.csrf import csrf_headers
 from tests.fake_cyberdesk import serve
 from tests.launch_api import NOW, make_model, make_run, make_workflow
 
@@ -69,7 +70,8 @@ def test_outsiders_get_403(catalog, outsider_client, name, args):
 @pytest.mark.parametrize("name", ["batch_cancel", "batch_retry_failed"])
 def test_actions_are_posts_for_operators_only(catalog, operator_client, outsider_client, name):
     batch = Batch.objects.create(workflow=catalog.workflow)
-    assert outsider_client.post(reverse(name, args=[batch.pk])).status_code == 403
+    token = csrf_headers(outsider_client)  # so the 403 is the permission check's
+    assert outsider_client.post(reverse(name, args=[batch.pk]), headers=token).status_code == 403
     assert operator_client.get(reverse(name, args=[batch.pk])).status_code == 405
     # CSRF is enforced: no token, no action.
     assert operator_client.post(reverse(name, args=[batch.pk])).status_code == 403
@@ -344,14 +346,14 @@ def test_the_batch_page_shows_progress_and_the_comparison_grid(catalog, operator
     assert '<progress class="batch-progress-bar" max="6" value="4"' in html
     assert "4 of 6 finished (67%)" in html
     assert 'hx-trigger="every 2s"' in html
-    cells = {(c.model, c.prompt): c for c in response.context["cells"]}
+    cells = {(c.model_name, c.prompt): c for c in response.context["grid"].cells}
     sonnet = cells[("Claude Sonnet", "v1")]
-    assert (sonnet.runs, sonnet.success_percent, sonnet.check_pass_percent) == (3, 67, 67)
-    assert sonnet.median_duration_display == "1m 00s"
-    assert sonnet.total_cost == Decimal("0.04")
-    assert cells[("GPT Operator", "v2")].success_percent == 0
-    assert cells[("GPT Operator", "v1")].success_percent is None
-    assert cells[("Workflow default", "Workflow's stored prompt")].runs == 1
+    assert (sonnet.runs, sonnet.rate_display, sonnet.checks_display) == (3, "67%", "67%")
+    assert sonnet.median_duration == timedelta(seconds=60)
+    assert sonnet.mean_cost.quantize(Decimal("0.0001")) == Decimal("0.0133")
+    assert cells[("GPT Operator", "v2")].rate_display == "0%"
+    assert cells[("GPT Operator", "v1")].success_rate is None
+    assert cells[("Workflow default", "Stored prompt")].runs == 1
     assert "Cancel the rest" in html and "Retry failed runs" in html
 
 

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from launcher.bench import load
+from launcher.bench import load, workers
 from launcher.bench.figures import (
     Bench,
     Plan,
@@ -74,6 +74,11 @@ class Command(BaseCommand):
             "--keep", action="store_true", help="Keep the bench directory (logs) afterwards."
         )
         parser.add_argument(
+            "--only",
+            default="",
+            help="Comma-separated figure prefixes to measure (e.g. 5c,5e); the rest are skipped.",
+        )
+        parser.add_argument(
             "--history-runs",
             type=int,
             default=None,
@@ -82,15 +87,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--inside", help=argparse.SUPPRESS)
 
-    def handle(self, *args, quick=False, keep=False, inside=None, history_runs=None, **options):
+    def handle(
+        self, *args, quick=False, keep=False, inside=None, only="", history_runs=None, **options
+    ):
         if inside:
-            self._measure(Path(inside), quick=quick, history_runs=history_runs)
+            self._measure(Path(inside), quick=quick, only=only, history_runs=history_runs)
         else:
-            self._prepare_and_run(quick=quick, keep=keep, history_runs=history_runs)
+            self._prepare_and_run(quick=quick, keep=keep, only=only, history_runs=history_runs)
 
     # --- Outer process: the throwaway world ----------------------------------------------------
 
-    def _prepare_and_run(self, *, quick: bool, keep: bool, history_runs: int | None) -> None:
+    def _prepare_and_run(
+        self, *, quick: bool, keep: bool, only: str = "", history_runs: int | None = None
+    ) -> None:
         if not load.wrk_available():
             raise CommandError(
                 "wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk "
@@ -112,6 +121,7 @@ class Command(BaseCommand):
         )
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bench"]
         command += ["--inside", str(directory)] + (["--quick"] if quick else [])
+        command += ["--only", only] if only else []
         if history_runs is not None:
             command += ["--history-runs", str(history_runs)]
         try:
@@ -127,7 +137,9 @@ class Command(BaseCommand):
 
     # --- Inner process: set the scene, measure, print -------------------------------------------
 
-    def _measure(self, directory: Path, *, quick: bool, history_runs: int | None) -> None:
+    def _measure(
+        self, directory: Path, *, quick: bool, only: str = "", history_runs: int | None = None
+    ) -> None:
         started = time.monotonic()
         # The harness's own API calls (setup, waiting for runs) need no line each.
         logging.getLogger("launcher").setLevel(logging.WARNING)
@@ -153,6 +165,8 @@ class Command(BaseCommand):
 
         def measure(name: str, step) -> None:
             """Run one step; a failure becomes a "not measured" row and the rest goes on."""
+            if only and not any(name.startswith(prefix) for prefix in only.split(",")):
+                return
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr
@@ -174,6 +188,12 @@ class Command(BaseCommand):
             measure("3b. Runs list", lambda: figure_amplification_run_list(bench))
             measure("5. Batch", lambda: figure_batch(bench))
             measure("2. Runs list", lambda: figure_runs_list(bench, reference))
+            measure("5c. Two db_workers", lambda: workers.figure_batch_workers(bench))
+            measure("5d. Planning", lambda: workers.figure_batch_planning(bench))
+            measure("5e. kill -9 mid-batch", lambda: workers.figure_recovery_batch(bench))
+            measure("5f. kill -9 mid-pass", lambda: workers.figure_recovery_reconciler(bench))
+            measure("5g. Webhook rate", lambda: workers.figure_webhook_rate(bench))
+            # Last: it fills the database with history (the figures above want it small).
             if history_runs is None:
                 history_runs = 5_000 if quick else history_runs_default()
             if history_runs:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('launcher', '0004_batch_action_requests'),
+        ('launcher', '0009_merge_scale_workers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
