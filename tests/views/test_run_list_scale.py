@@ -295,7 +295,10 @@ def test_filters_other_than_the_search_still_use_their_index_with_a_model(catalo
             plan = " ".join(str(row[-1]) for row in cursor.fetchall())
             assert "run_model_created" in plan and "TEMP B-TREE" not in plan
         else:
-            cursor.execute("SET enable_seqscan = off")
+            # A test table is tiny, where a sort is cheapest; what must hold is that an index
+            # serves the filter and the order without one (as at scale: docs/benchmarks.md).
+            for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+                cursor.execute(f"SET LOCAL {setting} = off")
             cursor.execute(f"EXPLAIN {sql}", params)
             plan = " ".join(row[0] for row in cursor.fetchall())
             assert "run_model_created" in plan and "Sort" not in plan
