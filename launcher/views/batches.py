@@ -18,7 +18,8 @@ from __future__ import annotations
 import csv
 
 from django.contrib import messages
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
@@ -59,9 +60,18 @@ LIST_LIMIT = 100
 @require_GET
 @permission_required(LAUNCH_RUN)
 def batch_list(request):
+    # Each batch's count is its own indexed COUNT (run_batch_created), taken for the 100 shown:
+    # a JOIN … GROUP BY would aggregate every run of every batch before the LIMIT.
+    run_count = (
+        Run.objects.filter(batch=OuterRef("pk"))
+        .order_by()
+        .values("batch")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     batches = (
         Batch.objects.select_related("workflow", "created_by")
-        .annotate(run_count=Count("runs"))
+        .annotate(run_count=Coalesce(Subquery(run_count), 0))
         .order_by("-created_at")[:LIST_LIMIT]
     )
     return render(request, "launcher/batch_list.html", {"nav": "batches", "batches": batches})
@@ -130,7 +140,7 @@ def _progress_context(batch: Batch, *, refresh: bool = True) -> dict:
         )
         if unfinished:
             # At most one list call per workflow per interval, however many people watch.
-            runs_refresh_many(unfinished)
+            runs_refresh_many(unfinished, viewer=True)
     progress = batch_progress(batch)
     # The worker cancelling or retrying runs changes the counts even when every run had
     # finished: keep polling until it is done.
