@@ -24,6 +24,11 @@ urlpatterns = [
     ),
     path("batches/", batches.batch_list, name="batch_list"),
     path("batches/new", batches.batch_new, name="batch_new"),
+    path(
+        "batches/new/template.<str:fmt>",
+        batches.batch_template,
+        name="batch_template",
+    ),
     path("batches/<int:batch_id>/", batches.batch_detail, name="batch_detail"),
     path("batches/<int:batch_id>/cancel", batches.batch_cancel, name="batch_cancel"),
     path("batches/<int:batch_id>/retry-failed", batches.batch_retry, name="batch_retry_failed"),

@@ -154,6 +154,23 @@ def input_format_detect(text: str) -> str:
     return JSONL if text.lstrip("\ufeff \t\r\n").startswith("{") else CSV
 
 
+def csv_dialect(text: str) -> type[csv.Dialect]:
+    """The CSV dialect of `text`: comma, semicolon or tab separated, as `csv.Sniffer` reads its
+    first lines (spreadsheets in many locales save with ";"). Only the delimiter is taken from
+    the sniffer (its quoting guesses are less reliable than Excel's rules); comma when it
+    cannot tell."""
+    sample = "\n".join(text.splitlines()[:20])
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+    except csv.Error:
+        return csv.excel
+    return csv.excel_tab if delimiter == "\t" else _SEMICOLON if delimiter == ";" else csv.excel
+
+
+class _SEMICOLON(csv.excel):
+    delimiter = ";"
+
+
 def batch_rows_strip_secrets(text: str, input_format: str = "") -> tuple[str, list[str]]:
     """`text` without its sensitive (`$name`) columns or keys, and the names removed.
 
@@ -164,8 +181,9 @@ def batch_rows_strip_secrets(text: str, input_format: str = "") -> tuple[str, li
     body = text.removeprefix("\ufeff")
     if (input_format or input_format_detect(body)) == JSONL:
         return _jsonl_without_secrets(body)
+    dialect = csv_dialect(body)
     try:
-        table = list(csv.reader(io.StringIO(body)))
+        table = list(csv.reader(io.StringIO(body), dialect))
     except csv.Error:
         return text, []
     if not table:
@@ -175,7 +193,7 @@ def batch_rows_strip_secrets(text: str, input_format: str = "") -> tuple[str, li
         return text, []
     removed = [table[0][i].strip() for i in secret_columns]
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, delimiter=dialect.delimiter, lineterminator="\n")
     for row in table:
         writer.writerow([cell for i, cell in enumerate(row) if i not in secret_columns])
     return out.getvalue(), removed
@@ -354,7 +372,7 @@ class _RowChecker:
 
 
 def _parse_csv(text: str, checker: _RowChecker, check: RowCheck) -> list[tuple]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), csv_dialect(text))
     try:
         header = next(reader)
     except (StopIteration, csv.Error):

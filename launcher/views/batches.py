@@ -16,16 +16,18 @@ Permission: `launcher.launch_run` for all of it (403 otherwise), like the runs t
 from __future__ import annotations
 
 import csv
+import io
+import json
 
 from django.contrib import messages
 from django.db.models import Count
-from django.http import StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import pluralize
+from django.template.defaultfilters import pluralize, slugify
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from launcher.batch_forms import BatchForm
+from launcher.batch_forms import BatchForm, batch_columns, batch_form_kept
 from launcher.models import TERMINAL_STATUSES, Batch, Run, Workflow
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.selectors import batch_comparison, batch_export_rows, batch_progress
@@ -75,8 +77,13 @@ def batch_new(request):
     }
     if workflow is None:
         return render(request, NEW, context)
-    if request.method == "GET":
-        context["form"] = BatchForm(workflow=workflow)
+    if request.method == "GET" or "choose" in request.POST:
+        # A workflow chosen (htmx on change, or the "Choose workflow" button): the form for it,
+        # keeping the rows and settings typed so far; nothing is checked yet.
+        kept = batch_form_kept(request.POST) if request.method == "POST" else {}
+        context["form"] = BatchForm(workflow=workflow, initial=kept)
+        if request.htmx and request.method == "POST":
+            return render(request, f"{NEW}#batch-details", context)
         return render(request, NEW, context)
 
     form = BatchForm(request.POST, request.FILES, workflow=workflow)
@@ -105,6 +112,29 @@ def batch_new(request):
     context["preview"] = form.is_valid() or bool(form.check.bad_rows)
     form.show_again()
     return render(request, NEW, context)
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def batch_template(request, fmt: str):
+    """An empty rows file for the chosen workflow: the CSV header (every column a batch row may
+    fill), or one JSON Lines object with every key (its default, else null)."""
+    workflow, _ = workflow_choose(request.GET.get("workflow"), list(Workflow.objects.all()))
+    if workflow is None or fmt not in ("csv", "jsonl"):
+        raise Http404("No such workflow.")
+    columns = batch_columns(workflow)
+    slug = slugify(workflow.name) or "workflow"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow([spec.key for spec in columns])
+        content, content_type = buffer.getvalue(), "text/csv; charset=utf-8"
+    else:
+        example = {spec.key: spec.default if spec.has_default else None for spec in columns}
+        content = json.dumps(example, ensure_ascii=False) + "\n"
+        content_type = "application/x-ndjson; charset=utf-8"
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{slug}-rows.{fmt}"'
+    return response
 
 
 def _batch_or_404(batch_id: int) -> Batch:
