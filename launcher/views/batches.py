@@ -24,6 +24,7 @@ from django.db.models import Count
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize, slugify
+from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -41,6 +42,7 @@ from launcher.services.batches import (
 from launcher.services.run_sync import runs_refresh_many
 from launcher.services.runs import launch_catalog_refresh
 from launcher.services.workflows import workflow_choose
+from launcher.views.confirm import Confirmation, confirm_render
 
 DETAIL = "launcher/batch_detail.html"
 PROGRESS_FRAGMENT = f"{DETAIL}#batch-progress"
@@ -187,6 +189,67 @@ def _after_action(request, batch: Batch, notice: str, *, level: int = messages.S
 
 def _runs(count: int) -> str:
     return f"{count} run{pluralize(count)}"
+
+
+_FOCUS_AFTER = "#batch-progress .actions button, #progress-heading"
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def batch_cancel_confirm(request, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    progress = batch_progress(batch)
+    waiting = progress.queued
+    active = progress.total - progress.finished - waiting
+    consequences = []
+    if waiting:
+        consequences.append(f"{_runs(waiting)} not sent yet will never be sent.")
+    if active:
+        consequences.append(f"Cyberdesk stops {_runs(active)} still active; they do not finish.")
+    if progress.finished:
+        consequences.append(f"{_runs(progress.finished)} already finished keep their results.")
+    if not waiting and not active:
+        consequences.append("No run is waiting or active: nothing would change.")
+    return confirm_render(
+        request,
+        Confirmation(
+            title=f"Cancel the rest of {batch}?",
+            consequences=consequences,
+            action_url=reverse("batch_cancel", args=[batch.pk]),
+            confirm_label=f"Yes, cancel {_runs(waiting + active)}",
+            back_url=reverse("batch_detail", args=[batch.pk]),
+            back_label="Keep the batch going",
+            hx_target="#batch-progress",
+            focus_after=_FOCUS_AFTER,
+        ),
+        batch=batch,
+    )
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def batch_retry_confirm(request, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    failed = batch_progress(batch).failed
+    return confirm_render(
+        request,
+        Confirmation(
+            title=f"Retry {_runs(failed)} that failed in {batch}?",
+            consequences=[
+                f"Each of the {_runs(failed)} that failed or errored starts its next attempt, "
+                "with the same inputs, model and prompt.",
+                "The failed attempts' results stay on each run's page.",
+            ],
+            action_url=reverse("batch_retry_failed", args=[batch.pk]),
+            confirm_label=f"Yes, retry {_runs(failed)}",
+            back_url=reverse("batch_detail", args=[batch.pk]),
+            back_label="Don't retry",
+            hx_target="#batch-progress",
+            focus_after=_FOCUS_AFTER,
+            danger=False,
+        ),
+        batch=batch,
+    )
 
 
 @require_POST

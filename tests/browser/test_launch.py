@@ -131,6 +131,8 @@ def test_an_operator_cancels_a_running_run_and_polling_never_moves_the_page(
             pass
     assert page.evaluate("window.layoutShiftScore") == 0, "polling moved the page"
     page.get_by_role("button", name="Cancel").click()
+    # It asks first (issue 14), in a dialog.
+    page.get_by_role("dialog").get_by_role("button", name="Yes, cancel run").click()
 
     expect(_status(page)).to_contain_text("Cancelled")
     expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
