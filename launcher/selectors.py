@@ -15,10 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from launcher.models import (
+    TERMINAL_STATUSES,
     Batch,
     ModelOption,
     PromptLabel,
@@ -347,8 +348,23 @@ CHECK_SETTLED = ("success", "failed")
 
 
 @dataclass(frozen=True)
+class ProgressSegment:
+    """One part of a batch's progress bar: runs in one state now, and its share of the batch."""
+
+    key: str  # succeeded, failed, cancelled, rejected, running, queued, unknown (CSS class)
+    label: str
+    count: int
+    start: float  # percent of the bar before this segment
+    percent: float
+
+
+@dataclass(frozen=True)
 class BatchProgress:
-    """How far a batch has come. `queued` runs are not sent yet; `submitted` the API has."""
+    """How far a batch has come. `queued` runs are not sent yet; `submitted` the API has.
+
+    `segments` is the one breakdown the page shows: every run counted once, by its state now
+    (succeeded, failed, cancelled, not started, running, queued, outcome unknown), adding up to
+    `total`. (`submitted` is a running total of what was ever sent, not a state: not shown.)"""
 
     total: int
     queued: int
@@ -360,6 +376,8 @@ class BatchProgress:
     succeeded: int
     failed: int
     cancelled: int
+    waiting: int = 0  # not sent yet (status pending, outcome known)
+    pending_unknown: int = 0  # sent, but whether the API has it is not known yet
 
     @property
     def finished(self) -> int:
@@ -372,6 +390,40 @@ class BatchProgress:
     @property
     def percent(self) -> int:
         return round(100 * self.finished / self.total) if self.total else 100
+
+    @property
+    def active(self) -> int:
+        """Runs the API has and is working on (scheduling, running, running checks)."""
+        return self.scheduling + self.running
+
+    @property
+    def segments(self) -> list[ProgressSegment]:
+        parts = [
+            ("succeeded", "Succeeded", self.succeeded),
+            ("failed", "Failed", self.failed),
+            ("cancelled", "Cancelled", self.cancelled),
+            ("rejected", "Not started", self.rejected),
+            ("running", "Running", self.active),
+            ("queued", "Queued", self.waiting),
+            ("unknown", "Outcome unknown", self.pending_unknown),
+        ]
+        # Anything counted nowhere else (a status this code does not know yet) shows as queued,
+        # so the segments always add up to the batch size.
+        rest = self.total - sum(count for _, _, count in parts)
+        if rest > 0:
+            parts[5] = ("queued", "Queued", self.waiting + rest)
+        segments, start = [], 0.0
+        for key, label, count in parts:
+            percent = 100 * count / self.total if self.total else 0.0
+            segments.append(ProgressSegment(key, label, count, round(start, 3), round(percent, 3)))
+            start += percent
+        return segments
+
+    @property
+    def summary(self) -> str:
+        """The breakdown as one sentence (the bar's accessible name)."""
+        shown = [f"{s.count} {s.label.lower()}" for s in self.segments if s.count]
+        return f"{self.total} runs: " + (", ".join(shown) if shown else "none yet")
 
 
 def batch_progress(batch: Batch) -> BatchProgress:
@@ -391,18 +443,86 @@ def batch_progress(batch: Batch) -> BatchProgress:
             if (submission is None or sub == submission) and (not statuses or status in statuses)
         )
 
+    pending_unknown = total(submission=Submission.UNKNOWN, statuses=(RunStatus.PENDING,))
     return BatchProgress(
         total=total(),
         queued=total(submission=Submission.QUEUED),
         unknown=total(submission=Submission.UNKNOWN),
         rejected=total(statuses=(RunStatus.REJECTED,)),
         submitted=total(submission=Submission.ACCEPTED),
-        scheduling=total(submission=Submission.ACCEPTED, statuses=(RunStatus.SCHEDULING,)),
+        scheduling=total(statuses=(RunStatus.SCHEDULING,)),
         running=total(statuses=(RunStatus.RUNNING, RunStatus.RUNNING_CHECKS)),
         succeeded=total(statuses=(RunStatus.SUCCESS,)),
         failed=total(statuses=(RunStatus.TASK_FAILED, RunStatus.ERROR)),
         cancelled=total(statuses=(RunStatus.CANCELLED,)),
+        waiting=total(statuses=(RunStatus.PENDING,)) - pending_unknown,
+        pending_unknown=pending_unknown,
     )
+
+
+# --- A batch's lifecycle: planned → sending → running → finished (or cancelled) ---------------
+
+
+class BatchLifecycle:
+    PLANNED = "planned"
+    SENDING = "sending"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    LABELS = {
+        PLANNED: "Planned",
+        SENDING: "Sending",
+        RUNNING: "Running",
+        FINISHED: "Finished",
+        CANCELLED: "Cancelled",
+    }
+
+
+def batch_lifecycle(*, state: str, total: int, queued: int, finished: int) -> str:
+    """Where a batch is, from its own state and its runs' counts (never from `state` alone:
+    `submitted` only says the sender is done, not that the runs are).
+
+    cancelled — someone cancelled the rest; finished — every run has an outcome; planned —
+    stored, nothing sent yet; sending — the worker is sending its queued runs; running — all
+    sent, some still running."""
+    if state == Batch.State.CANCELLED:
+        return BatchLifecycle.CANCELLED
+    if finished >= total:
+        return BatchLifecycle.FINISHED
+    if state == Batch.State.SUBMITTING and queued >= total:
+        return BatchLifecycle.PLANNED
+    if state == Batch.State.SUBMITTING and queued:
+        return BatchLifecycle.SENDING
+    return BatchLifecycle.RUNNING
+
+
+def batch_progress_lifecycle(batch: Batch, progress: BatchProgress) -> str:
+    return batch_lifecycle(
+        state=batch.state, total=progress.total, queued=progress.queued, finished=progress.finished
+    )
+
+
+def batches_for_list(*, limit: int) -> list[Batch]:
+    """The newest batches with their run counts and lifecycle, in one query (the counts are
+    SQL aggregates; each batch gets `run_count` and `lifecycle` / `lifecycle_label`)."""
+    batches = list(
+        Batch.objects.select_related("workflow", "created_by")
+        .annotate(
+            run_count=Count("runs"),
+            queued_count=Count("runs", filter=Q(runs__submission=Submission.QUEUED)),
+            finished_count=Count("runs", filter=Q(runs__status__in=TERMINAL_STATUSES)),
+        )
+        .order_by("-created_at")[:limit]
+    )
+    for batch in batches:
+        batch.lifecycle = batch_lifecycle(
+            state=batch.state,
+            total=batch.run_count,
+            queued=batch.queued_count,
+            finished=batch.finished_count,
+        )
+        batch.lifecycle_label = BatchLifecycle.LABELS[batch.lifecycle]
+    return batches
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import io
 import json
 
 from django.contrib import messages
-from django.db.models import Count
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize, slugify
@@ -31,7 +30,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from launcher.batch_forms import BatchForm, batch_columns, batch_form_kept
 from launcher.models import TERMINAL_STATUSES, Batch, Run, Workflow
 from launcher.permissions import LAUNCH_RUN, permission_required
-from launcher.selectors import batch_comparison, batch_export_rows, batch_progress
+from launcher.selectors import (
+    BatchLifecycle,
+    batch_comparison,
+    batch_export_rows,
+    batch_progress,
+    batch_progress_lifecycle,
+    batches_for_list,
+)
 from launcher.services.batches import (
     BatchRefused,
     batch_cancel_rest,
@@ -53,11 +59,7 @@ LIST_LIMIT = 100
 @require_GET
 @permission_required(LAUNCH_RUN)
 def batch_list(request):
-    batches = (
-        Batch.objects.select_related("workflow", "created_by")
-        .annotate(run_count=Count("runs"))
-        .order_by("-created_at")[:LIST_LIMIT]
-    )
+    batches = batches_for_list(limit=LIST_LIMIT)
     return render(request, "launcher/batch_list.html", {"nav": "batches", "batches": batches})
 
 
@@ -157,9 +159,12 @@ def _progress_context(batch: Batch, *, refresh: bool = True) -> dict:
     # The worker cancelling or retrying runs changes the counts even when every run had
     # finished: keep polling until it is done.
     working = bool(batch.cancel_requested_at or batch.retry_requested_at)
+    lifecycle = batch_progress_lifecycle(batch, progress)
     return {
         "batch": batch,
         "progress": progress,
+        "lifecycle": lifecycle,
+        "lifecycle_label": BatchLifecycle.LABELS[lifecycle],
         "polling": working or not progress.is_finished,
         "cells": batch_comparison(batch) if batch.is_matrix else [],
     }
