@@ -26,7 +26,13 @@ class Workflow(models.Model):
     input_schema = models.JSONField(null=True, blank=True, help_text="Parsed JSON Schema.")
     model_metadata = models.JSONField(null=True, blank=True)
     tags = models.JSONField(default=list, blank=True, help_text="Tag names.")
+    # The API's workflow_metadata: an error nobody has addressed yet, since when, and its run
+    # (set and cleared by every sync, as the API says).
     last_run_errored = models.BooleanField(default=False)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error_run_id = models.UUIDField(
+        null=True, blank=True, help_text="The errored run's id in Cyberdesk."
+    )
     has_post_run_checks = models.BooleanField(default=False)
     upstream_updated_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)

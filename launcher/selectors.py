@@ -342,6 +342,22 @@ def run_filter_choices() -> RunFilterChoices:
     return RunFilterChoices(workflows, models, versions, labels, users)
 
 
+# --- Workflows: an unaddressed error upstream --------------------------------------------------
+
+
+def workflow_error_runs(workflows) -> dict:
+    """For each workflow with an unaddressed error (the API's `workflow_metadata`) whose run
+    Launcher launched: {workflow pk: that run's pk}, so the page can link to it. One query, and
+    none when no workflow names an errored run."""
+    wanted = {
+        w.last_error_run_id: w.pk for w in workflows if w.last_run_errored and w.last_error_run_id
+    }
+    if not wanted:
+        return {}
+    found = Run.objects.filter(cyberdesk_id__in=wanted).values_list("cyberdesk_id", "pk")
+    return {wanted[cyberdesk_id]: pk for cyberdesk_id, pk in found}
+
+
 # --- Batches (the batch page and its export) ------------------------------------------------
 
 CHECK_SETTLED = ("success", "failed")
