@@ -90,8 +90,9 @@ def prompt_choices(workflow: Workflow) -> list[tuple[str, str]]:
         return f" {WARNING_MARK}" if prompt_variable_warnings(workflow, text) else ""
 
     choices = [("stored", str(PromptMode.STORED.label) + mark(workflow.main_prompt))]
-    if versions:
-        newest = versions[0]
+    # "Latest" is the newest version whose variables are confirmed (prompt_latest_version).
+    newest = next((version for version in versions if version.variables_confirmed), None)
+    if newest is not None:
         flag = mark(newest.text)
         choices.append(("latest", f"Latest (v{newest.number}){flag}"))
     for label in labels:

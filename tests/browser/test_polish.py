@@ -37,8 +37,8 @@ def _focused(page) -> str:
     return page.evaluate(
         """() => { const el = document.activeElement;
                    if (!el || el === document.body) return "BODY";
-                   return el.tagName + (el.id ? "#" + el.id : "") + " " +
-                          (el.innerText || el.value || el.getAttribute("aria-label") || "").trim(); }"""
+                   const text = el.innerText || el.value || el.getAttribute("aria-label");
+                   return el.tagName + (el.id ? "#" + el.id : "") + " " + (text || "").trim(); }"""
     )
 
 

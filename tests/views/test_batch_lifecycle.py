@@ -140,3 +140,13 @@ def test_a_running_batch_keeps_its_messages(catalog, operator_client):
 
     assert "hx-swap-oob" not in html.content.decode()
     assert "This batch was cancelled" not in html.content.decode()
+
+
+def test_an_empty_median_duration_is_a_quiet_dash_like_the_other_columns(catalog, operator_client):
+    batch = _batch(catalog, queued=2)
+    Batch.objects.filter(pk=batch.pk).update(is_matrix=True)
+
+    html = operator_client.get(reverse("batch_detail", args=[batch.pk])).content.decode()
+
+    row = html.split('<table aria-labelledby="grid-heading">')[1].split("</tr>")[1]
+    assert row.count('<span class="muted">—</span>') == 4  # success, checks, median, cost
