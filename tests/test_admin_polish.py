@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures of tests/test_admin.py, imported, are the arguments)
 """The prompt editors' admin, polished (issue 14): unknown variables are saved only on purpose
 and such a version is not "Latest" until confirmed; small slips (a message that began "V4", the
 indented "Variable problems")."""
@@ -62,7 +63,7 @@ def test_a_version_without_problems_saves_at_once(editor, workflow, v1):
     assert PromptVersion.objects.get(number=2).variables_confirmed
 
 
-def test_the_publish_message_keeps_its_lower_case_v(api, release_manager, v1):  # noqa: F811
+def test_the_publish_message_keeps_its_lower_case_v(api, release_manager, v1):
     client = _client(release_manager)
 
     response = client.post(
