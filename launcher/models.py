@@ -116,6 +116,9 @@ class PromptVersion(models.Model):
     text = models.TextField()
     sha256 = models.CharField(max_length=64, editable=False)
     note = models.CharField(max_length=500, blank=True)
+    # The text came from the workflow's stored prompt (an editor's import, or a run launched
+    # with the stored prompt whose text Launcher had no version of), not from an editor.
+    imported_from_workflow = models.BooleanField(default=False)
     based_on = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -311,6 +314,8 @@ class Run(models.Model):
     input_values = models.JSONField(default=dict, blank=True)
     sensitive_input_keys = models.JSONField(default=list, blank=True)
     file_input_names = models.JSONField(default=list, blank=True)
+    # [{"field": schema key, "filename": name}]: which input each file was (names only).
+    file_input_fields = models.JSONField(default=list, blank=True)
     is_priority = models.BooleanField(default=False)
 
     launched_by = models.ForeignKey(
@@ -336,6 +341,10 @@ class Run(models.Model):
     usage_metadata = models.JSONField(null=True, blank=True)
     message_history = models.JSONField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # Answers of the API that Launcher did not expect (e.g. a cancel that left the run running,
+    # or "cancelled" for a run that had already finished): [{"at", "action", "message"}], shown
+    # on the run page. The API's docs leave such cases open, so they are recorded, not guessed.
+    api_notes = models.JSONField(default=list, blank=True)
     # Compare-and-set guard: at most one upstream refresh per interval across all processes.
     synced_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
@@ -377,3 +386,100 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+
+class RunRecordImmutable(Exception):
+    """Raised when code tries to change a saved attempt or history entry."""
+
+
+class RunAttempt(models.Model):
+    """A finished attempt of a run, kept before a retry starts the next one.
+
+    The API retries in place (same id) and clears the outputs, so this copy is the only place
+    an earlier attempt survives. The current attempt lives on the `Run` row itself; this table
+    holds only attempts a retry has closed. A saved attempt never changes.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=20, choices=RunStatus.choices)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    output_data = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    post_run_checks = models.JSONField(default=list, blank=True)
+    usage_metadata = models.JSONField(null=True, blank=True)
+    message_history = models.JSONField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # [{id, filename, content_type, attachment_type, size_bytes}]; None when the list could not
+    # be read from the API when the attempt was closed.
+    attachments = models.JSONField(null=True, blank=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="run_attempt_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.run_id} attempt {self.number}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise RunRecordImmutable("A kept attempt never changes.")
+        super().save(*args, **kwargs)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at and self.ended_at:
+            return self.ended_at - self.started_at
+        return None
+
+
+class RunEvent(models.Model):
+    """One entry of a run's history: what happened, where the news came from, who did it."""
+
+    class Kind(models.TextChoices):
+        LAUNCHED = "launched", "Launched"
+        ACCEPTED = "accepted", "Accepted by Cyberdesk"
+        REJECTED = "rejected", "Refused by Cyberdesk"
+        OUTCOME_UNKNOWN = "outcome_unknown", "Launch outcome unknown"
+        STATUS = "status", "Status changed"
+        CANCEL_REQUESTED = "cancel_requested", "Cancel requested"
+        RETRIED = "retried", "Retried"
+        WEBHOOK = "webhook", "Webhook received"
+
+    class Source(models.TextChoices):
+        USER = "user", "user"
+        LAUNCHER = "launcher", "launcher"
+        POLL = "poll", "poll"
+        WEBHOOK = "webhook", "webhook"
+        RECONCILER = "reconciler", "reconciler"
+        BATCH = "batch", "batch sender"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(db_index=False)
+
+    class Meta:
+        ordering = ["run", "at", "id"]
+        indexes = [models.Index(fields=["run", "at"], name="run_event_run_at")]
+
+    def __str__(self) -> str:
+        return f"Run {self.run_id} {self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise RunRecordImmutable("A history entry never changes.")
+        super().save(*args, **kwargs)

@@ -1,6 +1,10 @@
 """View decorators that check permissions and answer 403 (never a redirect loop) when missing.
 
 Permissions are always checked in the view: htmx can ask for any fragment directly.
+
+The checks themselves are plain functions called on every request (`staff_check`,
+`permission_check`), not code inside the decorators' closures: mutation testing (`make mutate`)
+can then tell which tests reach them, and so prove that removing a check fails a test.
 """
 
 from functools import wraps
@@ -11,11 +15,22 @@ LAUNCH_RUN = "launcher.launch_run"
 OPERATORS_GROUP = "Operators"
 
 
+def staff_check(user) -> None:
+    """Raise PermissionDenied (→ 403) unless `user` is staff."""
+    if not user.is_staff:
+        raise PermissionDenied("Only staff can do this.")
+
+
+def permission_check(user, perm: str) -> None:
+    """Raise PermissionDenied (→ 403) unless `user` has `perm`."""
+    if not user.has_perm(perm):
+        raise PermissionDenied(f"You need the {perm!r} permission.")
+
+
 def staff_required(view):
     @wraps(view)
     def wrapper(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("Only staff can do this.")
+        staff_check(request.user)
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -25,8 +40,7 @@ def permission_required(perm: str):
     def decorator(view):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            if not request.user.has_perm(perm):
-                raise PermissionDenied(f"You need the {perm!r} permission.")
+            permission_check(request.user, perm)
             return view(request, *args, **kwargs)
 
         return wrapper

@@ -10,11 +10,8 @@ from datetime import date
 from django import forms
 
 from launcher.models import RunStatus
+from launcher.parsing import MAX_ID, id_parse
 from launcher.selectors import DEFAULT_MODEL, STORED_PROMPT, RunFilters
-
-# The largest id a database integer column holds: SQLite raises OverflowError for a longer
-# number in a query, so such an id is refused here like any other nonsense.
-MAX_ID = 2**63 - 1
 
 
 class RunFilterForm(forms.Form):
@@ -72,8 +69,7 @@ class RunFilterForm(forms.Form):
 
 
 def _is_id(value: str) -> bool:
-    # isdecimal, not isdigit: "²" is a digit that int() refuses.
-    return value.isdecimal() and len(value) <= 19 and 0 < int(value) <= MAX_ID
+    return id_parse(value) is not None
 
 
 def _uuid_or_error(value: str, message: str) -> str:

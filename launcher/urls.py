@@ -4,22 +4,35 @@ URLs are /healthz, the webhook receiver and the sandbox API (which has its own B
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from launcher import webhooks
-from launcher.views import batches, health, launch, models, prompts, run_list, runs
+from launcher.views import batches, compare, health, launch, models, prompts, run_list, runs
 
 urlpatterns = [
     path("", launch.launch, name="launch"),
     path("runs/", run_list.run_list, name="run_list"),
     path("runs/bulk", run_list.run_bulk_action, name="run_bulk_action"),
     path("runs/bulk/confirm", runs.run_bulk_confirm, name="run_bulk_confirm"),
+    path("runs/compare/", compare.run_compare, name="run_compare"),
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/status", runs.run_status, name="run_status"),
     path("runs/<int:run_id>/cancel", runs.run_cancel_view, name="run_cancel"),
     path("runs/<int:run_id>/retry", runs.run_retry_view, name="run_retry"),
     path("runs/<int:run_id>/cancel/confirm", runs.run_cancel_confirm, name="run_cancel_confirm"),
     path("runs/<int:run_id>/retry/confirm", runs.run_retry_confirm, name="run_retry_confirm"),
+    path(
+        "runs/<int:run_id>/attempts/<int:number>/",
+        runs.run_attempt_detail,
+        name="run_attempt_detail",
+    ),
+    re_path(
+        # path: message.block or message.block.part (see launcher/evidence/timeline.py)
+        r"^runs/(?P<run_id>[0-9]{1,18})/attempts/(?P<number>[0-9]{1,4})/images/"
+        r"(?P<path>[0-9]{1,6}(?:\.[0-9]{1,6}){1,2})$",
+        runs.run_attempt_image,
+        name="run_attempt_image",
+    ),
     path(
         "runs/<int:run_id>/attachments/<uuid:attachment_id>/download",
         runs.run_attachment_download,

@@ -2,7 +2,10 @@
 under test is the real one).
 
 `FakeCyberdesk` records every request (thread-safe) and answers:
-- runs: create (replaying the first answer for a repeated Idempotency-Key, as the API does),
+- runs: create (replaying the first answer for a repeated Idempotency-Key with the very same body,
+  as the API does; the same key with a body that differs in any byte is refused with 422, as the
+  sandbox and the API's docs do — the fake is stricter than the sandbox, which compares parsed
+  JSON, so what passes here passes any reading of "the same request"),
   list (filters, `fields`, paging), read, cancel (PATCH), retry and LLM costs;
 - run attachments: list and download URL;
 - workflows (list, read, PATCH) and model configurations.
@@ -37,6 +40,17 @@ from tests.cyberdesk import payloads
 # The keys a run list always returns, whatever `fields` asks for.
 BASE_KEYS = ("id", "workflow_id", "machine_id", "status", "created_at")
 FINISHED = ("success", "task_failed", "error", "cancelled")
+# The sandbox's answer (launcher/sandbox/idempotency.py) to a key re-used with another body.
+KEY_REUSED = {
+    "detail": [
+        {
+            "loc": ["header", "Idempotency-Key"],
+            "msg": "This Idempotency-Key was already used with a different request; "
+            "use a new key for a new request",
+            "type": "idempotency_key_reused",
+        }
+    ]
+}
 
 
 def upstream_run(run_id=None, *, workflow_id=None, status="running", **fields) -> dict:
@@ -90,6 +104,7 @@ class FakeCyberdesk:
         self.workflows: dict[str, dict] = {}
         self.models: list[dict] = []
         self.created_by_key: dict[str, dict] = {}
+        self.body_by_key: dict[str, bytes] = {}
         self.requests: list[httpx.Request] = []
         self.calls = CallLog(self.requests)
         self.fail_with: int | None = None
@@ -211,8 +226,10 @@ class FakeCyberdesk:
         if isinstance(failure, httpx.Response):
             return failure
         key = request.headers.get("Idempotency-Key")
-        if key in self.created_by_key:  # the API replays the original answer
-            return httpx.Response(201, json=self.created_by_key[key])
+        if key in self.created_by_key:
+            if request.content != self.body_by_key[key]:
+                return httpx.Response(422, json=KEY_REUSED)
+            return httpx.Response(201, json=self.created_by_key[key])  # the original answer
         body = json.loads(request.content)
         model_id = body.get("main_agent_model_id")
         secrets = body.get("sensitive_input_values")
@@ -227,6 +244,7 @@ class FakeCyberdesk:
         )
         if key:
             self.created_by_key[key] = run
+            self.body_by_key[key] = request.content
         if self.lose_create_answers:
             self.lose_create_answers -= 1
             raise httpx.ReadTimeout("the answer was lost", request=request)

@@ -16,6 +16,7 @@ from launcher.models import (
     sha256_text,
 )
 from launcher.services.prompts import prompt_label_move, prompt_version_create
+from tests.csrf import csrf_headers
 from tests.cyberdesk.payloads import WORKFLOW_ID
 from tests.fake_cyberdesk import FakeCyberdesk
 
@@ -243,7 +244,7 @@ def test_the_publish_action_leads_to_the_confirmation_page(api, release_manager,
 def test_publishing_needs_the_permission_and_a_csrf_token(api, staff_client, release_manager, v1):
     url = reverse("admin:launcher_promptversion_publish", args=[v1.pk])
     assert staff_client.get(url).status_code == 403
-    assert staff_client.post(url).status_code == 403
+    assert staff_client.post(url, headers=csrf_headers(staff_client)).status_code == 403
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(release_manager)
     assert strict.post(url).status_code == 403

@@ -13,7 +13,9 @@ from django.test import Client
 from django_tasks_db.models import DBTaskResult
 from svix.webhooks import Webhook
 
+from launcher import tasks
 from launcher.models import Run, RunStatus, Submission, WebhookEvent, Workflow
+from tests.fake_cyberdesk import serve
 from tests.launch_api import NOW
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -89,19 +91,32 @@ def post(client, body: bytes, headers: dict, url=URL):
 # --- Verification ----------------------------------------------------------------------------
 
 
-def test_the_signature_is_the_published_svix_known_answer():
-    """Svix's own test vector, computed by hand per spec §6 and by the library we verify with."""
-    msg_id, timestamp = "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330
-    body = '{"test": 2432232314}'
+def test_a_signature_made_by_hand_per_the_spec_is_what_launcher_accepts(client, run):
+    """Spec §6, without the svix library: base64(HMAC-SHA256(key, "id.timestamp.body")). The
+    published known answer first (so the hand computation is right), then Launcher's receiver:
+    the hand-made signature is applied, the same signature over a changed body is refused."""
     key = base64.b64decode(SECRET.removeprefix("whsec_"))
-    by_hand = base64.b64encode(
-        hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
-    ).decode()
-    expected = "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
-    assert by_hand == expected
-    at = datetime.fromtimestamp(timestamp, tz=UTC)
-    assert Webhook(SECRET).sign(msg_id, at, body) == f"v1,{expected}"
+    def by_hand(msg_id, timestamp, body: bytes) -> str:
+        signed = f"{msg_id}.{timestamp}.".encode() + body
+        return base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+    known = by_hand("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}')
+    assert known == "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+    body = event_body(run.cyberdesk_id, status="success")
+    timestamp = int(NOW.timestamp())
+    headers = {
+        "svix-id": "msg_by_hand",
+        "svix-timestamp": str(timestamp),
+        "svix-signature": "v1," + by_hand("msg_by_hand", timestamp, body),
+    }
+    tampered = body.replace(b'"success"', b'"error"')
+
+    assert post(client, tampered, headers).status_code == 401
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+    assert post(client, body, headers).json() == {"status": "applied"}
+    assert Run.objects.get(pk=run.pk).status == RunStatus.SUCCESS
 
 
 def test_it_accepts_the_known_answer_vector_at_its_own_time(client):
@@ -407,10 +422,43 @@ def test_a_finished_event_for_a_retried_run_is_checked_with_the_api_first(
     assert DBTaskResult.objects.get().task_path == "launcher.tasks.run_refresh_task"
 
 
+@pytest.mark.parametrize(
+    "current, expected",
+    [
+        ("running", RunStatus.RUNNING),  # the event was attempt 1's: attempt 2 goes on
+        ("task_failed", RunStatus.TASK_FAILED),  # attempt 2 did finish: now it is trusted
+    ],
+)
+def test_the_check_the_late_event_asked_for_settles_the_run_from_the_api(
+    client, run, settings, django_capture_on_commit_callbacks, current, expected
+):
+    """Run the task the webhook enqueued: the API's answer decides, not the event — even when
+    a viewer's poll refreshed the run a moment ago (the task forces its refresh)."""
+    Run.objects.filter(pk=run.pk).update(attempt=2, status=RunStatus.SCHEDULING, synced_at=NOW)
+    body = event_body(run.cyberdesk_id, status="error", error=["attempt 1 failed"])
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, body, signed_headers(body))
+    queued = DBTaskResult.objects.get()
+
+    with serve(settings) as api:
+        api.add_run(run_id=run.cyberdesk_id, workflow_id=run.workflow_id, status=current)
+        api.costs[str(run.cyberdesk_id)] = 0.25
+        task = getattr(tasks, queued.task_path.rsplit(".", 1)[1])
+        task.call(*queued.args_kwargs["args"], **queued.args_kwargs["kwargs"])
+
+    run.refresh_from_db()
+    assert run.status == expected
+    assert run.errors == []  # attempt 1's error never landed on attempt 2
+    assert api.calls["GET /v1/runs/{id}"] >= 1  # asked the API (finalizing reads it again)
+    # A run that finished here is finalized (its cost fetched) in the same task.
+    assert api.calls["GET llm-costs"] == (1 if expected == RunStatus.TASK_FAILED else 0)
+
+
 def test_it_answers_with_a_handful_of_queries(client, run, django_assert_max_num_queries):
     body = event_body(run.cyberdesk_id, status="success")
 
-    with django_assert_max_num_queries(10):
+    # 10 before the run history; +2 for its entries (webhook received, status changed).
+    with django_assert_max_num_queries(12):
         response = post(client, body, signed_headers(body))
 
     assert response.status_code == 200

@@ -9,6 +9,7 @@ fills them: runs are launched through the launch form and left to finish on thei
 A page with console errors or failed requests stops the script, as it fails a journey.
 """
 
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -151,6 +152,21 @@ def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
     _launch(page, ELIGIBILITY, _eligibility, model="Claude Opus 4.1")
     expect(_status(page)).to_contain_text("Success", timeout=20_000)
     _shoot(page, "run-finished")
+
+    # Retry it: both attempts are kept; the agent's steps as a timeline; the attempts compared.
+    page.on("dialog", lambda dialog: dialog.accept())  # a confirmation, if the page asks
+    page.get_by_role("button", name="Retry").click()
+    expect(page.get_by_role("region", name="Attempts").get_by_role("listitem")).to_have_count(2)
+    expect(_status(page)).to_contain_text(re.compile("Success|Task failed|Error"), timeout=20_000)
+    page.locator("#timeline-heading").evaluate("el => el.scrollIntoView()")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.timeline img')].slice(0, 4)"
+        ".every(img => img.complete && img.naturalWidth > 0)"
+    )
+    _shoot(page, "run-timeline", at="#timeline-heading")
+    page.get_by_role("link", name="Compare", exact=True).click()
+    expect(page.get_by_role("region", name="Side by side")).to_be_visible()
+    _shoot(page, "compare", at="#compare-summary-heading")
     _launch(page, INVOICE, _invoice)
     expect(_status(page)).to_contain_text("Running", timeout=20_000)
     _shoot(page, "run-running")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import json as jsonlib
 import logging
 import random as _random
 import threading
@@ -33,6 +34,7 @@ import httpx
 
 import launcher
 from launcher.cyberdesk import errors, types
+from launcher.parsing import ParseError, json_parse
 
 logger = logging.getLogger("launcher.cyberdesk")
 
@@ -109,7 +111,11 @@ class CyberdeskClient:
 
     def get_workflow(self, workflow_id: UUID | str) -> types.Workflow:
         # Reference: GET /v1/workflows/{workflow_id}
-        response = self._request("GET", f"/v1/workflows/{_id(workflow_id)}")
+        # Tags and post-run checks are asked for by name: the spec says both come by default,
+        # but a default is the server's to change.
+        response = self._request(
+            "GET", f"/v1/workflows/{_id(workflow_id)}", params={"include": "tags,post_run_checks"}
+        )
         return types.Workflow.from_api(_json(response))
 
     def update_workflow(
@@ -317,6 +323,17 @@ class CyberdeskClient:
         """Send with the retry policy of the module docstring; return a 2xx response."""
         is_write = method in _WRITE_METHODS
         headers = {}
+        content = None
+        if json is not None:
+            # Canonical bytes (keys sorted, compact): a write re-sent later with the same
+            # Idempotency-Key — the reconciler's re-send of a launch, rebuilt from the stored run
+            # — is byte for byte the first send, whatever order the database returned the stored
+            # inputs in (PostgreSQL's jsonb reorders keys). The API refuses a reused key with
+            # another body.
+            content = jsonlib.dumps(
+                json, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode()
+            headers["Content-Type"] = "application/json"
         if is_write:
             # One key for every attempt of this call: the server applies it at most once.
             headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
@@ -332,7 +349,7 @@ class CyberdeskClient:
             retry_after = None
             try:
                 response = self._http.request(
-                    method, path, params=params, json=json, headers=headers, timeout=timeout
+                    method, path, params=params, content=content, headers=headers, timeout=timeout
                 )
             except _NOT_SENT as exc:
                 self._log(method, path, exc.__class__.__name__, started, attempt, attempts)
@@ -498,9 +515,11 @@ def _query_datetime(value: datetime) -> str:
 
 
 def _json(response: httpx.Response) -> Any:
+    # The shared parser: an answer nested too deeply or holding a huge number is an
+    # InvalidResponse, never a RecursionError deep in a page.
     try:
-        return response.json()
-    except ValueError:
+        return json_parse(response.content, replace_surrogates=True)
+    except ParseError:
         raise errors.InvalidResponse(
             f"Cyberdesk answered {response.request.method} {response.request.url.path} "
             "with something that is not JSON.",
@@ -552,8 +571,8 @@ def _worth_retrying(response: httpx.Response, *, is_write: bool) -> bool:
 
 def _detail(response: httpx.Response) -> Any:
     try:
-        body = response.json()
-    except ValueError:
+        body = json_parse(response.content, replace_surrogates=True)
+    except ParseError:
         text = response.text.strip()
         return text[:200] if text else None
     if isinstance(body, dict) and "detail" in body:

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from launcher.sandbox import webhooks
+from launcher.sandbox import screens, webhooks
 from launcher.sandbox.models import (
     ACTIVE_STATUSES,
     AttachmentType,
@@ -326,13 +326,11 @@ def _final_checks(run: Run, at: datetime, status: str) -> list:
                 "status": "failed" if failed else "success",
                 "ended_at": _iso(at),
                 "error_message": _check_failure_message(check) if failed else None,
+                # list[str], as the SDK's RunPostRunCheckSnapshot.messages (2.2.69).
                 "messages": [
-                    {
-                        "role": "assistant",
-                        "content": "The output does not satisfy the check."
-                        if failed
-                        else "The output satisfies the check.",
-                    }
+                    "The output does not satisfy the check."
+                    if failed
+                    else "The output satisfies the check."
                 ],
             }
         )
@@ -470,39 +468,87 @@ def llm_costs(run: Run) -> dict:
     }
 
 
+# What the pretend agent does, in order (Anthropic's computer-use `computer` tool actions), and
+# what it says before each one.
+_ACTIONS = (
+    (
+        "I can see the application. I'll click the search field first.",
+        {"action": "left_click", "coordinate": [420, 330]},
+    ),
+    ("Now I'll type the value from the inputs.", {"action": "type", "text": None}),
+    ("Pressing Return to submit the search.", {"action": "key", "text": "Return"}),
+    (
+        "The results continue below the fold; scrolling down.",
+        {
+            "action": "scroll",
+            "coordinate": [640, 420],
+            "scroll_direction": "down",
+            "scroll_amount": 3,
+        },
+    ),
+    ("That's the matching record. Opening it.", {"action": "left_click", "coordinate": [710, 465]}),
+    ("Let me take a screenshot to check the form was saved.", {"action": "screenshot"}),
+)
+
+
 def _history(run: Run, status: str, steps: int) -> list[dict]:
+    """A computer-use conversation in Anthropic's message shape: the prompt, then for each step
+    the tool result of the previous action (a small PNG screenshot) and the agent's next move."""
     history = list(run.run_message_history or [])[:2]
-    actions = [
-        {"action": "left_click", "coordinate": [640, 360]},
-        {"action": "type", "text": "…"},
-        {"action": "key", "text": "Return"},
-        {"action": "screenshot"},
-        {"action": "scroll", "coordinate": [640, 400], "scroll_direction": "down"},
-        {"action": "left_click", "coordinate": [1020, 88]},
-    ]
+    typed = _first_text_input(run)
+    pointer = None
     for step in range(1, max(steps, 1)):
         history.append(
-            _message("user", [_tool_result(run, step - 1, "Screenshot captured (sandbox)")])
-        )
-        history.append(
             _message(
-                "assistant",
-                [
-                    _text(f"Step {step}: continuing with the task."),
-                    _tool_use(run, step, actions[(step - 1) % len(actions)]),
-                ],
+                "user",
+                [_tool_result(run, step - 1, _screenshot_block(run, step - 1, pointer))],
             )
         )
+        narration, action = _ACTIONS[(step - 1) % len(_ACTIONS)]
+        action = dict(action)
+        if action.get("action") == "type":
+            action["text"] = typed
+        if "coordinate" in action and action["action"] != "scroll":
+            pointer = tuple(action["coordinate"])
+        history.append(_message("assistant", [_text(narration), _tool_use(run, step, action)]))
     closing = {
-        RunStatus.SUCCESS: _text("The task is complete."),
-        RunStatus.TASK_FAILED: _tool_use(
-            run, steps, {"reason": (run.error or ["failed"])[0]}, name="declare_task_failed"
-        ),
-        RunStatus.ERROR: _text("(The session ended unexpectedly.)"),
-        RunStatus.CANCELLED: _text("(Cancelled.)"),
+        RunStatus.SUCCESS: [_text("The task is complete: the record is updated and saved.")],
+        RunStatus.TASK_FAILED: [
+            _text("I cannot finish this task."),
+            _tool_use(
+                run, steps, {"reason": (run.error or ["failed"])[0]}, name="declare_task_failed"
+            ),
+        ],
+        RunStatus.ERROR: [_text("(The session ended unexpectedly.)")],
+        RunStatus.CANCELLED: [_text("(Cancelled.)")],
     }[status]
-    history.append(_message("assistant", [closing]))
+    if steps > 1:
+        history.append(
+            _message("user", [_tool_result(run, steps - 1, _screenshot_block(run, steps, pointer))])
+        )
+    history.append(_message("assistant", closing))
     return history
+
+
+def _first_text_input(run: Run) -> str:
+    sensitive = set(run.sensitive_input_aliases or {})
+    for key, value in (run.input_values or {}).items():
+        if key not in sensitive and isinstance(value, str) and value:
+            return value
+    return "sandbox"
+
+
+def _screenshot_block(run: Run, step: int, pointer) -> dict:
+    return {
+        "type": "image",
+        "source": {
+            "type": "base64",
+            "media_type": "image/png",
+            "data": screens.screenshot_base64(
+                seed=f"{run.id}:{run.attempt}", step=step, pointer=pointer
+            ),
+        },
+    }
 
 
 def _message(role: str, content: list[dict]) -> dict:
@@ -516,17 +562,17 @@ def _text(text: str) -> dict:
 def _tool_use(run: Run, step: int, tool_input: dict, name: str = "computer") -> dict:
     return {
         "type": "tool_use",
-        "tool_use_id": f"toolu_{run.id.hex[:12]}_{run.attempt}_{step}",
-        "tool_name": name,
-        "tool_input": tool_input,
+        "id": f"toolu_{run.id.hex[:12]}_{run.attempt}_{step}",
+        "name": name,
+        "input": tool_input,
     }
 
 
-def _tool_result(run: Run, step: int, result: str) -> dict:
+def _tool_result(run: Run, step: int, *content: dict) -> dict:
     return {
         "type": "tool_result",
         "tool_use_id": f"toolu_{run.id.hex[:12]}_{run.attempt}_{step}",
-        "tool_result": result,
+        "content": list(content),
     }
 
 

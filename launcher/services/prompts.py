@@ -26,6 +26,7 @@ from launcher.models import (
     Workflow,
     sha256_text,
 )
+from launcher.parsing import id_parse
 from launcher.services.workflows import workflow_refresh, workflow_store
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ def prompt_version_create(
     author=None,
     based_on: PromptVersion | None = None,
     confirm_unknown_variables: bool = True,
+    imported_from_workflow: bool = False,
 ) -> PromptVersion:
     """Save a new version numbered one after the workflow's newest.
 
@@ -162,6 +164,7 @@ def prompt_version_create(
                     author=author,
                     based_on=based_on,
                     variables_confirmed=confirmed,
+                    imported_from_workflow=imported_from_workflow,
                 )
         except IntegrityError:
             if attempt:
@@ -272,9 +275,9 @@ def prompt_choice_parse(value: str) -> PromptChoice:
         if rest == LATEST:
             return PromptChoice(mode=PromptMode.LATEST)
         return PromptChoice(mode=PromptMode.LABEL, label=rest)
-    # isdecimal, not isdigit: "²" is a digit that int() refuses.
-    if kind == "version" and rest.isdecimal():
-        return PromptChoice(mode=PromptMode.PINNED, version_id=int(rest))
+    version_id = id_parse(rest) if kind == "version" else None
+    if version_id is not None:
+        return PromptChoice(mode=PromptMode.PINNED, version_id=version_id)
     raise PromptChoiceInvalid(f"Unknown prompt choice {value!r}.")
 
 
@@ -402,8 +405,33 @@ def prompt_import_stored(*, workflow: Workflow, user) -> tuple[PromptVersion, bo
         author=user,
         # Nobody has looked at its variables yet: not "Latest" until an editor confirms them.
         confirm_unknown_variables=False,
+        imported_from_workflow=True,
     )
     return version, True
+
+
+def prompt_stored_record(*, workflow: Workflow) -> PromptVersion | None:
+    """The version holding exactly the workflow's stored prompt as mirrored now — the text a
+    run launched with the stored prompt is recorded with. A version with the same hash is
+    reused (whoever wrote it); otherwise one is saved, marked imported from the workflow. It
+    becomes the newest version, as an editor's import would. None for an empty prompt.
+    """
+    text = workflow.main_prompt or ""
+    if not text.strip():
+        return None
+    found = (
+        PromptVersion.objects.filter(workflow=workflow, sha256=sha256_text(text))
+        .order_by("number")
+        .first()
+    )
+    if found is not None:
+        return found
+    return prompt_version_create(
+        workflow=workflow,
+        text=text,
+        note="Imported from the workflow's stored prompt at launch",
+        imported_from_workflow=True,
+    )
 
 
 def prompt_publish(*, version: PromptVersion, user) -> Workflow:

@@ -27,7 +27,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client, types
-from launcher.models import STATUS_RANK, TERMINAL_STATUSES, Run, RunStatus, Submission
+from launcher.models import STATUS_RANK, TERMINAL_STATUSES, Run, RunEvent, RunStatus, Submission
+from launcher.services.run_events import run_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ def refresh_interval() -> timedelta:
     return timedelta(seconds=settings.RUN_REFRESH_INTERVAL_SECONDS)
 
 
-def run_apply_upstream(run: Run, upstream: types.Run, *, restart: bool = False) -> bool:
+def run_apply_upstream(
+    run: Run, upstream: types.Run, *, restart: bool = False, source: str = "poll"
+) -> bool:
     """Copy the API's view of a run onto our row; return whether anything changed.
 
     Status only moves forward by `STATUS_RANK`; a finished run keeps its first terminal status.
@@ -72,23 +75,46 @@ def run_apply_upstream(run: Run, upstream: types.Run, *, restart: bool = False) 
     the API retries in place — same id, back to `scheduling`, outputs cleared — so the fresh
     attempt replaces the finished one wholesale. Nothing else may move a run backwards.
 
+    Once an attempt is finished its results are settled: later news about the same attempt (a
+    poll, a webhook, a redelivery under another event id) may fill in what is still missing
+    (the message history a list call leaves out) but never replaces a value already kept.
+
     The row is re-read under a lock, so a webhook and a poll landing together cannot interleave
-    and step the status back. `run` is updated in place.
+    and step the status back. `run` is updated in place. A status change is written to the run's
+    history (`RunEvent`) with `source` (poll, webhook, reconciler, launcher, user, batch) in the
+    same transaction.
     """
-    changed, _ = _apply(run, upstream, restart=restart)
+    changed, _ = _apply(run, upstream, restart=restart, source=source)
     return changed
 
 
-def _apply(run: Run, upstream: types.Run, *, restart: bool = False) -> tuple[bool, bool]:
+def _apply(
+    run: Run, upstream: types.Run, *, restart: bool = False, source: str = "poll"
+) -> tuple[bool, bool]:
     """`run_apply_upstream`, also telling whether this call finished the run."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
         was_finished = locked.is_finished
+        previous_status = locked.status
         updates = _changes(locked, upstream, restart=restart)
         if updates:
             for field, value in updates.items():
                 setattr(locked, field, value)
             locked.save(update_fields=list(updates))
+            if updates.get("submission") == Submission.ACCEPTED:
+                run_event_record(
+                    run=locked,
+                    kind=RunEvent.Kind.ACCEPTED,
+                    source=source,
+                    detail={"cyberdesk_id": str(locked.cyberdesk_id)},
+                )
+            if "status" in updates and previous_status != locked.status:
+                run_event_record(
+                    run=locked,
+                    kind=RunEvent.Kind.STATUS,
+                    source=source,
+                    detail={"from": previous_status, "to": locked.status},
+                )
     for field in _SYNCED_FIELDS:
         setattr(run, field, getattr(locked, field))
     return bool(updates), (not was_finished and locked.is_finished)
@@ -152,6 +178,7 @@ def _changes(run: Run, upstream: types.Run, *, restart: bool) -> dict:
         return updates  # stale news: a newer state is already recorded
     if run.is_finished and status != run.status and not believed_unsent:
         return updates  # the first terminal status sticks
+    settled = run.is_finished and not believed_unsent
     updates["status"] = status
     known = {
         "started_at": upstream.started_at,
@@ -165,6 +192,11 @@ def _changes(run: Run, upstream: types.Run, *, restart: bool) -> dict:
     for field, value in known.items():
         if value is None or value == []:
             continue  # not in this projection or payload: keep what we have
+        current = getattr(run, field)
+        if settled and current is not None and current != []:
+            # A finished attempt's results are kept as first recorded: a second terminal
+            # event (a late poll, a webhook redelivered under another id) only fills gaps.
+            continue
         updates[field] = value
     return {k: v for k, v in updates.items() if getattr(run, k) != v}
 
@@ -209,7 +241,9 @@ def run_refresh(run: Run, *, force: bool = False) -> Run:
     return run
 
 
-def runs_refresh_many(runs: Iterable[Run], *, stale_after: timedelta | None = None) -> int:
+def runs_refresh_many(
+    runs: Iterable[Run], *, stale_after: timedelta | None = None, source: str = "poll"
+) -> int:
     """Refresh many runs with one list call per workflow; return how many runs changed.
 
     Claims the runs not refreshed within `stale_after` (default: the refresh interval) with one
@@ -251,7 +285,7 @@ def runs_refresh_many(runs: Iterable[Run], *, stale_after: timedelta | None = No
             # against anything written since the claim.
             if not _changes(run, upstream, restart=False):
                 continue
-            was_changed, finished = _apply(run, upstream)
+            was_changed, finished = _apply(run, upstream, source=source)
             changed += was_changed
             if finished:
                 finished_ids.append(run.pk)

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from launcher.models import PromptLabelMove, Workflow
+from launcher.parsing import int_parse
 from launcher.permissions import LAUNCH_RUN
 from launcher.selectors import prompt_diff, prompt_version_stats, prompt_workflows
 from launcher.services.prompts import prompt_variable_warnings
@@ -41,8 +42,7 @@ def prompt_index(request):
 
 
 def _version_number(value: str | None) -> int | None:
-    # isdecimal, not isdigit: "²" is a digit that int() refuses.
-    return int(value) if value and value.isdecimal() else None
+    return int_parse(value, min_value=1)
 
 
 @require_GET

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from launcher.models import Run
+from launcher.parsing import id_parse
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.run_filters import RunFilterForm
 from launcher.selectors import (
@@ -63,10 +64,10 @@ def run_list(request):
 
 
 def _run_ids(values: list[str]) -> list[int]:
-    """The ticked run ids that can be ids at all: ASCII digits (str.isdigit also takes "²")
-    within a database integer; anything else is not a run of ours, so it is left out."""
-    ids = [int(value) for value in values if value.isascii() and value.isdigit()]
-    return [pk for pk in ids if 0 < pk < 2**63][:BULK_LIMIT]
+    """The ticked run ids that can be ids at all (`id_parse`); anything else is not a run of
+    ours, so it is left out."""
+    ids = [id_parse(value) for value in values]
+    return [pk for pk in ids if pk is not None][:BULK_LIMIT]
 
 
 def _query_without_page(params: QueryDict) -> str:
@@ -78,11 +79,19 @@ def _query_without_page(params: QueryDict) -> str:
 @require_POST
 @permission_required(LAUNCH_RUN)
 def run_bulk_action(request):
-    """Cancel or retry the ticked runs; report each outcome; back to the same filtered page."""
-    action = BULK_ACTIONS.get(request.POST.get("action", ""))
+    """Cancel or retry the ticked runs; report each outcome; back to the same filtered page.
+    "Compare selected" with exactly two runs ticked opens the compare page (older first)."""
     ids = _run_ids(request.POST.getlist("run"))
+    if request.POST.get("action") == "compare":
+        if len(set(ids)) == 2:
+            older, newer = sorted(set(ids))
+            return redirect(f"{reverse('run_compare')}?a={older}&b={newer}")
+        messages.error(request, "Tick exactly two runs to compare them.")
+        query = QueryDict(request.POST.get("query", ""), mutable=False).urlencode()
+        return redirect(reverse("run_list") + (f"?{query}" if query else ""))
+    action = BULK_ACTIONS.get(request.POST.get("action", ""))
     if action is None:
-        messages.error(request, "Choose Cancel selected or Retry selected.")
+        messages.error(request, "Choose Cancel selected, Retry selected or Compare selected.")
     elif not ids:
         messages.error(request, "Tick at least one run first.")
     else:

@@ -1,5 +1,5 @@
-"""Run pages: one run's page, its polled status fragment, and its actions (cancel, retry,
-attachment downloads).
+"""Run pages: one run's page, its polled status fragment, its actions (cancel, retry,
+attachment downloads), the page of one attempt and the images of an attempt's timeline.
 
 Permission: viewing a run needs `launcher.launch_run`, like launching one — the people who run
 workflows are the people who read their results (run outputs can hold customer data, so a
@@ -7,23 +7,33 @@ logged-in user without that permission sees nothing). Every page, fragment and P
 (htmx can ask for any fragment directly).
 """
 
-import json
 import uuid
 
 from django.contrib import messages
-from django.http import Http404
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from launcher.cyberdesk import errors
-from launcher.models import TERMINAL_STATUSES, PromptVersion, Run
+from launcher.evidence.attempts import (
+    attempt_evidence,
+    run_attempt_get,
+    run_attempt_summaries,
+    run_history,
+    run_inputs_readable,
+)
+from launcher.evidence.compare import compare_counterpart
+from launcher.evidence.timeline import timeline_image
+from launcher.models import TERMINAL_STATUSES, PromptVersion, Run, RunStatus, sha256_text
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.selectors import prompt_diff
 from launcher.services.run_sync import run_refresh
 from launcher.services.runs import (
     RunActionFailed,
+    UnsafeDownloadUrl,
     run_attachment_download_url,
     run_attachments,
     run_cancel,
@@ -59,20 +69,21 @@ def _status_context(run: Run, **extra) -> dict:
     attachments, attachments_error = run_attachments(run)
     return {
         "run": run,
-        "output_json": _pretty(run.output_data),
-        "usage_json": _pretty(run.usage_metadata),
-        "history_json": _pretty(run.message_history),
-        "history_count": len(run.message_history) if isinstance(run.message_history, list) else 0,
+        "evidence": attempt_evidence(run, number=run.attempt),
         "attachments": attachments,
         "attachments_error": attachments_error,
+        "attachments_downloadable": True,
         **extra,
     }
 
 
-def _pretty(value) -> str:
-    if value is None:
-        return ""
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+def _compare_url(run: Run) -> str:
+    """The Compare link: this run against its most useful counterpart, or the empty form."""
+    counterpart = compare_counterpart(run)
+    base = reverse("run_compare")
+    if counterpart is None:
+        return f"{base}?b={run.pk}"
+    return f"{base}?a={counterpart.value}&b={run.pk}"
 
 
 @require_GET
@@ -92,9 +103,20 @@ def run_detail(request, run_id: int):
         nav="runs",
         latest_version=latest,
         prompt_diff=diff,
-        inputs_json={key: _pretty(value) for key, value in (run.input_values or {}).items()},
+        stored_prompt_changed=_stored_prompt_changed(run),
+        input_rows=run_inputs_readable(run),
+        attempts=run_attempt_summaries(run),
+        history=run_history(run),
+        compare_url=_compare_url(run),
     )
     return render(request, PAGE, context)
+
+
+def _stored_prompt_changed(run: Run) -> bool:
+    """A run launched with the workflow's stored prompt whose text has changed since."""
+    if run.prompt_mode != "stored" or run.prompt_version is None:
+        return False
+    return sha256_text(run.workflow.main_prompt or "") != run.prompt_version.sha256
 
 
 @require_GET
@@ -104,12 +126,21 @@ def run_status(request, run_id: int):
     while it was refreshed within the interval (no claim is tried); once due, the one poller
     per interval whose compare-and-set wins the refresh calls the API."""
     run = _refresh(_run_or_404(run_id, related=False))
-    return render(request, STATUS_FRAGMENT, _status_context(run))
+    return render(request, STATUS_FRAGMENT, _status_context(run, **_finished_extras(run)))
+
+
+def _finished_extras(run: Run) -> dict:
+    """For the fragment of a finished run — the region's last render — the Attempts and History
+    sections as out-of-band swaps (two queries, once; polls of an unfinished run read neither)."""
+    if not run.is_finished:
+        return {}
+    return {"oob": True, "attempts": run_attempt_summaries(run), "history": run_history(run)}
 
 
 def _after_action(request, run: Run, error: str = ""):
     if request.htmx:
-        return render(request, STATUS_FRAGMENT, _status_context(run, action_error=error))
+        context = _status_context(run, action_error=error, **_finished_extras(run))
+        return render(request, STATUS_FRAGMENT, context)
     if error:
         messages.error(request, error)
     return redirect("run_detail", run_id=run.pk)
@@ -123,6 +154,13 @@ def run_cancel_view(request, run_id: int):
         run = run_cancel(run=run, user=request.user)
     except RunActionFailed as exc:
         return _after_action(request, run, str(exc))
+    if run.is_finished and run.status != RunStatus.CANCELLED:
+        # It finished upstream before the cancel reached it: nothing was cancelled.
+        return _after_action(
+            request,
+            run,
+            f"The run had already finished ({run.get_status_display()}); nothing was cancelled.",
+        )
     if not request.htmx:
         messages.success(request, "Cancel requested.")
     return _after_action(request, run)
@@ -136,9 +174,15 @@ def run_retry_view(request, run_id: int):
         run = run_retry(run=run, user=request.user)
     except RunActionFailed as exc:
         return _after_action(request, run, str(exc))
-    if not request.htmx:
-        messages.success(request, f"Retry started (attempt {run.attempt}).")
-    return _after_action(request, run)
+    messages.success(
+        request,
+        f"Retry started: attempt {run.attempt}. Attempt {run.attempt - 1}'s results stay here.",
+    )
+    if request.htmx:
+        # The whole page changes (a new attempt in Attempts, two History entries), not only the
+        # status region: htmx loads the page again.
+        return HttpResponseClientRedirect(reverse("run_detail", args=[run.pk]))
+    return redirect("run_detail", run_id=run.pk)
 
 
 # After the action's answer is swapped in: the action's own next step (Retry after Cancel, and
@@ -259,6 +303,58 @@ def run_attachment_download(request, run_id: int, attachment_id: uuid.UUID):
     except (RunActionFailed, errors.CyberdeskError) as exc:
         messages.error(request, f"The download is not available: {exc}")
         return redirect("run_detail", run_id=run.pk)
+    except UnsafeDownloadUrl as exc:
+        return render(request, "launcher/bad_request.html", {"message": str(exc)}, status=400)
     if url is None:
         raise Http404("No such attachment on this run.")
-    return redirect(url)
+    return HttpResponseRedirect(url)
+
+
+ATTEMPT_PAGE = "launcher/run_attempt.html"
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def run_attempt_detail(request, run_id: int, number: int):
+    """One attempt of a run, earlier or current, with the same detail as the run page."""
+    run = _run_or_404(run_id, related=True)
+    source = run_attempt_get(run, number)
+    if source is None:
+        raise Http404("This run has no such attempt.")
+    is_current = source is run
+    attachments, attachments_error = (
+        run_attachments(run) if is_current else (source.attachments or [], "")
+    )
+    base = reverse("run_compare")
+    other = f"{run.pk}.{number - 1}" if number > 1 else (str(run.pk) if not is_current else None)
+    context = {
+        "nav": "runs",
+        "run": run,
+        "attempt_number": number,
+        "attempt_source": source,
+        "is_current": is_current,
+        "evidence": attempt_evidence(source, number=number),
+        "attachments": attachments,
+        "attachments_error": attachments_error,
+        "attachments_downloadable": is_current,
+        "attachments_unknown": not is_current and source.attachments is None,
+        "attempts": run_attempt_summaries(run),
+        "compare_url": f"{base}?a={other}&b={run.pk}.{number}" if other else f"{base}?b={run.pk}",
+    }
+    return render(request, ATTEMPT_PAGE, context)
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def run_attempt_image(request, run_id: str, number: str, path: str):
+    """An image of an attempt's timeline (a screenshot), served from the stored history."""
+    run = _run_or_404(int(run_id), related=False)
+    source = run_attempt_get(run, int(number))
+    found = timeline_image(source.message_history, path) if source is not None else None
+    if found is None:
+        raise Http404("No such image.")
+    media_type, content = found
+    response = HttpResponse(content, content_type=media_type)
+    # A finished attempt's images never change; an unfinished one's history may still grow.
+    response["Cache-Control"] = "private, max-age=3600" if source.is_finished else "no-store"
+    return response

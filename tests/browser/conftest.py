@@ -10,10 +10,7 @@ import shutil
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the tests make between
-# browser steps are still plain synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -32,7 +29,25 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package", autouse=True)
+def _orm_between_browser_steps():
+    """Playwright's sync API runs an event loop in this thread, so Django refuses ORM calls made
+    here ("async unsafe"); the ORM calls a journey makes between browser steps (and the
+    database flush after each journey) are plain synchronous code. Allowed for the browser
+    tests only — set when this package starts, restored when it ends — so the rest of the
+    suite still catches a real sync-in-async mistake."""
+    previous = os.environ.get(ASYNC_UNSAFE)
+    os.environ[ASYNC_UNSAFE] = "true"
+    yield
+    if previous is None:
+        os.environ.pop(ASYNC_UNSAFE, None)
+    else:
+        os.environ[ASYNC_UNSAFE] = previous
+
+
+# Package scope: the browser (and Playwright's event loop in this thread) is closed when the
+# browser tests are done, before any other test runs in this thread.
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 

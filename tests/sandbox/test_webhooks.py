@@ -5,9 +5,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from django.test import Client
 from openapi_client.cyberdesk_cloud_client.models.run_completed_event import RunCompletedEvent
-from svix.webhooks import Webhook, WebhookVerificationError
+from svix.webhooks import Webhook
 
+from launcher.models import WebhookEvent
 from launcher.sandbox import seed
 from launcher.sandbox.models import DeliveryStatus, WebhookDelivery
 from launcher.sandbox.tasks import sandbox_tick
@@ -51,14 +53,40 @@ def test_a_finished_run_is_announced_with_a_signed_run_complete_event(
     assert headers["svix-id"].startswith("msg_")
 
 
-def test_a_wrong_secret_does_not_verify(api, clock, webhook_receiver):
+def test_launcher_takes_the_delivery_only_under_the_secret_it_was_signed_with(
+    api, clock, webhook_receiver, settings
+):
+    """The sandbox's delivery, replayed into Launcher's receiver: refused (401, nothing stored)
+    when Launcher holds another secret, applied with the shared one. An unsigned delivery
+    would get neither answer (400: no signature headers)."""
     _finished_run(api, clock)
     sandbox_tick()
-
     [request] = webhook_receiver.requests
-    headers = {key.lower(): value for key, value in request["headers"].items()}
-    with pytest.raises(WebhookVerificationError):
-        Webhook("whsec_" + "A" * 32).verify(request["body"], headers)
+    signature = {
+        key.lower(): value
+        for key, value in request["headers"].items()
+        if key.lower().startswith("svix-")
+    }
+    assert set(signature) == {"svix-id", "svix-timestamp", "svix-signature"}
+    receiver = Client(enforce_csrf_checks=True)
+
+    def deliver():
+        return receiver.post(
+            "/webhooks/cyberdesk/",
+            request["body"],
+            content_type="application/json",
+            headers=signature,
+        )
+
+    shared = settings.CYBERDESK_WEBHOOK_SECRET
+    settings.CYBERDESK_WEBHOOK_SECRET = "whsec_" + "A" * 32
+    assert deliver().status_code == 401
+    assert not WebhookEvent.objects.exists()
+
+    settings.CYBERDESK_WEBHOOK_SECRET = shared
+    answer = deliver()
+    assert (answer.status_code, answer.json()) == (200, {"status": "unknown run"})
+    assert WebhookEvent.objects.get().event_type == "run_complete"
 
 
 def test_nothing_is_sent_inside_the_request_that_finishes_the_run(api, clock, webhook_receiver):

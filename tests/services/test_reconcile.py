@@ -12,10 +12,11 @@ from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
 from launcher.cyberdesk import errors, get_client
-from launcher.models import Batch, PromptVersion, Run, RunStatus, Submission, Workflow
+from launcher.models import Batch, PromptVersion, Run, RunStatus, Submission, Workflow, sha256_text
 from launcher.services import reconcile
+from launcher.services.runs import run_launch, run_submit
 from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
-from tests.launch_api import NOW
+from tests.launch_api import NOW, make_model
 
 pytestmark = pytest.mark.django_db
 
@@ -96,11 +97,11 @@ def test_finished_runs_are_left_alone(workflow, api, clock):
 def test_a_launch_the_api_accepted_but_whose_answer_was_lost_is_found_not_duplicated(
     workflow, api, clock
 ):
-    run = unsent_run(workflow)
-    # The first send reached the API; only its answer was lost.
+    run = unsent_run(workflow, submission=Submission.QUEUED)
+    # The first send (the launch's own, with the run's body) reached the API; only its answer
+    # was lost. (The fake refuses a re-send whose body differs from it in any byte.)
     api.lose_create_answers = 1
-    with pytest.raises(errors.OutcomeUnknown):
-        get_client().create_run(idempotency_key=str(run.idempotency_key), workflow_id=workflow.id)
+    assert run_submit(run).submission == Submission.UNKNOWN
     assert len(api.runs) == 1
     first_upstream_id = next(iter(api.runs))
 
@@ -310,7 +311,7 @@ def test_a_different_model_or_prompt_is_not_the_same_launch(workflow, api, clock
 
 def test_a_run_older_than_the_idempotency_window_is_only_looked_for(workflow, api, clock):
     run = unsent_run(workflow)
-    clock.shift(reconcile.REPLAY_SAFE_AGE + timedelta(minutes=1))
+    clock.shift(reconcile.replay_window() + timedelta(minutes=1))
     twin = add_upstream_twin(api, workflow, run, sensitive_input_aliases=None)
 
     reconcile.runs_reconcile()
@@ -358,3 +359,106 @@ def test_a_failing_pass_still_schedules_the_next_one(db, clock, monkeypatch):
         tasks.reconcile_runs_task.call()
 
     assert DBTaskResult.objects.filter(task_path=tasks.reconcile_runs_task.module_path).exists()
+
+
+def test_the_re_send_is_byte_for_byte_the_first_send(catalog, api, clock):
+    """The API (by its docs) refuses a key that comes back with another body; the reconciler's
+    re-send must therefore be the launch's own request again, byte for byte — whatever the
+    database did to the stored inputs (PostgreSQL's jsonb reorders an object's keys)."""
+    api.lose_create_answers = 1
+    run = run_launch(
+        user=None,
+        workflow=catalog.workflow,
+        model_option=catalog.model,
+        prompt_choice=f"version:{catalog.v1.pk}",
+        # Not in jsonb's order (shorter keys first): a stored copy reads back reordered.
+        input_values={"customer_id": "c-100", "age": 42, "region": "us", "tags": ["b", "a"]},
+        idempotency_key=uuid.uuid4(),
+    )
+    assert run.submission == Submission.UNKNOWN
+    clock.shift(timedelta(minutes=2))
+
+    report = reconcile.runs_reconcile()
+
+    first, again = api.creates
+    assert again.headers["Idempotency-Key"] == first.headers["Idempotency-Key"]
+    assert again.content == first.content
+    assert report.resubmitted == 1
+    run.refresh_from_db()
+    assert run.submission == Submission.ACCEPTED
+    assert [str(run.cyberdesk_id)] == list(api.runs)
+
+
+def test_a_key_the_api_has_with_another_body_is_looked_for_not_rejected(workflow, api, clock):
+    """A 422 on the Idempotency-Key says the first send arrived (with another body): the run
+    exists upstream, so it is found there — never marked rejected."""
+    run = unsent_run(workflow, created_at=NOW)
+    api.lose_create_answers = 1
+    with pytest.raises(errors.OutcomeUnknown):  # a first send that differs in one field
+        get_client().create_run(
+            idempotency_key=str(run.idempotency_key),
+            workflow_id=workflow.id,
+            input_values={"invoice": "INV-7"},
+            is_priority=True,
+        )
+
+    report = reconcile.runs_reconcile()
+
+    assert api.calls["POST /v1/runs"] == 2  # the re-send, refused with 422
+    assert (report.found, report.rejected) == (1, 0)
+    run.refresh_from_db()
+    assert run.submission == Submission.ACCEPTED
+    assert [str(run.cyberdesk_id)] == list(api.runs)
+
+
+OTHER_MODEL = uuid.UUID("00000000-0000-4000-8000-0000000000b2")
+
+
+@pytest.mark.parametrize(
+    "upstream_model, same",
+    [
+        ("ours", True),
+        (OTHER_MODEL, False),  # the same inputs and prompt, another model: another launch
+        (None, False),  # ran on the workflow's default model, not the override we sent
+    ],
+)
+def test_a_launch_with_a_model_override_matches_only_that_model(
+    workflow, api, clock, upstream_model, same
+):
+    model = make_model("Claude Sonnet")
+    run = secret_run(workflow, model_option=model)
+    model_id = model.pk if upstream_model == "ours" else upstream_model
+    add_upstream_twin(
+        api,
+        workflow,
+        run,
+        model_metadata={"main_agent_model_id": str(model_id)} if model_id else None,
+    )
+
+    assert reconcile.runs_reconcile().found == int(same)
+    assert (Run.objects.get(pk=run.pk).cyberdesk_id is not None) is same
+
+
+@pytest.mark.parametrize(
+    "mode, upstream_prompt, same",
+    [
+        ("pinned", "Read {invoice}.", True),
+        ("pinned", "Read {invoice}!", False),
+        ("pinned", None, False),  # the workflow's stored prompt ran, not our version
+        ("stored", None, True),
+        ("stored", "Read {invoice}.", False),  # an override ran; we sent none
+    ],
+)
+def test_a_launch_matches_only_the_prompt_it_sent(
+    workflow, api, clock, mode, upstream_prompt, same
+):
+    version = PromptVersion.objects.create(workflow=workflow, text="Read {invoice}.", number=1)
+    run = secret_run(
+        workflow,
+        prompt_version=version if mode == "pinned" else None,
+        prompt_sha256=sha256_text("Read {invoice}.") if mode == "pinned" else "",
+    )
+    Run.objects.filter(pk=run.pk).update(prompt_mode=mode)
+    add_upstream_twin(api, workflow, run, main_prompt=upstream_prompt)
+
+    assert reconcile.runs_reconcile().found == int(same)

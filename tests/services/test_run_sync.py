@@ -110,12 +110,28 @@ class TestApplyUpstream:
         run.refresh_from_db()
         assert (run.status, run.output_data) == (RunStatus.SUCCESS, {"total": 3})
 
-    def test_running_never_goes_back_to_scheduling(self, workflow):
+    @pytest.mark.parametrize(
+        "current, older",
+        [
+            (RunStatus.RUNNING, "scheduling"),
+            (RunStatus.RUNNING_CHECKS, "running"),  # STATUS_RANK[RUNNING_CHECKS] > RUNNING
+            (RunStatus.RUNNING_CHECKS, "scheduling"),
+        ],
+    )
+    def test_an_unfinished_run_never_moves_back(self, workflow, current, older):
+        run = make_run(workflow, status=current)
+
+        changed = run_sync.run_apply_upstream(run, parsed(run_id=run.cyberdesk_id, status=older))
+
+        assert changed is False
+        assert Run.objects.get(pk=run.pk).status == current
+
+    def test_running_checks_follows_running(self, workflow):
         run = make_run(workflow, status=RunStatus.RUNNING)
 
-        run_sync.run_apply_upstream(run, parsed(run_id=run.cyberdesk_id, status="scheduling"))
+        run_sync.run_apply_upstream(run, parsed(run_id=run.cyberdesk_id, status="running_checks"))
 
-        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING_CHECKS
 
     def test_the_first_terminal_status_sticks(self, workflow):
         run = make_run(workflow, status=RunStatus.CANCELLED)

@@ -15,6 +15,7 @@ from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
 from launcher.models import Batch, PromptMode, Run, RunStatus
+from tests.csrf import csrf_headers
 from tests.fake_cyberdesk import serve
 from tests.launch_api import NOW, make_model, make_run, make_workflow
 
@@ -69,7 +70,8 @@ def test_outsiders_get_403(catalog, outsider_client, name, args):
 @pytest.mark.parametrize("name", ["batch_cancel", "batch_retry_failed"])
 def test_actions_are_posts_for_operators_only(catalog, operator_client, outsider_client, name):
     batch = Batch.objects.create(workflow=catalog.workflow)
-    assert outsider_client.post(reverse(name, args=[batch.pk])).status_code == 403
+    token = csrf_headers(outsider_client)  # so the 403 is the permission check's
+    assert outsider_client.post(reverse(name, args=[batch.pk]), headers=token).status_code == 403
     assert operator_client.get(reverse(name, args=[batch.pk])).status_code == 405
     # CSRF is enforced: no token, no action.
     assert operator_client.post(reverse(name, args=[batch.pk])).status_code == 403

@@ -9,7 +9,9 @@ from django.test import Client
 from django.urls import reverse
 from django.views.debug import SafeExceptionReporterFilter
 
+from launcher.cyberdesk import use_transport
 from launcher.models import Run, RunStatus, Submission
+from tests.csrf import csrf_headers
 from tests.fake_cyberdesk import serve
 from tests.launch_api import VALID_POST, make_run
 
@@ -63,7 +65,9 @@ def test_anonymous_visitors_are_sent_to_log_in(client):
 def test_users_without_the_launch_permission_get_403(outsider_client, catalog, api):
     assert outsider_client.get(URL).status_code == 403
     assert outsider_client.get(URL, headers=HTMX).status_code == 403
-    response = outsider_client.post(URL, {"workflow": str(catalog.workflow.pk)})
+    response = outsider_client.post(
+        URL, {"workflow": str(catalog.workflow.pk)}, headers=csrf_headers(outsider_client)
+    )
     assert response.status_code == 403
     assert api.creates == []
 
@@ -154,10 +158,23 @@ def test_without_javascript_the_choose_button_reloads_the_whole_page(operator_cl
 
 
 def test_an_api_that_cannot_be_reached_gives_a_message_not_a_500(operator_client, settings):
-    settings.CYBERDESK_BASE_URL = "http://127.0.0.1:9"  # nothing listens there
-    response = operator_client.get(URL)
+    """Connection refused on every request, at the transport; the client's back-offs go to a
+    recorded sleep instead of the wall clock."""
+    settings.CYBERDESK_BASE_URL = "https://cyberdesk.test"
+    settings.CYBERDESK_API_KEY = "sk_test"
+    tried, slept = [], []
+
+    def refuse(request):
+        tried.append(request.url.path)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with use_transport(httpx.MockTransport(refuse), sleep=slept.append):
+        response = operator_client.get(URL)
+
     assert response.status_code == 200
     assert b"Cyberdesk is unreachable" in response.content
+    assert tried and set(tried) <= {"/v1/workflows", "/v1/model-configurations"}
+    assert len(slept) == len(tried) - len(set(tried))  # a back-off before each retry, not slept
 
 
 # --- Launching ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from launcher.models import ModelOption, ModelOptionChange, Run, Workflow
+from tests.csrf import csrf_headers
 from tests.fake_cyberdesk import FakeCyberdesk
 
 pytestmark = pytest.mark.django_db
@@ -106,13 +107,15 @@ def test_non_staff_get_403_on_the_page_and_every_post(
 ):
     for client in (operator_client, outsider_client):
         assert client.get(reverse("model_list")).status_code == 403
+        token = csrf_headers(client)  # so the 403 is staff_required's, not the CSRF check's
         for url in (
             reverse("model_sync"),
             reverse("model_toggle", args=[sonnet.pk]),
             reverse("model_prices", args=[sonnet.pk]),
         ):
-            assert client.post(url, {"enabled": "0"}).status_code == 403
-            assert client.post(url, {"enabled": "0"}, headers=HTMX).status_code == 403
+            assert client.post(url, {"enabled": "0"}, headers=token).status_code == 403
+            both = {**HTMX, **token}
+            assert client.post(url, {"enabled": "0"}, headers=both).status_code == 403
     assert ModelOption.objects.get(pk=sonnet.pk).enabled
     assert not ModelOptionChange.objects.exists()
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('launcher', '0004_batch_action_requests'),
+        ('launcher', '0006_merge_evidence_hardening'),
     ]
 
     operations = [
