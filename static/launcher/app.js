@@ -195,6 +195,31 @@ document.addEventListener("htmx:beforeRequest", function (event) {
     close();
   });
 
+  // A confirmed action that answers with HX-Redirect (Retry: the whole run page changes) loads
+  // a new page, where focus would start on <body>: note where it should go instead.
+  document.addEventListener("htmx:beforeOnLoad", function (event) {
+    var box = dialog();
+    var form = box && box.contains(event.detail.elt) ? box.querySelector("form") : null;
+    var xhr = event.detail.xhr;
+    if (!form || !xhr || !xhr.getResponseHeader("HX-Redirect")) return;
+    try {
+      sessionStorage.setItem("launcherFocusAfter", form.getAttribute("data-focus-after") || "");
+    } catch (error) { /* storage off: focus starts at the top, as on any page */ }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var wanted = "";
+    try {
+      wanted = sessionStorage.getItem("launcherFocusAfter") || "";
+      sessionStorage.removeItem("launcherFocusAfter");
+    } catch (error) { return; }
+    var target = null;
+    wanted.split(",").forEach(function (selector) {
+      if (!target && selector.trim()) target = document.querySelector(selector.trim());
+    });
+    if (target) target.focus();
+  });
+
   // The confirmed action answered: its region is swapped (or the page redirects); close.
   document.addEventListener("htmx:afterRequest", function (event) {
     var box = dialog();
