@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from launcher import failures
+
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -166,6 +168,12 @@ class PromptLabel(models.Model):
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="prompt_labels")
     name = models.SlugField(max_length=50)
     version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="labels")
+    # A protected label moves only on evidence (launcher.services.promotion), or with a written
+    # reason by someone who may promote without evidence. `production` is created protected.
+    protected = models.BooleanField(
+        default=False,
+        help_text="Moves need evidence from real runs (or an override with a reason).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -175,10 +183,19 @@ class PromptLabel(models.Model):
             # "latest" is derived (the newest version), never stored.
             models.CheckConstraint(condition=~Q(name="latest"), name="prompt_label_not_latest"),
         ]
-        permissions = [("move_production_label", "Can move the production label")]
+        permissions = [
+            ("move_production_label", "Can move the production label"),
+            ("promote_without_evidence", "May promote without evidence (with a written reason)"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.name} → v{self.version.number}"
+        return self.name
+
+    def save(self, *args, **kwargs):
+        # `production` is protected by default, however it is created.
+        if self._state.adding and self.name == self.PRODUCTION:
+            self.protected = True
+        super().save(*args, **kwargs)
 
 
 class PromptLabelMove(models.Model):
@@ -194,12 +211,26 @@ class PromptLabelMove(models.Model):
     )
     moved_at = models.DateTimeField(auto_now_add=True)
     reason = models.CharField(max_length=500, blank=True)
+    # The evidence a protected label moved on: a batch or a canary, and a snapshot of the
+    # numbers and the test as shown to the person who moved it (the runs may change later).
+    evidence_batch = models.ForeignKey(
+        "Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    evidence_canary = models.ForeignKey(
+        "Canary", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    evidence = models.JSONField(null=True, blank=True)
+    without_evidence = models.BooleanField(
+        default=False, help_text="Moved by an override, with a reason, without enough evidence."
+    )
 
     class Meta:
         ordering = ["-moved_at"]
 
     def __str__(self) -> str:
-        return f"{self.label_id}: {self.from_version_id} → {self.to_version_id}"
+        # The label's name and this move's own versions: never the label's current target.
+        from_text = f"v{self.from_version.number}" if self.from_version_id else "—"
+        return f"{self.label.name}: {from_text} → v{self.to_version.number}"
 
 
 class Batch(models.Model):
@@ -229,6 +260,56 @@ class Batch(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"Batch {self.pk}"
+
+
+class Canary(models.Model):
+    """A protected label sending a share of its launches to a candidate version.
+
+    Routing: `launcher.services.canary.canary_route`; evaluation and stopping:
+    `canaries_evaluate` (each reconciler pass). At most one running canary per label.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+        PROMOTED = "promoted", "Promoted"
+
+    label = models.ForeignKey(PromptLabel, on_delete=models.CASCADE, related_name="canaries")
+    control_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    candidate_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    share_percent = models.PositiveSmallIntegerField(
+        help_text="Share of the label's launches sent to the candidate (1–50 %)."
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=500, blank=True)
+    # Every look the evaluation took: {"look", "at", "candidate": [s, n], "control": [s, n],
+    # "p_value", "alpha"} — the record of why it stopped (or kept going).
+    looks = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["label"],
+                condition=Q(state="running"),
+                name="canary_one_running_per_label",
+            ),
+            models.CheckConstraint(
+                condition=Q(share_percent__gte=1) & Q(share_percent__lte=50),
+                name="canary_share_1_to_50",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Canary {self.pk}"
 
 
 class RunStatus(models.TextChoices):
@@ -310,6 +391,16 @@ class Run(models.Model):
         PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
     )
     prompt_sha256 = models.CharField(max_length=64, blank=True)
+    # When the label resolved had a running canary: which one, and the arm this run took
+    # (picked from its idempotency key, so a re-send or re-plan takes the same arm).
+    canary = models.ForeignKey(
+        Canary, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    canary_arm = models.CharField(
+        max_length=10,
+        blank=True,
+        choices=[("control", "Control"), ("candidate", "Candidate")],
+    )
     # Choice 3: the inputs. Sensitive values are never stored: only their keys.
     input_values = models.JSONField(default=dict, blank=True)
     sensitive_input_keys = models.JSONField(default=list, blank=True)
@@ -347,6 +438,11 @@ class Run(models.Model):
     api_notes = models.JSONField(default=list, blank=True)
     # Compare-and-set guard: at most one upstream refresh per interval across all processes.
     synced_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Why it failed, normalised (launcher.failures): kept by save() so that the batch page's
+    # failure clusters are one GROUP BY, not a scan of every failed run's errors.
+    failure_key = models.CharField(
+        max_length=failures.KEY_MAX_LENGTH, blank=True, default="", editable=False
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -354,10 +450,27 @@ class Run(models.Model):
         indexes = [
             models.Index(fields=["workflow", "-created_at"], name="run_workflow_created"),
             models.Index(fields=["batch", "status"], name="run_batch_status"),
+            # The batch page: its "By input row" pages and its failure clusters.
+            models.Index(fields=["batch", "batch_row"], name="run_batch_row"),
+            models.Index(fields=["batch", "failure_key"], name="run_batch_failure"),
         ]
 
     def __str__(self) -> str:
         return f"Run {self.pk}"
+
+    # What the failure key is derived from: a save() that writes any of them writes the key too.
+    _FAILURE_SOURCES = frozenset({"status", "errors", "post_run_checks"})
+
+    def save(self, *args, **kwargs):
+        # A derived column, like PromptVersion.sha256: every status change goes through save()
+        # (run_sync's locked update), so the key never lags the run it describes.
+        self.failure_key = failures.failure_key(
+            status=self.status, errors=self.errors, post_run_checks=self.post_run_checks
+        )
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and self._FAILURE_SOURCES.intersection(update_fields):
+            kwargs["update_fields"] = {*update_fields, "failure_key"}
+        super().save(*args, **kwargs)
 
     @property
     def is_finished(self) -> bool:
@@ -368,6 +481,40 @@ class Run(models.Model):
         if self.started_at and self.ended_at:
             return self.ended_at - self.started_at
         return None
+
+
+class BatchChunk(models.Model):
+    """A slice of a batch's runs (ids `first_run_id`..`last_run_id` of that batch) that one
+    sender works on at a time. Any worker may claim an open chunk whose lease is free; the
+    holder renews the lease while it sends, so a chunk whose worker died is free again as soon
+    as its lease runs out (`launcher/services/batches/chunks.py`)."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    first_run_id = models.BigIntegerField()
+    last_run_id = models.BigIntegerField()
+    size = models.PositiveIntegerField()
+    lease_until = models.DateTimeField(null=True, blank=True)  # held by `holder` until then
+    holder = models.CharField(max_length=64, blank=True)
+    claims = models.PositiveIntegerField(default=0)  # > 1: taken over after a lease ran out
+    done_at = models.DateTimeField(null=True, blank=True)  # every run in it left `queued`
+
+    class Meta:
+        ordering = ["batch", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "number"], name="batch_chunk_number"),
+        ]
+        indexes = [
+            # The open chunks, for claims and for the reconciler's look for stalled batches.
+            models.Index(
+                fields=["batch", "number"],
+                condition=Q(done_at__isnull=True),
+                name="batch_chunk_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Batch {self.batch_id} chunk {self.number}"
 
 
 class WebhookEvent(models.Model):

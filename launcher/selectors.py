@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import difflib
 import json
-import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -116,6 +114,7 @@ def prompt_choice_default(workflow: Workflow) -> str:
 
 
 # --- Prompt pages (prompts index and per-workflow page) -----------------------------------------
+# The per-version numbers (`prompt_version_stats`) live in launcher/version_stats.py.
 
 
 def prompt_workflows() -> QuerySet[Workflow]:
@@ -128,76 +127,7 @@ def prompt_workflows() -> QuerySet[Workflow]:
     )
 
 
-@dataclass(frozen=True)
-class VersionStats:
-    version: PromptVersion
-    labels: list[str]
-    is_latest: bool
-    runs: int
-    finished: int
-    succeeded: int
-    median_duration: timedelta | None
-    warnings: list[str]
-
-    @property
-    def success_rate(self) -> float | None:
-        """Successes among runs that reached an outcome (cancelled and rejected runs excluded)."""
-        return self.succeeded / self.finished if self.finished else None
-
-    @property
-    def success_percent(self) -> int | None:
-        rate = self.success_rate
-        return None if rate is None else round(rate * 100)
-
-    @property
-    def median_duration_display(self) -> str:
-        if self.median_duration is None:
-            return ""
-        seconds = round(self.median_duration.total_seconds())
-        minutes, seconds = divmod(seconds, 60)
-        hours, minutes = divmod(minutes, 60)
-        if hours:
-            return f"{hours}h {minutes:02d}m"
-        return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
-
-
 _OUTCOMES = (RunStatus.SUCCESS, RunStatus.TASK_FAILED, RunStatus.ERROR)
-
-
-def prompt_version_stats(workflow: Workflow) -> list[VersionStats]:
-    """Every version of a workflow, newest first, with its labels, run count, success rate and
-    median duration. Three queries whatever the number of versions or runs; the median is taken
-    in Python so it works the same on SQLite and PostgreSQL."""
-    versions = list(
-        PromptVersion.objects.filter(workflow=workflow).select_related("author").order_by("-number")
-    )
-    labels: dict[int, list[str]] = {}
-    for name, version_id in PromptLabel.objects.filter(workflow=workflow).values_list(
-        "name", "version_id"
-    ):
-        labels.setdefault(version_id, []).append(name)
-    runs: dict[int, list] = {}
-    for version_id, status, started_at, ended_at in Run.objects.filter(
-        workflow=workflow, prompt_version__isnull=False
-    ).values_list("prompt_version_id", "status", "started_at", "ended_at"):
-        runs.setdefault(version_id, []).append((status, started_at, ended_at))
-    stats = []
-    for index, version in enumerate(versions):
-        rows = runs.get(version.pk, [])
-        durations = [ended - started for _, started, ended in rows if started and ended]
-        stats.append(
-            VersionStats(
-                version=version,
-                labels=sorted(labels.get(version.pk, [])),
-                is_latest=index == 0,
-                runs=len(rows),
-                finished=sum(1 for status, _, _ in rows if status in _OUTCOMES),
-                succeeded=sum(1 for status, _, _ in rows if status == RunStatus.SUCCESS),
-                median_duration=statistics.median(durations) if durations else None,
-                warnings=prompt_variable_warnings(workflow, version.text),
-            )
-        )
-    return stats
 
 
 @dataclass(frozen=True)
@@ -360,8 +290,6 @@ def workflow_error_runs(workflows) -> dict:
 
 
 # --- Batches (the batch page and its export) ------------------------------------------------
-
-CHECK_SETTLED = ("success", "failed")
 
 
 @dataclass(frozen=True)
@@ -542,35 +470,6 @@ def batches_for_list(*, limit: int) -> list[Batch]:
     return batches
 
 
-@dataclass(frozen=True)
-class ComparisonCell:
-    """One (model, prompt version) of a batch: how its runs did."""
-
-    model: str
-    prompt: str
-    runs: int
-    outcomes: int  # runs that succeeded, failed or errored
-    succeeded: int
-    checks_passed: int
-    checks_settled: int
-    median_duration: timedelta | None
-    total_cost: Decimal | None
-
-    @property
-    def success_percent(self) -> int | None:
-        return round(100 * self.succeeded / self.outcomes) if self.outcomes else None
-
-    @property
-    def check_pass_percent(self) -> int | None:
-        return (
-            round(100 * self.checks_passed / self.checks_settled) if self.checks_settled else None
-        )
-
-    @property
-    def median_duration_display(self) -> str:
-        return duration_display(self.median_duration)
-
-
 def duration_display(value: timedelta | None) -> str:
     """ "42s", "3m 05s", "1h 02m"; "" when unknown."""
     if value is None:
@@ -581,47 +480,6 @@ def duration_display(value: timedelta | None) -> str:
     if hours:
         return f"{hours}h {minutes:02d}m"
     return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
-
-
-def batch_comparison(batch: Batch) -> list[ComparisonCell]:
-    """The comparison grid of a matrix batch: one cell per (model, prompt version), ordered by
-    model then prompt. Success rate counts outcomes only (cancelled and rejected runs left out);
-    the post-run-check pass rate counts settled checks. One query; medians in Python."""
-    groups: dict[tuple, list] = {}
-    for row in Run.objects.filter(batch=batch).values_list(
-        "model_option__name",
-        "prompt_version__number",
-        "status",
-        "started_at",
-        "ended_at",
-        "post_run_checks",
-        "cost_usd",
-    ):
-        groups.setdefault((row[0] or "", row[1] or 0), []).append(row[2:])
-    cells = []
-    for (model, number), rows in sorted(groups.items()):
-        durations = [ended - started for _, started, ended, _, _ in rows if started and ended]
-        checks = [
-            check.get("status")
-            for *_, post_run_checks, _ in rows
-            for check in (post_run_checks or [])
-            if isinstance(check, dict)
-        ]
-        costs = [cost for *_, cost in rows if cost is not None]
-        cells.append(
-            ComparisonCell(
-                model=model or "Workflow default",
-                prompt=f"v{number}" if number else str(PromptMode.STORED.label),
-                runs=len(rows),
-                outcomes=sum(1 for status, *_ in rows if status in _OUTCOMES),
-                succeeded=sum(1 for status, *_ in rows if status == RunStatus.SUCCESS),
-                checks_passed=sum(1 for status in checks if status == "success"),
-                checks_settled=sum(1 for status in checks if status in CHECK_SETTLED),
-                median_duration=statistics.median(durations) if durations else None,
-                total_cost=sum(costs, Decimal(0)) if costs else None,
-            )
-        )
-    return cells
 
 
 def batch_export_rows(batch: Batch) -> Iterator[list[Any]]:

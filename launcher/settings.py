@@ -353,4 +353,12 @@ WORKFLOW_MIRROR_MAX_AGE_SECONDS = env.int("WORKFLOW_MIRROR_MAX_AGE_SECONDS", def
 FILE_INPUT_MAX_BYTES = env.int("FILE_INPUT_MAX_BYTES", default=5 * 1024 * 1024)
 BATCH_CONCURRENCY = env.int("BATCH_CONCURRENCY", default=8)
 BATCH_MAX_RUNS = env.int("BATCH_MAX_RUNS", default=1000)  # runs per batch, after expansion
+# Sending tasks enqueued per batch: how many db_worker processes may send one batch at once.
+BATCH_SENDERS = env.int("BATCH_SENDERS", default=4)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FILE_INPUT_MAX_BYTES * 2
+# Guarded promotion: finished runs a candidate version needs in one batch (or canary) before a
+# protected label such as `production` may move to it (launcher.services.promotion).
+PROMOTION_MIN_RUNS = env.int("PROMOTION_MIN_RUNS", default=20)
+# Canary: finished candidate runs before its first look; each later look waits for twice as
+# many (launcher.services.canary).
+CANARY_FIRST_LOOK_RUNS = env.int("CANARY_FIRST_LOOK_RUNS", default=10)

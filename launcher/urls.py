@@ -59,8 +59,23 @@ urlpatterns = [
         name="batch_retry_failed_confirm",
     ),
     path("batches/<int:batch_id>/export.csv", batches.batch_export, name="batch_export"),
+    path(
+        "batches/<int:batch_id>/clusters/retry",
+        batches.batch_cluster_retry_view,
+        name="batch_cluster_retry",
+    ),
     path("prompts/", prompts.prompt_index, name="prompt_index"),
     path("prompts/<uuid:workflow_id>/", prompts.prompt_workflow, name="prompt_workflow"),
+    path(
+        "prompts/<uuid:workflow_id>/move/", prompts.prompt_label_move_view, name="prompt_label_move"
+    ),
+    path("prompts/<uuid:workflow_id>/import/", prompts.prompt_import_view, name="prompt_import"),
+    path("prompts/<uuid:workflow_id>/canary/", prompts.canary_start_view, name="canary_start"),
+    path(
+        "prompts/<uuid:workflow_id>/canary/<int:canary_id>/stop/",
+        prompts.canary_stop_view,
+        name="canary_stop",
+    ),
     path("models/", models.model_list, name="model_list"),
     path("models/sync/", models.model_sync, name="model_sync"),
     path("models/<uuid:model_id>/toggle/", models.model_toggle, name="model_toggle"),

@@ -69,8 +69,21 @@ def time_scale() -> float:
     return float(getattr(settings, "SANDBOX_TIME_SCALE", 1.0))
 
 
-def run_plan(workflow: Workflow, *, run_id: uuid.UUID, attempt: int) -> dict:
-    """Durations and outcome of one attempt, fixed at creation (or retry)."""
+# A prompt may say how often the sandbox should fail it ("[sandbox failure_rate=0.8]"), so a
+# demo or a test can show a worse prompt version losing to a better one (batches, canaries).
+_PROMPT_FAILURE_RATE = re.compile(r"\[sandbox failure_rate=(0(?:\.\d+)?|1(?:\.0+)?)\]")
+
+
+def prompt_failure_rate(prompt: str | None) -> float | None:
+    match = _PROMPT_FAILURE_RATE.search(prompt or "")
+    return float(match.group(1)) if match else None
+
+
+def run_plan(
+    workflow: Workflow, *, run_id: uuid.UUID, attempt: int, prompt: str | None = None
+) -> dict:
+    """Durations and outcome of one attempt, fixed at creation (or retry). `prompt`, the text
+    the run uses, may override the workflow's failure rate (see `prompt_failure_rate`)."""
     rng = random.Random(f"{run_id}:{attempt}")  # noqa: S311 - a simulation, not security
     timing = SCENARIO_TIMINGS.get(workflow.scenario, SCENARIO_TIMINGS[Scenario.QUICK])
     scale = time_scale()
@@ -80,7 +93,10 @@ def run_plan(workflow: Workflow, *, run_id: uuid.UUID, attempt: int) -> dict:
 
     outcome = RunStatus.SUCCESS
     failure = None
-    if rng.random() < workflow.failure_rate:
+    failure_rate = prompt_failure_rate(prompt)
+    if failure_rate is None:
+        failure_rate = workflow.failure_rate
+    if rng.random() < failure_rate:
         # A flaky workflow mostly breaks on infrastructure, sometimes the agent gives up.
         outcome = RunStatus.ERROR if rng.random() < 0.7 else RunStatus.TASK_FAILED
         failure = rng.choice(_FAILURES[outcome])
@@ -116,7 +132,8 @@ _FAILURES = {
 
 def run_clock_start(run: Run, *, now: datetime) -> None:
     """(Re)start a run's plan at `now`: it enters `scheduling` (not saved)."""
-    run.plan = run_plan(run.workflow, run_id=run.id, attempt=run.attempt)
+    prompt = run.main_prompt if run.main_prompt is not None else run.workflow.main_prompt
+    run.plan = run_plan(run.workflow, run_id=run.id, attempt=run.attempt, prompt=prompt)
     run.plan_started_at = now
     run.status = RunStatus.SCHEDULING
     run.next_transition_at = now + timedelta(seconds=run.plan["scheduling_seconds"])

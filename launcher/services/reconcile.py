@@ -43,6 +43,7 @@ from django.utils import timezone
 from launcher.cyberdesk import errors, get_client, types
 from launcher.models import TERMINAL_STATUSES, PromptMode, Run, RunStatus, Submission
 from launcher.services import run_sync
+from launcher.services.canary import canaries_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class ReconcileReport:
 def runs_reconcile() -> ReconcileReport:
     report = ReconcileReport()
     _refresh_stale(report)
+    canaries_evaluate()  # after the refresh: each canary looks at its arms' newest outcomes
     _settle_unsubmitted(report)
     counts = report.as_dict()
     # An idle pass (every 30 s) says nothing on the console; a pass that did something does.

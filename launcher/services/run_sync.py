@@ -120,6 +120,66 @@ def _apply(
     return bool(updates), (not was_finished and locked.is_finished)
 
 
+def runs_apply_upstream_many(
+    answers: Sequence[tuple[Run, types.Run]], *, source: str = "batch"
+) -> list[Run]:
+    """`run_apply_upstream` for many runs at once (a batch chunk's answers): one locking read
+    of all their rows, the same forward-only comparison per run, one bulk UPDATE, and their
+    history entries (accepted, status changed) in one bulk INSERT, all in one transaction.
+    Returns the rows as written (with their new state). Runs this finishes get
+    `run_finalize_task`."""
+    if not answers:
+        return []
+    with transaction.atomic():
+        locked = {
+            row.pk: row
+            for row in Run.objects.select_for_update()
+            .filter(pk__in=[run.pk for run, _ in answers])
+            .only(*_SYNCED_FIELDS)
+        }
+        written: list[Run] = []
+        fields: set[str] = set()
+        finished_ids: list[int] = []
+        events: list[RunEvent] = []
+        now = timezone.now()
+        for run, upstream in answers:
+            row = locked.get(run.pk)
+            if row is None:
+                continue
+            was_finished = row.is_finished
+            previous_status = row.status
+            updates = _changes(row, upstream, restart=False)
+            for field, value in updates.items():
+                setattr(row, field, value)
+            if updates:
+                written.append(row)
+                fields.update(updates)
+                if not was_finished and row.is_finished:
+                    finished_ids.append(row.pk)
+            if updates.get("submission") == Submission.ACCEPTED:
+                detail = {"cyberdesk_id": str(row.cyberdesk_id)}
+                events.append(_event(row, RunEvent.Kind.ACCEPTED, source, detail, now))
+            if "status" in updates and previous_status != row.status:
+                detail = {"from": previous_status, "to": row.status}
+                events.append(_event(row, RunEvent.Kind.STATUS, source, detail, now))
+        if written:
+            # Each row gets every field any row changed: the others are the values just read
+            # under the lock, so they are written back unchanged.
+            Run.objects.bulk_update(written, sorted(fields), batch_size=500)
+        if events:
+            RunEvent.objects.bulk_create(events, batch_size=500)
+    if finished_ids:
+        _enqueue_finalize(finished_ids)
+    return list(locked.values())
+
+
+def _event(run: Run, kind: str, source: str, detail: dict, at) -> RunEvent:
+    """As `run_events.run_event_record` makes it, unsaved (for a bulk insert)."""
+    return RunEvent(
+        run_id=run.pk, attempt=run.attempt, kind=kind, source=source, detail=detail, at=at
+    )
+
+
 # The state this module keeps true; re-reading only these keeps a caller's select_related
 # relations cached (a full refresh_from_db() drops them).
 _SYNCED_FIELDS = (

@@ -140,7 +140,11 @@ def run_launch(
     )
     try:
         resolved = prompt_resolve(
-            workflow=workflow, mode=choice.mode, label=choice.label, version_id=choice.version_id
+            workflow=workflow,
+            mode=choice.mode,
+            label=choice.label,
+            version_id=choice.version_id,
+            routing_key=idempotency_key,  # a canary on the label picks this run's arm from it
         )
     except PromptChoiceInvalid as exc:
         raise LaunchFailed(str(exc), safe_to_retry=True, field="prompt") from None

@@ -331,12 +331,13 @@ def test_the_command_runs_one_pass_and_reports_it(workflow, api, clock, capsys):
     assert '"resubmitted": 1' in capsys.readouterr().out
 
 
-def test_schedule_enqueues_one_pending_pass_however_often_it_is_called(db, capsys):
+def test_schedule_enqueues_one_pass_now_and_a_spare_however_often_it_is_called(db, clock, capsys):
     call_command("reconcile_runs", "--schedule")
     call_command("reconcile_runs", "--schedule")
 
-    pending = DBTaskResult.objects.get()
-    assert pending.task_path == "launcher.tasks.reconcile_runs_task"
+    pending = DBTaskResult.objects.order_by("run_after")
+    assert {p.task_path for p in pending} == {"launcher.tasks.reconcile_runs_task"}
+    assert [p.run_after for p in pending] == [NOW, NOW + tasks.RECONCILE_EVERY]
     assert "already scheduled" in capsys.readouterr().out
 
 
@@ -344,9 +345,13 @@ def test_each_pass_schedules_the_next_one(db, api, clock):
     result = tasks.reconcile_runs_task.call()
 
     assert result["refreshed"] == 0
-    follow_up = DBTaskResult.objects.get()
-    assert follow_up.task_path == "launcher.tasks.reconcile_runs_task"
-    assert follow_up.run_after == NOW + tasks.RECONCILE_EVERY
+    follow_ups = DBTaskResult.objects.order_by("run_after")
+    assert {f.task_path for f in follow_ups} == {"launcher.tasks.reconcile_runs_task"}
+    # The next pass, and a spare should this worker die before the next one schedules its own.
+    assert [f.run_after for f in follow_ups] == [
+        NOW + tasks.RECONCILE_EVERY,
+        NOW + 2 * tasks.RECONCILE_EVERY,
+    ]
 
 
 def test_a_failing_pass_still_schedules_the_next_one(db, clock, monkeypatch):

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from launcher.bench import load
+from launcher.bench import load, workers
 from launcher.bench.figures import (
     Bench,
     Plan,
@@ -71,17 +71,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--keep", action="store_true", help="Keep the bench directory (logs) afterwards."
         )
+        parser.add_argument(
+            "--only",
+            default="",
+            help="Comma-separated figure prefixes to measure (e.g. 5c,5e); the rest are skipped.",
+        )
         parser.add_argument("--inside", help=argparse.SUPPRESS)
 
-    def handle(self, *args, quick=False, keep=False, inside=None, **options):
+    def handle(self, *args, quick=False, keep=False, inside=None, only="", **options):
         if inside:
-            self._measure(Path(inside), quick=quick)
+            self._measure(Path(inside), quick=quick, only=only)
         else:
-            self._prepare_and_run(quick=quick, keep=keep)
+            self._prepare_and_run(quick=quick, keep=keep, only=only)
 
     # --- Outer process: the throwaway world ----------------------------------------------------
 
-    def _prepare_and_run(self, *, quick: bool, keep: bool) -> None:
+    def _prepare_and_run(self, *, quick: bool, keep: bool, only: str = "") -> None:
         if not load.wrk_available():
             raise CommandError(
                 "wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk "
@@ -103,6 +108,7 @@ class Command(BaseCommand):
         )
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bench"]
         command += ["--inside", str(directory)] + (["--quick"] if quick else [])
+        command += ["--only", only] if only else []
         try:
             done = subprocess.run(command, env=env, cwd=settings.BASE_DIR)  # noqa: S603
         finally:
@@ -116,7 +122,7 @@ class Command(BaseCommand):
 
     # --- Inner process: set the scene, measure, print -------------------------------------------
 
-    def _measure(self, directory: Path, *, quick: bool) -> None:
+    def _measure(self, directory: Path, *, quick: bool, only: str = "") -> None:
         started = time.monotonic()
         # The harness's own API calls (setup, waiting for runs) need no line each.
         logging.getLogger("launcher").setLevel(logging.WARNING)
@@ -142,6 +148,8 @@ class Command(BaseCommand):
 
         def measure(name: str, step) -> None:
             """Run one step; a failure becomes a "not measured" row and the rest goes on."""
+            if only and not any(name.startswith(prefix) for prefix in only.split(",")):
+                return
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr
@@ -162,6 +170,11 @@ class Command(BaseCommand):
             measure("3b. Runs list", lambda: figure_amplification_run_list(bench))
             measure("5. Batch", lambda: figure_batch(bench))
             measure("2. Runs list", lambda: figure_runs_list(bench, reference))
+            measure("5c. Two db_workers", lambda: workers.figure_batch_workers(bench))
+            measure("5d. Planning", lambda: workers.figure_batch_planning(bench))
+            measure("5e. kill -9 mid-batch", lambda: workers.figure_recovery_batch(bench))
+            measure("5f. kill -9 mid-pass", lambda: workers.figure_recovery_reconciler(bench))
+            measure("5g. Webhook rate", lambda: workers.figure_webhook_rate(bench))
         finally:
             server.stop()
 

@@ -106,8 +106,11 @@ def batch_cancel_rest(*, batch: Batch, user) -> BatchActionRequested:
     return BatchActionRequested(done_now=done_now, in_background=active)
 
 
-def batch_retry_failed(*, batch: Batch, user) -> BatchActionRequested:
-    """Ask for every failed or errored run of the batch to be retried (in place, `run_retry`).
+def batch_retry_failed(
+    *, batch: Batch, user, failure_key: str | None = None
+) -> BatchActionRequested:
+    """Ask for every failed or errored run of the batch to be retried (in place, `run_retry`);
+    with `failure_key`, only the runs of that failure cluster (`clusters.py`).
 
     The request only records it: `retry_requested_at`, and a `batch_retry_task` (enqueued on
     commit) carrying each run with the attempt it failed in — the worker retries a run only
@@ -115,13 +118,14 @@ def batch_retry_failed(*, batch: Batch, user) -> BatchActionRequested:
     """
     with transaction.atomic():
         Batch.objects.select_for_update().filter(pk=batch.pk).first()  # one request at a time
+        failed = Run.objects.filter(
+            batch=batch, status__in=FAILED_STATUSES, cyberdesk_id__isnull=False
+        )
+        if failure_key is not None:
+            failed = failed.filter(failure_key=failure_key)
         targets = [
             [pk, attempt]
-            for pk, attempt in Run.objects.filter(
-                batch=batch, status__in=FAILED_STATUSES, cyberdesk_id__isnull=False
-            )
-            .order_by("batch_row", "pk")
-            .values_list("pk", "attempt")
+            for pk, attempt in failed.order_by("batch_row", "pk").values_list("pk", "attempt")
         ]
         if not targets:
             return BatchActionRequested()

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('launcher', '0006_merge_evidence_hardening'),
+        ('launcher', '0009_merge_scale_workers'),
     ]
 
     operations = [
