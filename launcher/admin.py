@@ -220,13 +220,14 @@ class PromptVersionForm(forms.Form):
 class PromptVersionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "workflow", "note", "labels", "author", "created_at", "short_hash"]
     list_display_links = ["__str__"]
-    list_filter = ["workflow"]
+    list_filter = ["workflow", "imported_from_workflow"]
     search_fields = ["note", "text", "workflow__name"]
     list_select_related = ["workflow", "author"]
     readonly_fields = [
         "workflow",
         "number",
         "note",
+        "imported_from_workflow",
         "author",
         "created_at",
         "sha256",

@@ -191,6 +191,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 _LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
 AXES_COOLOFF_TIME = timedelta(minutes=_LOCKOUT_MINUTES) if _LOCKOUT_MINUTES > 0 else None
 AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "launcher.auth_backends.lockout_username"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 # Behind a proxy, the client's address comes from X-Forwarded-For (the proxy's own last).

@@ -126,15 +126,18 @@ def batch_submit_task(batch_id: int) -> dict:
     batch = Batch.objects.filter(pk=batch_id).first()
     if batch is None:
         return {}
-    if batch.state == Batch.State.SUBMITTING and not healing.tasks_waiting(
-        batch_submit_task, first_args=[batch_id]
+    can_defer = batch_submit_task.get_backend().supports_defer  # not the immediate backend
+    if (
+        can_defer
+        and batch.state == Batch.State.SUBMITTING
+        and not healing.tasks_waiting(batch_submit_task, first_args=[batch_id])
     ):
         batch_submit_task.using(run_after=timezone.now() + SENDER_STAND_IN_AFTER).enqueue(batch_id)
     report = batches.batch_submit(batch=batch, time_budget=batches.SLICE_SECONDS)
     if report.remaining and not report.fatal:
         if not report.resume_in:
             batch_submit_task.enqueue(batch_id)  # the next slice, at once
-        else:
+        elif can_defer:
             # Nothing can be sent before then (a long Retry-After, or every chunk held by
             # another sender): one task then replaces those waiting, stand-ins included.
             healing.task_waiting_cancel(batch_submit_task, first_arg=batch_id)

@@ -4,7 +4,7 @@ URLs are /healthz, the webhook receiver and the sandbox API (which has its own B
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path
+from django.urls import include, path
 
 from launcher import webhooks
 from launcher.views import batches, compare, health, launch, models, prompts, run_list, runs
@@ -26,10 +26,9 @@ urlpatterns = [
         runs.run_attempt_detail,
         name="run_attempt_detail",
     ),
-    re_path(
-        # path: message.block or message.block.part (see launcher/evidence/timeline.py)
-        r"^runs/(?P<run_id>[0-9]{1,18})/attempts/(?P<number>[0-9]{1,4})/images/"
-        r"(?P<path>[0-9]{1,6}(?:\.[0-9]{1,6}){1,2})$",
+    path(
+        # <path>: message.block or message.block.part (launcher/evidence/timeline.py)
+        "runs/<int:run_id>/attempts/<int:number>/images/<str:path>",
         runs.run_attempt_image,
         name="run_attempt_image",
     ),

@@ -106,9 +106,7 @@ def test_each_message_is_a_step_with_its_role_text_and_actions():
         "key Return",
         "scroll down by 3 at 640, 420",
     ]
-    assert steps[1].actions[0] == Action(
-        tool="computer", description="screenshot", arguments=[("action", "screenshot")]
-    )
+    assert steps[1].actions[0] == Action(tool="computer", description="screenshot", arguments=[])
     assert steps[2].items == [Image(path="2.0.0", media_type="image/png")]
     assert steps[4].items[0].folded and len(steps[4].items[0].summary) <= 161
     assert timeline_action_count(REALISTIC) == 5

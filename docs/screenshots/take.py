@@ -15,6 +15,10 @@ import sys
 import uuid
 from pathlib import Path
 
+# Playwright's sync API runs an event loop in this thread; the ORM calls between browser steps
+# are plain synchronous code (the browser tests allow the same, for their package only).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 if str(ROOT) not in sys.path:

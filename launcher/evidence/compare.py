@@ -16,6 +16,7 @@ from launcher.evidence.timeline import timeline_action_count
 from launcher.models import Run, RunAttempt, RunStatus
 from launcher.selectors import duration_display
 
+COUNTERPART_WINDOW = 500  # newest successful runs searched for the same inputs
 _REF = re.compile(r"^#?(\d{1,18})(?:\.(\d{1,4}))?$")
 _RELATIONS = ("workflow", "model_option", "prompt_version")
 
@@ -213,8 +214,9 @@ def _duration(value) -> str:
 
 def compare_counterpart(run: Run) -> CompareRef | None:
     """What a run is most usefully compared with, in this order: its previous attempt; the
-    newest successful run of the same workflow with the same inputs; the newest successful run
-    of that workflow. None when there is nothing. At most two queries."""
+    newest successful run of the same workflow with the same inputs (among its newest
+    `COUNTERPART_WINDOW` successes); the newest successful run of that workflow. None when there
+    is nothing. At most two queries, each bounded whatever the size of the history."""
     if run.attempt > 1:
         return CompareRef(run_id=run.pk, attempt=run.attempt - 1)
     successes = (
@@ -222,8 +224,14 @@ def compare_counterpart(run: Run) -> CompareRef | None:
         .exclude(pk=run.pk)
         .order_by("-created_at", "-id")
     )
+    # Only among the newest successes: inputs are not indexed, and this must not read the whole
+    # history of a busy workflow to find that no run had the same inputs.
+    recent = successes.values("pk")[:COUNTERPART_WINDOW]
     same_inputs = (
-        successes.filter(input_values=run.input_values or {}).values_list("pk", flat=True).first()
+        Run.objects.filter(pk__in=recent, input_values=run.input_values or {})
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)
+        .first()
     )
     if same_inputs is not None:
         return CompareRef(run_id=same_inputs)

@@ -183,10 +183,10 @@ def _image_bytes(block: dict) -> tuple[str, bytes] | None:
 
 def timeline_image(history: Any, path: str) -> tuple[str, bytes] | None:
     """The (media type, bytes) of the image at `path` in a history, or None."""
-    try:
-        indexes = [int(part) for part in path.split(".")]
-    except ValueError:
+    parts = path.split(".")
+    if not all(part.isascii() and part.isdigit() and len(part) <= 6 for part in parts):
         return None
+    indexes = [int(part) for part in parts]
     if len(indexes) not in (2, 3) or not isinstance(history, list):
         return None
     node: Any = history
@@ -221,7 +221,12 @@ _CLICKS = {
 
 
 def _action(name: str, arguments: dict) -> Action:
-    shown = [(str(key), _value_text(value)) for key, value in arguments.items()]
+    # An action with nothing but its name (a screenshot) is said in full by its description.
+    shown = (
+        []
+        if set(arguments) == {"action"}
+        else [(str(key), _value_text(value)) for key, value in arguments.items()]
+    )
     return Action(tool=name, description=_describe(name, arguments), arguments=shown)
 
 

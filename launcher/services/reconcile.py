@@ -37,13 +37,15 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client, types
-from launcher.models import TERMINAL_STATUSES, PromptMode, Run, RunStatus, Submission
+from launcher.models import TERMINAL_STATUSES, PromptMode, Run, RunEvent, RunStatus, Submission
 from launcher.services import run_sync
 from launcher.services.canary import canaries_evaluate
+from launcher.services.run_events import run_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -162,13 +164,15 @@ def run_settle(run: Run) -> str:
         return "found"
     if age < SECRET_LOOKUP_GRACE:
         return "unsettled"
-    rejected = Run.objects.filter(
-        pk=run.pk, submission__in=[Submission.UNKNOWN, Submission.QUEUED]
-    ).update(
-        submission=Submission.REJECTED,
-        status=RunStatus.REJECTED,
-        submission_error=TOO_OLD_TO_RESEND if resendable else NOT_RESENDABLE,
-    )
+    message = TOO_OLD_TO_RESEND if resendable else NOT_RESENDABLE
+    with transaction.atomic():
+        rejected = Run.objects.filter(
+            pk=run.pk, submission__in=[Submission.UNKNOWN, Submission.QUEUED]
+        ).update(
+            submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=message
+        )
+        if rejected:
+            _history_rejected(run, message)
     logger.warning("Run %s: outcome unknown and not found upstream; marked rejected", run.pk)
     return "rejected" if rejected else "unsettled"
 
@@ -197,9 +201,18 @@ def _resend(run: Run) -> str:
             logger.error("Run %s: the re-send's body differs from the first send's", run.pk)
             return _look_up(run)
         message = f"{exc} Nothing was started; correct the values and launch again."[:2000]
-        Run.objects.filter(pk=run.pk).exclude(submission=Submission.ACCEPTED).update(
-            submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=message
-        )
+        with transaction.atomic():
+            rejected = (
+                Run.objects.filter(pk=run.pk)
+                .exclude(submission=Submission.ACCEPTED)
+                .update(
+                    submission=Submission.REJECTED,
+                    status=RunStatus.REJECTED,
+                    submission_error=message,
+                )
+            )
+            if rejected:
+                _history_rejected(run, message)
         logger.warning("Run %s: re-send refused: %s", run.pk, exc)
         return "rejected"
     except errors.CyberdeskError as exc:
@@ -277,3 +290,12 @@ def _is_same_launch(run: Run, item: types.Run) -> bool:
     if item.main_prompt is None:
         return run.prompt_mode == PromptMode.STORED
     return hashlib.sha256(item.main_prompt.encode("utf-8")).hexdigest() == run.prompt_sha256
+
+
+def _history_rejected(run: Run, message: str) -> None:
+    run_event_record(
+        run=run,
+        kind=RunEvent.Kind.REJECTED,
+        source=RunEvent.Source.RECONCILER,
+        detail={"message": message[:500]},
+    )

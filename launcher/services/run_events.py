@@ -80,3 +80,26 @@ def _prompt_description(run: Run) -> str:
     if run.prompt_mode == "label":
         return f"{run.prompt_label} (v{version.number})"
     return f"v{version.number}"
+
+
+def run_events_record_many(
+    *, run_ids: list[int], kind: str, source: str, actor=None, detail: dict | None = None
+) -> None:
+    """The same entry for many runs changed by one UPDATE (their first attempt: runs a batch
+    never sent)."""
+    now = timezone.now()
+    actor = actor if getattr(actor, "is_authenticated", False) else None
+    RunEvent.objects.bulk_create(
+        [
+            RunEvent(
+                run_id=run_id,
+                kind=kind,
+                source=source,
+                actor=actor,
+                detail=detail or {},
+                at=now,
+            )
+            for run_id in run_ids
+        ],
+        batch_size=500,
+    )

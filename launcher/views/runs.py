@@ -339,6 +339,7 @@ def run_attempt_detail(request, run_id: int, number: int):
         "attachments_downloadable": is_current,
         "attachments_unknown": not is_current and source.attachments is None,
         "attempts": run_attempt_summaries(run),
+        "input_rows": run_inputs_readable(run),  # a retry re-runs the same inputs
         "compare_url": f"{base}?a={other}&b={run.pk}.{number}" if other else f"{base}?b={run.pk}",
     }
     return render(request, ATTEMPT_PAGE, context)
@@ -346,15 +347,19 @@ def run_attempt_detail(request, run_id: int, number: int):
 
 @require_GET
 @permission_required(LAUNCH_RUN)
-def run_attempt_image(request, run_id: str, number: str, path: str):
-    """An image of an attempt's timeline (a screenshot), served from the stored history."""
-    run = _run_or_404(int(run_id), related=False)
-    source = run_attempt_get(run, int(number))
+def run_attempt_image(request, run_id: int, number: int, path: str):
+    """An image of an attempt's timeline (a screenshot), served from the stored history.
+    `path` is checked by `timeline_image` (anything but "<n>.<n>[.<n>]" finds nothing)."""
+    run = _run_or_404(run_id, related=False)
+    source = run_attempt_get(run, number)
     found = timeline_image(source.message_history, path) if source is not None else None
     if found is None:
         raise Http404("No such image.")
     media_type, content = found
     response = HttpResponse(content, content_type=media_type)
-    # A finished attempt's images never change; an unfinished one's history may still grow.
-    response["Cache-Control"] = "private, max-age=3600" if source.is_finished else "no-store"
+    # A finished attempt's images never change. An unfinished one's history only grows (a step
+    # already written keeps its place), and its region is re-rendered by every poll: a short
+    # cache keeps each poll from fetching every screenshot again.
+    max_age = 86400 if source.is_finished else 300
+    response["Cache-Control"] = f"private, max-age={max_age}"
     return response

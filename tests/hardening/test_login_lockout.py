@@ -86,3 +86,22 @@ def test_the_test_clients_login_keeps_working(client, demo):
     """Client.login() authenticates without a request: not a web attempt, not limited."""
     assert client.login(username="demo", password="right-password")
     assert not client.login(username="demo", password="wrong")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"username": "x" * 300, "password": "wrong"},
+        {"username": "demo", "password": "wrong", "next": "/\x00"},
+        {"username": "demo\x00", "password": "wrong"},
+        {"username": "demo", "password": "wrong\x00"},
+    ],
+)
+def test_a_failed_login_with_odd_values_is_recorded_not_a_500(client, demo, data):
+    """PostgreSQL: a username over 255 characters or a U+0000 anywhere in the form was a 500
+    when axes recorded the failure."""
+    response = client.post(reverse("login"), data)
+    assert response.status_code == 200
+    for attempt in AccessAttempt.objects.all():
+        assert "\x00" not in (attempt.username or "") + attempt.post_data + attempt.get_data
+        assert len(attempt.username or "") <= 150

@@ -348,3 +348,29 @@ def test_a_batchs_runs_each_get_a_launched_entry(catalog, operator, api):
     assert {e.actor_id for e in events} == {operator.pk}
     assert {e.detail["prompt"] for e in events} == {"production (v1)"}
     assert {e.detail["batch"] for e in events} == {batch.pk}
+
+
+def test_cancelling_a_batch_records_who_cancelled_its_unsent_runs(catalog, operator, api):
+    from launcher.services.batches import batch_cancel_rest
+
+    batch = Batch.objects.create(workflow=catalog.workflow)
+    queued = [
+        make_run(
+            catalog.workflow,
+            batch=batch,
+            cyberdesk_id=None,
+            submission="queued",
+            status=RunStatus.PENDING,
+        )
+        for _ in range(2)
+    ]
+    sent = make_run(catalog.workflow, batch=batch, status=RunStatus.SUCCESS)
+
+    batch_cancel_rest(batch=batch, user=operator)
+
+    events = RunEvent.objects.filter(kind="cancel_requested")
+    assert {e.run_id for e in events} == {run.pk for run in queued}
+    assert {(e.actor_id, e.source, e.detail["before_sending"]) for e in events} == {
+        (operator.pk, "user", True)
+    }
+    assert not RunEvent.objects.filter(run=sent).exists()

@@ -12,7 +12,16 @@ from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
 from launcher.cyberdesk import errors, get_client
-from launcher.models import Batch, PromptVersion, Run, RunStatus, Submission, Workflow, sha256_text
+from launcher.models import (
+    Batch,
+    PromptVersion,
+    Run,
+    RunEvent,
+    RunStatus,
+    Submission,
+    Workflow,
+    sha256_text,
+)
 from launcher.services import reconcile
 from launcher.services.runs import run_launch, run_submit
 from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
@@ -200,6 +209,9 @@ def test_a_refusal_of_the_values_settles_the_run_as_rejected(workflow, api, cloc
     run.refresh_from_db()
     assert (run.submission, run.status) == (Submission.REJECTED, RunStatus.REJECTED)
     assert "Nothing was started" in run.submission_error
+    # The run's history says who concluded it.
+    event = RunEvent.objects.get(run=run, kind="rejected")
+    assert event.source == "reconciler" and "Nothing was started" in event.detail["message"]
 
 
 def test_a_run_stored_but_never_sent_is_sent_after_a_grace_period(workflow, api, clock):
@@ -287,6 +299,7 @@ def test_a_run_with_secrets_the_api_never_got_is_rejected_with_a_way_forward(wor
     assert (run.submission, run.status) == (Submission.REJECTED, RunStatus.REJECTED)
     assert "launch it again" in run.submission_error
     assert creates(api) == 0
+    assert RunEvent.objects.get(run=run, kind="rejected").source == "reconciler"
 
 
 def test_an_upstream_run_already_claimed_by_another_launch_is_not_taken_twice(workflow, api, clock):

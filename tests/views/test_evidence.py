@@ -259,6 +259,7 @@ def test_an_earlier_attempt_has_its_own_page_with_the_same_detail(operator_clien
     assert "old.csv" in html and "deletes an attempt's output files" in html
     assert '<h2 id="timeline-heading">Timeline</h2>' in html and "click at 10, 20" in html
     assert "<dt>Agentic steps</dt>" in html
+    assert '<span class="input-text">c-1</span>' in html  # the inputs it ran with
     assert '<h2 id="attempts-heading">Attempts</h2>' in html
     assert f"?a={run.pk}&amp;b={run.pk}.1" in html  # compare with the current attempt
     # The current attempt has a page too; a number the run never had is 404.
@@ -292,7 +293,8 @@ def test_a_timeline_image_is_served_from_the_stored_history(operator_client, cat
         operator_client.get(reverse("run_attempt_image", args=[run.pk, 1, "1.0"])).status_code
         == 404
     )
-    assert operator_client.get(f"/runs/{run.pk}/attempts/1/images/2").status_code == 404
+    for bad in ("2", "2.0.0.0", "2.x.0", "-1.0", "２.0.0", "9999999.0"):
+        assert operator_client.get(f"/runs/{run.pk}/attempts/1/images/{bad}").status_code == 404
     assert (
         operator_client.get(reverse("run_attempt_image", args=[run.pk, 5, "2.0.0"])).status_code
         == 404

@@ -398,3 +398,24 @@ def test_promoting_a_canary_uses_its_arms_as_evidence(
 def test_a_bad_label_is_a_404_not_a_500(ana_client, workflow, versions, label):
     response = ana_client.get(move_url(workflow, label=label, version=versions[1].pk))
     assert response.status_code == 404
+
+
+def test_a_run_page_says_which_canary_arm_the_run_took(
+    operator_client, workflow, versions, production
+):
+    v1, v2 = versions
+    canary = Canary.objects.create(
+        label=production, control_version=v1, candidate_version=v2, share_percent=10
+    )
+    run = Run.objects.create(
+        workflow=workflow,
+        prompt_mode="label",
+        prompt_label="production",
+        prompt_version=v2,
+        canary=canary,
+        canary_arm="candidate",
+        status=RunStatus.SUCCESS,
+        synced_at=timezone.now(),
+    )
+    text = operator_client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert "(via production, canary candidate arm)" in text

@@ -109,6 +109,9 @@ def input_format_detect(text: str) -> str:
 # A sensitive key where text could not be read: `$name` after a quote, a brace, a comma or a
 # space, or at the start of a line ("$5" is a price, not a key).
 _SECRET_KEY_LIKE = re.compile(r"(?:^|[\s\"'{,;\t])\$[A-Za-z_]")
+# A JSON-style sensitive key ("$name": …) on a line of CSV text: no CSV row has one, but a
+# JSON Lines row pasted among CSV lines does.
+_SECRET_JSON_KEY = re.compile(r"[\"']\$[A-Za-z_][^\"']*[\"']\s*:")
 SECRET_LINE_REMOVED = "(line removed: it held a sensitive input, and could not be read)"
 SECRET_TEXT_REMOVED = "(sensitive input)"
 
@@ -149,8 +152,17 @@ def batch_rows_strip_secrets(text: str, input_format: str = "") -> tuple[str, li
     del input_format  # the text's own shape decides, see above
     body = text.removeprefix("\ufeff")
     if input_format_detect(body) == CSV:
-        return _csv_without_secrets(body, original=text)
+        stripped, removed = _csv_without_secrets(body, original=text)
+        return _mask_lines(stripped, removed, _SECRET_JSON_KEY)
     return _jsonl_without_secrets(body)
+
+
+def _mask_lines(text: str, removed: list[str], pattern: re.Pattern) -> tuple[str, list[str]]:
+    lines = text.splitlines()
+    masked = [SECRET_LINE_REMOVED if pattern.search(line) else line for line in lines]
+    if masked == lines:
+        return text, removed
+    return "\n".join(masked) + "\n", [*removed, *(["$…"] if "$…" not in removed else [])]
 
 
 def _csv_without_secrets(body: str, *, original: str) -> tuple[str, list[str]]:
@@ -172,6 +184,11 @@ def _csv_without_secrets(body: str, *, original: str) -> tuple[str, list[str]]:
     out = io.StringIO()
     writer = csv.writer(out, delimiter=dialect.delimiter, lineterminator="\n")
     for row in table:
+        if len(row) != len(header) and any(cell.strip() for cell in row):
+            # Its cells do not line up with the header (an unquoted comma…): which one is the
+            # secret cannot be told, so the row goes. It is invalid anyway, and says so.
+            writer.writerow([SECRET_LINE_REMOVED])
+            continue
         writer.writerow([cell for i, cell in enumerate(row) if i not in secret_columns])
     return out.getvalue(), removed
 

@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client, types
-from launcher.models import Batch, Run, RunStatus, Submission
+from launcher.models import Batch, Run, RunEvent, RunStatus, Submission
 from launcher.services.batches.chunks import (
     CHUNK_LEASE,
     CHUNK_RENEW_EVERY,
@@ -44,6 +45,7 @@ from launcher.services.batches.workers import (
     RATE_LIMIT_MAX_WAIT,
     UNREACHABLE_MAX_WAIT,
 )
+from launcher.services.run_events import run_event_record, run_events_record_many
 from launcher.services.run_sync import run_apply_upstream, runs_apply_upstream_many
 from launcher.services.runs import run_request
 
@@ -306,15 +308,45 @@ def _cancel_late_arrival(row: Run) -> None:
 
 
 def _reject(run: Run, message: str) -> None:
-    Run.objects.filter(pk=run.pk).exclude(submission=Submission.ACCEPTED).update(
-        submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=message[:2000]
-    )
+    with transaction.atomic():
+        rejected = (
+            Run.objects.filter(pk=run.pk)
+            .exclude(submission=Submission.ACCEPTED)
+            .update(
+                submission=Submission.REJECTED,
+                status=RunStatus.REJECTED,
+                submission_error=message[:2000],
+            )
+        )
+        if rejected:
+            run_event_record(
+                run=run,
+                kind=RunEvent.Kind.REJECTED,
+                source=RunEvent.Source.BATCH,
+                detail={"message": message[:500]},
+            )
     logger.warning("Batch run %s rejected: %s", run.pk, message)
 
 
 def _reject_rest(batch: Batch, message: str) -> None:
-    Run.objects.filter(batch=batch, submission=Submission.QUEUED).update(
-        submission=Submission.REJECTED,
-        status=RunStatus.REJECTED,
-        submission_error=f"Not sent: {message}"[:2000],
+    error = f"Not sent: {message}"[:2000]
+    queued = list(
+        Run.objects.filter(batch=batch, submission=Submission.QUEUED).values_list("pk", flat=True)
     )
+    Run.objects.filter(batch=batch, submission=Submission.QUEUED).update(
+        submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=error
+    )
+    # History: the runs that were queued and are now rejected by this update (one sent
+    # meanwhile by another sender is accepted, not rejected, and gets no entry).
+    for start in range(0, len(queued), 500):
+        rejected = Run.objects.filter(
+            pk__in=queued[start : start + 500],
+            submission=Submission.REJECTED,
+            submission_error=error,
+        ).values_list("pk", flat=True)
+        run_events_record_many(
+            run_ids=list(rejected),
+            kind=RunEvent.Kind.REJECTED,
+            source=RunEvent.Source.BATCH,
+            detail={"message": error[:500]},
+        )
