@@ -76,6 +76,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """A history shown under its row: never added or changed here (services write it)."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 # --- Workflows ----------------------------------------------------------------------------------
 
 
@@ -580,7 +593,7 @@ class PromptLabelForm(forms.ModelForm):
             super().validate_unique()
 
 
-class PromptLabelMoveInline(admin.TabularInline):
+class PromptLabelMoveInline(ReadOnlyInline):
     model = PromptLabelMove
     fields = [
         "moved_at",
@@ -592,16 +605,8 @@ class PromptLabelMoveInline(admin.TabularInline):
         "without_evidence",
     ]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name = "move"
     verbose_name_plural = "History"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PromptLabel)
@@ -701,19 +706,11 @@ class CanaryAdmin(ReadOnlyAdmin):
 # --- Model options ------------------------------------------------------------------------------
 
 
-class ModelOptionChangeInline(admin.TabularInline):
+class ModelOptionChangeInline(ReadOnlyInline):
     model = ModelOptionChange
     fields = ["changed_at", "enabled", "changed_by"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name_plural = "Enable/disable history"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ModelOption)

@@ -19,15 +19,18 @@ def production_settings_check(app_configs=None, **kwargs) -> list[checks.CheckMe
     if settings.DEBUG:
         return []
     problems: list[checks.CheckMessage] = []
-    if not settings.CYBERDESK_API_KEY_FROM_ENV and not settings.SANDBOX_ENABLED:
+    if not settings.CYBERDESK_API_KEY_FROM_ENV:
         # Without a key the client points at the local sandbox, which this site does not serve
-        # with DEBUG off: every launch would fail.
+        # with DEBUG off: every launch would fail. Even with SANDBOX_ENABLED the fallback stays
+        # an error: a production site meant for the real API must not quietly run on the fake.
         problems.append(
             checks.Error(
                 "CYBERDESK_API_KEY is not set.",
                 hint=(
-                    "With DEBUG off, set CYBERDESK_API_KEY to your Cyberdesk API key "
-                    "(or SANDBOX_ENABLED=true to serve the local sandbox on purpose)."
+                    "With DEBUG off, set CYBERDESK_API_KEY to your Cyberdesk API key. To run "
+                    "on the local sandbox on purpose, say so in full: SANDBOX_ENABLED=true, "
+                    "CYBERDESK_API_KEY=<SANDBOX_API_KEY> and "
+                    "CYBERDESK_BASE_URL=<this site>/sandbox."
                 ),
                 id="launcher.E001",
             )

@@ -364,7 +364,22 @@ class Submission(models.TextChoices):
     REJECTED = "rejected", "Rejected"  # the API refused it
 
 
-class Run(models.Model):
+class AttemptOutcome:
+    """What a run and a kept attempt both answer from their `status`, `started_at` and
+    `ended_at` (templates take either; see RunAttempt)."""
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at and self.ended_at:
+            return self.ended_at - self.started_at
+        return None
+
+
+class Run(AttemptOutcome, models.Model):
     """One run Launcher launched, with the three choices it carried and its last known state."""
 
     idempotency_key = models.UUIDField(
@@ -472,16 +487,6 @@ class Run(models.Model):
             kwargs["update_fields"] = {*update_fields, "failure_key"}
         super().save(*args, **kwargs)
 
-    @property
-    def is_finished(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def duration(self):
-        if self.started_at and self.ended_at:
-            return self.ended_at - self.started_at
-        return None
-
 
 class BatchChunk(models.Model):
     """A slice of a batch's runs (ids `first_run_id`..`last_run_id` of that batch) that one
@@ -539,7 +544,7 @@ class RunRecordImmutable(Exception):
     """Raised when code tries to change a saved attempt or history entry."""
 
 
-class RunAttempt(models.Model):
+class RunAttempt(AttemptOutcome, models.Model):
     """A finished attempt of a run, kept before a retry starts the next one.
 
     The API retries in place (same id) and clears the outputs, so this copy is the only place
@@ -576,16 +581,6 @@ class RunAttempt(models.Model):
         if not self._state.adding:
             raise RunRecordImmutable("A kept attempt never changes.")
         super().save(*args, **kwargs)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def duration(self):
-        if self.started_at and self.ended_at:
-            return self.ended_at - self.started_at
-        return None
 
 
 class RunEvent(models.Model):

@@ -342,6 +342,9 @@ SANDBOX_WEBHOOK_RETRY_SECONDS = [
     )
 ]
 SANDBOX_IDEMPOTENCY_TTL_HOURS = env.float("SANDBOX_IDEMPOTENCY_TTL_HOURS", default=24)
+# Tests only, never from the environment: lets a test hold the sandbox's clock and move it by
+# hand (launcher/sandbox/clock.py), so a browser journey sees each run phase as long as it needs.
+SANDBOX_TEST_CLOCK = False
 
 # Launcher behaviour
 # How long after its launch the reconciler may re-send a run whose outcome it never heard, with

@@ -164,6 +164,21 @@ def test_a_sender_has_its_stand_in_waiting_before_it_sends_anything(catalog, api
     assert batch_tasks() == []  # sent in full: the stand-in is withdrawn
 
 
+def test_a_backend_that_cannot_defer_sends_the_batch_without_a_stand_in(
+    catalog, api, clock, settings
+):
+    # The immediate backend (browser tests, make screenshots) runs a task in the enqueueing
+    # request and refuses `run_after`: nothing can wait there, so no stand-in is asked for.
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    batch = planned_batch(catalog)
+
+    result = tasks.batch_submit_task.call(batch.pk)
+
+    assert result["accepted"] == 3 and result["remaining"] == 0
+    batch.refresh_from_db()
+    assert batch.state == Batch.State.SUBMITTED
+
+
 def test_a_batch_whose_worker_is_killed_mid_chunk_resumes_within_30_s_no_run_sent_twice(
     catalog, api, clock, monkeypatch
 ):

@@ -82,3 +82,66 @@ def test_news_from_the_api_sets_the_key(catalog):
     run_apply_upstream(run, types.Run.from_api(news))
 
     assert Run.objects.get(pk=run.pk).failure_key == "error:Timeout after <n> s on step <n>"
+
+
+# --- Every way a failure arrives fills the key (webhook, poll, the batch sender's bulk path) ---
+
+
+@pytest.mark.django_db
+def test_a_failure_told_by_a_signed_webhook_sets_the_key(catalog, settings, clock):
+    from django.test import Client
+
+    from tests.test_webhooks import SECRET, URL, event_body, signed_headers
+
+    settings.CYBERDESK_WEBHOOK_SECRET = SECRET
+    run = make_run(catalog.workflow, status=RunStatus.RUNNING)
+    body = event_body(run.cyberdesk_id, status="error", error=["Session 4711 timed out"])
+
+    response = Client().post(
+        URL,
+        body,
+        content_type="application/json",
+        **{
+            f"HTTP_{name.upper().replace('-', '_')}": value
+            for name, value in signed_headers(body).items()
+        },
+    )
+
+    assert response.status_code == 200
+    assert Run.objects.get(pk=run.pk).failure_key == "error:Session <n> timed out"
+
+
+@pytest.mark.django_db
+def test_a_failure_seen_by_a_poll_of_many_runs_sets_the_key(catalog, settings, clock):
+    from launcher.services.run_sync import runs_refresh_many
+    from tests.fake_cyberdesk import FakeCyberdesk
+
+    fake = FakeCyberdesk()
+    runs = [make_run(catalog.workflow, status=RunStatus.RUNNING, api=fake) for _ in range(2)]
+    fake.runs[str(runs[0].cyberdesk_id)].update(
+        status="task_failed", error=["Customer 'c-9' not found"]
+    )
+
+    with fake.serve():
+        runs_refresh_many(runs)
+
+    keys = dict(Run.objects.values_list("pk", "failure_key"))
+    assert keys == {runs[0].pk: "error:Customer <value> not found", runs[1].pk: ""}
+
+
+@pytest.mark.django_db
+def test_a_failure_recorded_in_bulk_by_the_batch_sender_sets_the_key(catalog):
+    from launcher.cyberdesk import types
+    from launcher.services.run_sync import runs_apply_upstream_many
+    from tests.fake_cyberdesk import upstream_run
+
+    failed, running = (make_run(catalog.workflow, status=RunStatus.SCHEDULING) for _ in range(2))
+    news = [
+        (failed, upstream_run(failed.cyberdesk_id, status="error", error=["Boom 42"])),
+        (running, upstream_run(running.cyberdesk_id, status="running")),
+    ]
+
+    runs_apply_upstream_many([(run, types.Run.from_api(answer)) for run, answer in news])
+
+    keys = dict(Run.objects.values_list("pk", "failure_key"))
+    assert keys == {failed.pk: "error:Boom <n>", running.pk: ""}

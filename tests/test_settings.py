@@ -50,9 +50,21 @@ def test_a_missing_api_key_is_a_deploy_check_error_naming_the_variable():
     assert "CYBERDESK_API_KEY is not set" in result.stderr
 
 
-def test_a_missing_api_key_is_fine_when_the_sandbox_is_served_on_purpose():
+def test_serving_the_sandbox_does_not_excuse_a_missing_api_key():
+    result = _manage("check", "--deploy", CYBERDESK_API_KEY="", SANDBOX_ENABLED="true")
+    assert result.returncode != 0
+    assert "CYBERDESK_API_KEY is not set" in result.stderr
+
+
+def test_the_sandbox_named_in_full_passes_as_the_bench_runs_it():
     result = _manage(
-        "check", "--deploy", "--fail-level", "WARNING", CYBERDESK_API_KEY="", SANDBOX_ENABLED="1"
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SANDBOX_ENABLED="true",
+        CYBERDESK_API_KEY="sk_sandbox",
+        CYBERDESK_BASE_URL="https://launcher.example.com/sandbox",
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -4,8 +4,8 @@ Nothing runs in the background to move a run: at creation each run gets a *plan*
 phase lasts and how it ends, drawn from a RNG seeded with the run id and attempt, so a run's fate
 is fixed and reproducible). Whenever a run is read, listed or the driver ticks, `run_advance`
 applies every transition whose planned moment has passed, stamping each with its planned time.
-Time comes from `django.utils.timezone.now`, so tests move it with time-machine instead of
-sleeping.
+Time comes from `launcher.sandbox.clock.now` (`django.utils.timezone.now` unless a test holds
+it), so tests move it with time-machine or a held clock instead of sleeping.
 
     scheduling → running → [running_checks] → success | task_failed | error
     any active status → cancelled (PATCH)
@@ -21,9 +21,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
-from launcher.sandbox import screens, webhooks
+from launcher.sandbox import clock, screens, webhooks
 from launcher.sandbox.models import (
     ACTIVE_STATUSES,
     AttachmentType,
@@ -164,7 +163,7 @@ def run_advance(run: Run, *, now: datetime) -> bool:
 
 def run_refresh(run_id: uuid.UUID) -> Run | None:
     """The run, advanced to now (saved when it moved). None if it does not exist."""
-    now = timezone.now()
+    now = clock.now()
     run = Run.objects.select_related("workflow").filter(pk=run_id).first()
     if run is None or not _is_due(run, now):
         return run  # most reads: nothing to apply, no lock taken
@@ -185,7 +184,7 @@ def _is_due(run: Run, now: datetime) -> bool:
 
 def runs_advance_due(*, now: datetime | None = None) -> int:
     """Advance every active run with a transition due; returns how many moved."""
-    now = now or timezone.now()
+    now = now or clock.now()
     due = list(
         Run.objects.filter(status__in=ACTIVE_STATUSES, next_transition_at__lte=now)
         .order_by("next_transition_at")

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from launcher.sandbox import lifecycle, tasks, webhooks
+from launcher.sandbox import clock, lifecycle, tasks, webhooks
 from launcher.sandbox.errors import ApiError, ValidationFailed, not_found
 from launcher.sandbox.inputs import inputs_check
 from launcher.sandbox.models import (
@@ -164,7 +164,7 @@ def run_create(
         workflow, main_agent_model_id=main_agent_model_id, model_metadata=model_metadata
     )
     _inputs_check(workflow, input_values, sensitive_input_values)
-    now = timezone.now()
+    now = clock.now()
     run_id = uuid.uuid4()
     with transaction.atomic():
         run = _new_run(
@@ -206,7 +206,7 @@ def runs_bulk_create(
     """`count` identical runs with the workflow's own prompt and models, in one transaction."""
     workflow = workflow_for_run(workflow_id)
     _inputs_check(workflow, input_values, sensitive_input_values)
-    now = timezone.now()
+    now = clock.now()
     shared_session = uuid.uuid4() if start_session and not session_id else session_id
     runs = []
     with transaction.atomic():
@@ -237,7 +237,7 @@ def run_retry(run_id: uuid.UUID, **changes: Any) -> Run:
     `changes` holds only what the request sent (input_values, sensitive_input_values,
     file_inputs, machine_id, pool_ids, reuse_session, session_id, start_session, session_alias,
     release_session_after, is_priority); prompt and model overrides stay as they were."""
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         run = Run.objects.select_for_update().select_related("workflow").filter(pk=run_id).first()
         if run is None:
@@ -321,7 +321,7 @@ RUN_PATCHABLE = (
 def run_update(run_id: uuid.UUID, changes: dict[str, Any]) -> Run:
     """PATCH /v1/runs/{id}. `{"status": "cancelled"}` cancels an active run (there is no cancel
     endpoint); cancelling a run that already finished leaves it as it is."""
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         run = Run.objects.select_for_update().select_related("workflow").filter(pk=run_id).first()
         if run is None:

@@ -27,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client, types
+from launcher.failures import failure_key
 from launcher.models import STATUS_RANK, TERMINAL_STATUSES, Run, RunEvent, RunStatus, Submission
 from launcher.services.run_events import run_event_record
 
@@ -151,6 +152,11 @@ def runs_apply_upstream_many(
             updates = _changes(row, upstream, restart=False)
             for field, value in updates.items():
                 setattr(row, field, value)
+            if Run._FAILURE_SOURCES.intersection(updates):
+                # bulk_update skips Run.save(), which derives the key on the single path.
+                updates["failure_key"] = row.failure_key = failure_key(
+                    status=row.status, errors=row.errors, post_run_checks=row.post_run_checks
+                )
             if updates:
                 written.append(row)
                 fields.update(updates)

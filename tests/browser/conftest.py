@@ -187,6 +187,17 @@ def sandbox(sandbox_api, settings):
     return sandbox_api
 
 
+@pytest.fixture
+def sandbox_clock(sandbox, settings):
+    """The sandbox's clock, held where it is: a run stays in its phase until the test moves the
+    clock on (`sandbox_clock.advance(seconds)`). Launcher itself keeps real time."""
+    from launcher.sandbox.clock import held_clock
+
+    settings.SANDBOX_TEST_CLOCK = True
+    with held_clock() as clock:
+        yield clock
+
+
 def log_in(page, username: str, password: str = "pw") -> None:
     page.goto("/accounts/login/")
     page.get_by_label("Username").fill(username)

@@ -19,6 +19,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ELIGIBILITY = "Check insurance eligibility"
 INVOICE = "Reconcile invoice totals"
 RUN_PAGE = re.compile(r"/runs/\d+/$")
+# Sandbox seconds (journeys run at SANDBOX_TIME_SCALE 0.5, jitter ±20%): past any scheduling
+# phase but inside every running phase; and past any whole run.
+PAST_SCHEDULING = 2.0
+PAST_THE_END = 60.0
 
 
 def _status(page):
@@ -45,7 +49,7 @@ def _watch_layout_shifts(page) -> None:
 
 
 def test_a_pinned_version_and_a_chosen_model_run_to_success_without_a_reload(
-    page, sandbox, operator
+    page, sandbox, sandbox_clock, operator
 ):
     workflows_sync()
     version = prompt_version_create(
@@ -64,8 +68,12 @@ def test_a_pinned_version_and_a_chosen_model_run_to_success_without_a_reload(
     page.wait_for_url(RUN_PAGE)
     loads = []
     page.on("load", lambda _: loads.append(page.url))
+    # The sandbox's clock is held: each phase lasts until the test moves it on.
     expect(_status(page)).to_contain_text("Scheduling")
-    expect(_status(page)).to_contain_text("Success", timeout=20_000)
+    sandbox_clock.advance(PAST_SCHEDULING)
+    expect(_status(page)).to_contain_text("Running", timeout=10_000)
+    sandbox_clock.advance(PAST_THE_END)
+    expect(_status(page)).to_contain_text("Success", timeout=10_000)
     assert loads == [], "the status changed without reloading the page"
     expect(page.locator("#live-announcer")).to_have_text(re.compile(r"^Run \d+: Success$"))
     run = Run.objects.get()
@@ -116,7 +124,7 @@ def test_a_double_click_on_launch_run_starts_one_run(page, sandbox, operator):
 
 
 def test_an_operator_cancels_a_running_run_and_polling_never_moves_the_page(
-    page, sandbox, operator
+    page, sandbox, sandbox_clock, operator
 ):
     log_in(page, operator.username)
     page.get_by_label("Workflow").select_option(label=INVOICE)
@@ -125,7 +133,9 @@ def test_an_operator_cancels_a_running_run_and_polling_never_moves_the_page(
     page.get_by_label("line_item_count").fill("12")
     page.get_by_role("button", name="Launch run").click()
     page.wait_for_url(RUN_PAGE)
+    expect(_status(page)).to_contain_text("Scheduling")
 
+    sandbox_clock.advance(PAST_SCHEDULING)  # and it stays running until it is cancelled
     expect(_status(page)).to_contain_text("Running", timeout=10_000)
     _watch_layout_shifts(page)
     for _ in range(2):

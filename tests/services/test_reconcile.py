@@ -136,6 +136,7 @@ def test_a_launch_the_api_never_got_is_sent_once(workflow, api, clock):
     assert run.submission == Submission.ACCEPTED
     assert len(api.runs) == 1
     assert creates(api) == 1
+    assert run.submission_attempts == 1  # counted: the run page says how often it was sent
 
 
 def test_it_sends_exactly_what_was_launched(workflow, api, clock):
@@ -289,7 +290,7 @@ def test_a_run_with_secrets_is_looked_for_never_resent(workflow, api, clock):
 def test_a_run_with_secrets_the_api_never_got_is_rejected_with_a_way_forward(workflow, api, clock):
     run = secret_run(workflow)
 
-    reconcile.runs_reconcile()
+    assert reconcile.runs_reconcile().unsettled == 1
     assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN  # it may still appear
     clock.shift(reconcile.SECRET_LOOKUP_GRACE + timedelta(seconds=1))
     report = reconcile.runs_reconcile()
@@ -480,3 +481,171 @@ def test_a_launch_matches_only_the_prompt_it_sent(
     add_upstream_twin(api, workflow, run, main_prompt=upstream_prompt)
 
     assert reconcile.runs_reconcile().found == int(same)
+
+
+@pytest.mark.parametrize(
+    "differs",
+    [
+        {"input_values": {"invoice": "INV-8"}},
+        {"sensitive_input_aliases": {"portal_password": "vault://x", "pin": "vault://y"}},
+        {"sensitive_input_aliases": None},
+        {"input_attachment_ids": [str(uuid.uuid4())]},  # a file we never sent
+    ],
+    ids=["inputs", "more-secrets", "no-secrets", "a-file"],
+)
+def test_the_only_candidate_carrying_something_else_is_not_the_launch(
+    workflow, api, clock, differs
+):
+    run = secret_run(workflow)
+    add_upstream_twin(api, workflow, run, **differs)
+
+    report = reconcile.runs_reconcile()
+
+    assert (report.found, report.unsettled) == (0, 1)
+    assert Run.objects.get(pk=run.pk).cyberdesk_id is None
+
+
+def _first_send_with_another_body(run, api):
+    api.lose_create_answers = 1
+    with pytest.raises(errors.OutcomeUnknown):
+        get_client().create_run(
+            idempotency_key=str(run.idempotency_key),
+            workflow_id=run.workflow_id,
+            input_values={"invoice": "INV-1"},  # nothing upstream will match the run
+        )
+
+
+def test_a_reused_key_with_nothing_to_find_stays_unknown_and_is_tried_again(workflow, api, clock):
+    run = unsent_run(workflow, created_at=NOW)
+    _first_send_with_another_body(run, api)
+
+    report = reconcile.runs_reconcile()
+
+    assert (report.found, report.rejected, report.unsettled) == (0, 0, 1)
+    assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN
+
+
+def test_a_reused_key_whose_lookup_fails_stays_unknown(workflow, api, clock):
+    run = unsent_run(workflow, created_at=NOW)
+    _first_send_with_another_body(run, api)
+    api.on_request = lambda request: (
+        httpx.Response(503, json={"detail": "down"}) if request.method == "GET" else None
+    )
+
+    report = reconcile.runs_reconcile()
+
+    assert (report.found, report.rejected, report.unsettled) == (0, 0, 1)
+    assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN
+
+
+def test_a_run_settled_elsewhere_while_the_pass_works_is_left_alone(workflow, api, clock):
+    """The pass lists both unknown runs; while it re-sends the first, the second is settled by
+    someone else (its launch's late answer, a webhook). Its claim must then fail: the pass
+    never re-sends a run that is no longer unknown."""
+    first, second, third = unsent_run(workflow), unsent_run(workflow), unsent_run(workflow)
+    clock.shift(timedelta(minutes=5))
+
+    def settle_second_meanwhile(request):
+        if (
+            request.method == "POST"
+            and not Run.objects.filter(pk=second.pk, submission=Submission.ACCEPTED).exists()
+        ):
+            Run.objects.filter(pk=second.pk).update(
+                submission=Submission.ACCEPTED, cyberdesk_id=uuid.uuid4()
+            )
+
+    api.on_request = settle_second_meanwhile
+
+    report = reconcile.runs_reconcile()
+
+    sent_keys = [r.headers["Idempotency-Key"] for r in api.creates]
+    # The second is skipped; the pass goes on to the third.
+    assert sent_keys == [str(first.idempotency_key), str(third.idempotency_key)]
+    assert report.resubmitted == 2
+
+
+def test_a_run_accepted_while_its_re_send_is_refused_stays_accepted(workflow, api, clock):
+    """A refusal of the re-send's values says the first send was refused too — unless the run
+    was accepted meanwhile; then the acceptance stands."""
+    run = unsent_run(workflow)
+    clock.shift(timedelta(minutes=5))
+
+    def accepted_meanwhile_then_refused(request):
+        Run.objects.filter(pk=run.pk).update(
+            submission=Submission.ACCEPTED, status=RunStatus.RUNNING, cyberdesk_id=uuid.uuid4()
+        )
+        return httpx.Response(
+            422, json={"detail": [{"loc": ["body", "input_values"], "msg": "bad", "type": "x"}]}
+        )
+
+    api.on_request = accepted_meanwhile_then_refused
+
+    reconcile.runs_reconcile()
+
+    run.refresh_from_db()
+    assert (run.submission, run.status) == (Submission.ACCEPTED, RunStatus.RUNNING)
+    assert run.submission_error == ""
+
+
+def test_rejecting_a_run_the_api_never_got_touches_that_run_only(workflow, api, clock):
+    lost = secret_run(workflow)
+    clock.shift(reconcile.SECRET_LOOKUP_GRACE + timedelta(seconds=1))
+    # Another unknown launch, just claimed by another reconciler: not this pass's to settle.
+    other = unsent_run(workflow, synced_at=NOW + reconcile.SECRET_LOOKUP_GRACE)
+
+    report = reconcile.runs_reconcile()
+
+    assert (report.rejected, report.unsettled) == (1, 0)
+    assert Run.objects.get(pk=lost.pk).submission == Submission.REJECTED
+    assert Run.objects.get(pk=other.pk).submission == Submission.UNKNOWN
+
+
+def test_a_run_found_elsewhere_while_it_is_looked_for_is_not_rejected(workflow, api, clock):
+    run = secret_run(workflow)
+    clock.shift(reconcile.SECRET_LOOKUP_GRACE + timedelta(seconds=1))
+
+    def accepted_meanwhile(request):  # e.g. its launch's answer arrived after all
+        Run.objects.filter(pk=run.pk).update(
+            submission=Submission.ACCEPTED, status=RunStatus.RUNNING, cyberdesk_id=uuid.uuid4()
+        )
+
+    api.on_request = accepted_meanwhile
+
+    report = reconcile.runs_reconcile()
+
+    assert (report.rejected, report.unsettled) == (0, 1)
+    assert Run.objects.get(pk=run.pk).submission == Submission.ACCEPTED
+
+
+def test_a_failed_lookup_leaves_the_run_unknown(workflow, api, clock):
+    run = secret_run(workflow)
+    clock.shift(reconcile.SECRET_LOOKUP_GRACE + timedelta(seconds=1))
+    api.fail_with = 503
+
+    assert reconcile.runs_reconcile().unsettled == 1
+    assert Run.objects.get(pk=run.pk).submission == Submission.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    "not_ours",
+    [
+        # Settled long ago (finished, so no refresh touches it first).
+        {"submission": Submission.ACCEPTED, "cyberdesk_id": uuid.uuid4(), "status": "success"},
+        {"synced_at": NOW + timedelta(minutes=5)},  # just claimed by another reconciler
+    ],
+    ids=["accepted", "claimed"],
+)
+def test_runs_not_to_settle_never_take_a_place_in_the_pass(
+    workflow, api, clock, monkeypatch, not_ours
+):
+    """A pass settles at most SETTLE_LIMIT runs: the runs it may not settle must not fill them,
+    or a waiting launch would never be sent."""
+    monkeypatch.setattr(reconcile, "SETTLE_LIMIT", 1)
+    older = unsent_run(workflow, submission=Submission.QUEUED)
+    Run.objects.filter(pk=older.pk).update(**not_ours)
+    waiting = unsent_run(workflow, submission=Submission.QUEUED)
+    clock.shift(timedelta(minutes=5))
+
+    reconcile.runs_reconcile()
+
+    assert [r.headers["Idempotency-Key"] for r in api.creates] == [str(waiting.idempotency_key)]

@@ -14,6 +14,7 @@ from launcher import tasks
 from launcher.batch_grid import cell_key
 from launcher.models import Batch, Run, RunStatus
 from tests.batch_data import add_runs
+from tests.csrf import csrf_headers
 from tests.fake_cyberdesk import serve
 from tests.launch_api import NOW
 from tests.views.test_batch_queries import DETAIL_QUERIES, PAGE_QUERIES, matrix_batch
@@ -276,6 +277,21 @@ def test_a_cluster_that_is_gone_goes_back_to_the_batch(batch, operator_client):
     assert response.redirect_chain[-1][0] == reverse("batch_detail", args=[batch.pk])
     assert "No failed run is left in that cluster." in response.content.decode()
     assert operator_client.get(retry).status_code == 302  # no cluster named at all
+
+
+def test_a_cluster_key_with_a_nul_character_is_no_cluster(batch, operator_client):
+    # No stored key holds U+0000 (PostgreSQL stores it in no text column, and asking it for one
+    # is an error): such a key names no cluster, on the confirmation GET and on the POST alike.
+    retry = reverse("batch_cluster_retry", args=[batch.pk])
+
+    shown = operator_client.get(retry, {"cluster": "error:a\x00b"})
+    posted = operator_client.post(
+        retry, {"cluster": "error:a\x00b"}, headers=csrf_headers(operator_client)
+    )
+
+    assert shown.status_code == posted.status_code == 302
+    assert posted["Location"] == reverse("batch_detail", args=[batch.pk])
+    assert retry_tasks() == []
 
 
 # --- Query counts -------------------------------------------------------------------------------

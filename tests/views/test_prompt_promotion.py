@@ -96,8 +96,9 @@ def test_each_version_row_has_promote_runs_and_admin_links_and_the_stored_versio
 ):
     v1, v2 = versions
     text = ana_client.get(page(workflow)).content.decode()
-    # v1 is production already: only v2 offers "Promote to production".
-    assert text.count(">Promote to production</button>") == 1
+    # Every row has the button; v1 is production already, so its button is disabled.
+    assert text.count(">Promote to production</button>") == 2
+    assert text.count('disabled title="v1 is production already"') == 1
     assert f'name="version" value="{v2.pk}"' in text
     assert f"/runs/?workflow={workflow.pk}&amp;prompt={v2.pk}" in text
     assert reverse("admin:launcher_promptversion_change", args=[v1.pk]) in text

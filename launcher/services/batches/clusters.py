@@ -137,6 +137,8 @@ def _fill_missing_keys(batch: Batch) -> None:
 
 def batch_failure_cluster(*, batch: Batch, key: str) -> FailureCluster | None:
     """One cluster by its key (the confirmation page), or None when no failed run has it now."""
+    if "\x00" in key:
+        return None  # no stored key holds U+0000, and PostgreSQL refuses it in a query
     failed = Run.objects.filter(batch=batch, status__in=FAILED_STATUSES)
     row = (
         failed.filter(failure_key=key)
