@@ -257,6 +257,7 @@ class Batch(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "batches"
+        indexes = [models.Index(fields=["-created_at"], name="batch_created")]
 
     def __str__(self) -> str:
         return self.name or f"Batch {self.pk}"
@@ -447,6 +448,10 @@ class Run(AttemptOutcome, models.Model):
     usage_metadata = models.JSONField(null=True, blank=True)
     message_history = models.JSONField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # The finished attempt's attachments (id, filename, content_type, attachment_type,
+    # size_bytes), fetched once by the worker when the run finishes, so the run page never waits
+    # on the API for them. None = not fetched yet (a retry clears it for the new attempt).
+    attachments = models.JSONField(null=True, blank=True)
     # Answers of the API that Launcher did not expect (e.g. a cancel that left the run running,
     # or "cancelled" for a run that had already finished): [{"at", "action", "message"}], shown
     # on the run page. The API's docs leave such cases open, so they are recorded, not guessed.
@@ -462,9 +467,23 @@ class Run(AttemptOutcome, models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("launch_run", "Can launch runs")]
+        # The runs list is keyset-paginated on (created_at, id), newest first: each filter has
+        # an index that ends in that order, so a page is an index range scan of 51 entries
+        # whatever the history (EXPLAIN on SQLite and PostgreSQL: docs/benchmarks.md).
         indexes = [
-            models.Index(fields=["workflow", "-created_at"], name="run_workflow_created"),
-            models.Index(fields=["batch", "status"], name="run_batch_status"),
+            models.Index(fields=["-created_at", "-id"], name="run_created_id"),
+            models.Index(fields=["workflow", "-created_at", "-id"], name="run_workflow_created"),
+            models.Index(fields=["status", "-created_at", "-id"], name="run_status_created"),
+            models.Index(fields=["model_option", "-created_at", "-id"], name="run_model_created"),
+            models.Index(
+                fields=["prompt_version", "-created_at", "-id"], name="run_prompt_created"
+            ),
+            models.Index(fields=["prompt_mode", "-created_at", "-id"], name="run_mode_created"),
+            models.Index(fields=["prompt_label", "-created_at", "-id"], name="run_label_created"),
+            models.Index(fields=["launched_by", "-created_at", "-id"], name="run_user_created"),
+            models.Index(fields=["batch", "-created_at", "-id"], name="run_batch_created"),
+            # Batch progress counts: an index-only GROUP BY over one batch's runs.
+            models.Index(fields=["batch", "status", "submission"], name="run_batch_status"),
             # The batch page: its "By input row" pages and its failure clusters.
             models.Index(fields=["batch", "batch_row"], name="run_batch_row"),
             models.Index(fields=["batch", "failure_key"], name="run_batch_failure"),

@@ -17,6 +17,7 @@ urlpatterns = [
     path("runs/compare/", compare.run_compare, name="run_compare"),
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/status", runs.run_status, name="run_status"),
+    path("runs/<int:run_id>/attachments", runs.run_attachments_panel, name="run_attachments"),
     path("runs/<int:run_id>/cancel", runs.run_cancel_view, name="run_cancel"),
     path("runs/<int:run_id>/retry", runs.run_retry_view, name="run_retry"),
     path("runs/<int:run_id>/cancel/confirm", runs.run_cancel_confirm, name="run_cancel_confirm"),

@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from launcher.cyberdesk import errors, get_client, types
+from launcher.cyberdesk import errors, get_client, quick_reads, types
 from launcher.models import (
     ModelOption,
     PromptLabel,
@@ -44,6 +43,7 @@ from launcher.models import (
     sha256_text,
 )
 from launcher.parsing import url_is_safe
+from launcher.services.api_status import api_outage
 from launcher.services.prompts import (
     PromptChoice,
     PromptChoiceInvalid,
@@ -52,12 +52,11 @@ from launcher.services.prompts import (
     prompt_stored_record,
 )
 from launcher.services.run_events import run_event_record
-from launcher.services.run_sync import run_apply_upstream, run_finalize
+from launcher.services.run_sync import run_apply_upstream, run_attachments_fetch, run_finalize
 
 logger = logging.getLogger(__name__)
 
 MODEL_NOT_OFFERED = "That model is no longer offered; choose another."
-ATTACHMENTS_CACHE_SECONDS = 3600
 
 
 class LaunchFailed(Exception):
@@ -536,24 +535,27 @@ class UnsafeDownloadUrl(Exception):
     show."""
 
 
-def run_attachments(run: Run) -> tuple[list[types.Attachment], str]:
+def run_attachments(run: Run, *, fetch: bool = True) -> tuple[list[types.Attachment], str]:
     """A finished run's attachments and an error message ("" when fine).
 
-    Fetched from the API once per finished attempt and cached: a finished run's files do not
-    change, and the run page must not call the API on every view.
+    Read from `Run.attachments`, stored once per finished attempt (by the worker when the run
+    finishes: `run_sync.run_finalize`). A run whose attachments are not stored yet is fetched
+    here (one quick attempt, nothing while an API outage is noted) and stored, unless
+    `fetch=False`, which answers ([], "") at once: the run page loads them after itself.
     """
     if run.cyberdesk_id is None or not run.is_finished:
         return [], ""
-    key = f"launcher:run-attachments:{run.pk}:{run.attempt}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached, ""
-    try:
-        attachments = get_client().list_run_attachments(run.cyberdesk_id)
-    except errors.CyberdeskError as exc:
-        return [], f"The attachments could not be loaded: {exc}"
-    cache.set(key, attachments, ATTACHMENTS_CACHE_SECONDS)
-    return attachments, ""
+    if run.attachments is None and fetch:
+        outage = api_outage()
+        if outage is not None:
+            return [], f"The attachments are unavailable: {outage.message}."
+        with quick_reads():
+            run_attachments_fetch(run)
+        if run.attachments is None:
+            outage = api_outage()
+            reason = outage.message if outage else "Cyberdesk did not list them"
+            return [], f"The attachments are unavailable: {reason}."
+    return [types.Attachment.from_api(item) for item in run.attachments or []], ""
 
 
 def run_attachment_download_url(*, run: Run, attachment_id: uuid.UUID) -> str | None:

@@ -163,7 +163,7 @@ def _progress_context(batch: Batch, *, refresh: bool = True) -> dict:
         )
         if unfinished:
             # At most one list call per workflow per interval, however many people watch.
-            runs_refresh_many(unfinished)
+            runs_refresh_many(unfinished, viewer=True)
     progress = batch_progress(batch)
     # The worker cancelling or retrying runs changes the counts even when every run had
     # finished: keep polling until it is done.

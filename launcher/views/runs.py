@@ -1,6 +1,13 @@
 """Run pages: one run's page, its polled status fragment, its actions (cancel, retry,
 attachment downloads), the page of one attempt and the images of an attempt's timeline.
 
+The page renders from the database in one go and never calls the API: an unfinished run's
+status region asks for its fragment as soon as the page has loaded (and every 2 s), and that
+poll does the refresh (at most one API call per run per interval, one quick attempt, none while
+an outage is noted: `services/api_status.py`). A finished run's attachments and cost are stored
+by the worker when it finishes; attachments not stored yet load after the page as a fragment.
+A poll that finds nothing new answers 204 without rendering (`launcher/fingerprints.py`).
+
 Permission: viewing a run needs `launcher.launch_run`, like launching one — the people who run
 workflows are the people who read their results (run outputs can hold customer data, so a
 logged-in user without that permission sees nothing). Every page, fragment and POST checks it
@@ -27,9 +34,11 @@ from launcher.evidence.attempts import (
 )
 from launcher.evidence.compare import compare_counterpart
 from launcher.evidence.timeline import timeline_image
+from launcher.fingerprints import run_status_fingerprint
 from launcher.models import TERMINAL_STATUSES, PromptVersion, Run, RunStatus, sha256_text
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.selectors import prompt_diff
+from launcher.services.api_status import api_outage
 from launcher.services.run_sync import run_refresh
 from launcher.services.runs import (
     RunActionFailed,
@@ -45,6 +54,8 @@ from launcher.views.run_list import run_bulk_action
 
 PAGE = "launcher/run_detail.html"
 STATUS_FRAGMENT = f"{PAGE}#run-status"
+ATTACHMENTS_FRAGMENT = f"{PAGE}#run-attachments"
+VERSION_HEADER = "X-Poll-Version"  # the fingerprint a poll sends back (hx-headers)
 _RELATIONS = ("workflow", "model_option", "prompt_version", "launched_by")
 
 
@@ -59,16 +70,25 @@ def _refresh(run: Run) -> Run:
     loaded = {
         name: getattr(run, name) for name in _RELATIONS if Run._meta.get_field(name).is_cached(run)
     }
-    run_refresh(run)
+    run_refresh(run, viewer=True)
     for name, value in loaded.items():
         setattr(run, name, value)
     return run
 
 
-def _status_context(run: Run, **extra) -> dict:
-    attachments, attachments_error = run_attachments(run)
+def _status_context(run: Run, *, fetch_attachments: bool = True, **extra) -> dict:
+    attachments, attachments_error = run_attachments(run, fetch=fetch_attachments)
+    # Said on the page while the API is down and the page would need it (an unfinished run's
+    # status, attachments not stored yet); a cache read, no API call.
+    needs_api = not run.is_finished or (run.cyberdesk_id and run.attachments is None)
+    outage = api_outage() if needs_api else None
     return {
         "run": run,
+        "outage": outage,
+        "attachments_pending": bool(
+            run.is_finished and run.cyberdesk_id and run.attachments is None
+        ),
+        "status_version": run_status_fingerprint(run, outage, attachments_error),
         "evidence": attempt_evidence(run, number=run.attempt),
         "attachments": attachments,
         "attachments_error": attachments_error,
@@ -89,7 +109,7 @@ def _compare_url(run: Run) -> str:
 @require_GET
 @permission_required(LAUNCH_RUN)
 def run_detail(request, run_id: int):
-    run = _refresh(_run_or_404(run_id, related=True))
+    run = _run_or_404(run_id, related=True)
     latest = None
     diff = None
     if run.prompt_version_id is not None:
@@ -100,6 +120,7 @@ def run_detail(request, run_id: int):
             diff = prompt_diff(run.prompt_version.text, latest.text)
     context = _status_context(
         run,
+        fetch_attachments=False,
         nav="runs",
         latest_version=latest,
         prompt_diff=diff,
@@ -126,7 +147,28 @@ def run_status(request, run_id: int):
     while it was refreshed within the interval (no claim is tried); once due, the one poller
     per interval whose compare-and-set wins the refresh calls the API."""
     run = _refresh(_run_or_404(run_id, related=False))
-    return render(request, STATUS_FRAGMENT, _status_context(run, **_finished_extras(run)))
+    context = _status_context(run, fetch_attachments=False, **_finished_extras(run))
+    if request.headers.get(VERSION_HEADER) == context["status_version"]:
+        return HttpResponse(status=204)  # nothing new since the page's render: htmx keeps it
+    return render(request, STATUS_FRAGMENT, context)
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def run_attachments_panel(request, run_id: int):
+    """A finished run's attachments, loaded after its page when they were not stored yet (one
+    quick API attempt; stored, so the next view reads the database). Without JavaScript the
+    page's link comes here and goes back to the page."""
+    run = _run_or_404(run_id, related=False)
+    attachments, error = run_attachments(run)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect("run_detail", run_id=run.pk)
+    context = {"run": run, "attachments": attachments, "attachments_error": error}
+    context["attachments_pending"] = False
+    context["attachments_downloadable"] = True
+    return render(request, ATTACHMENTS_FRAGMENT, context)
 
 
 def _finished_extras(run: Run) -> dict:

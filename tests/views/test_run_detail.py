@@ -295,8 +295,11 @@ def test_an_attachment_download_redirects_to_its_signed_url(operator_client, cat
         }
     )
     page = operator_client.get(_urls(run)["page"]).content.decode()
+    panel_url = reverse("run_attachments", args=[run.pk])
+    assert f'hx-get="{panel_url}" hx-trigger="load"' in page  # loaded after the page
+    panel = operator_client.get(panel_url, headers=HTMX).content.decode()
     download = _urls(run, attachment_id)["download"]
-    assert f'<a href="{download}" download>invoice.pdf</a>' in page
+    assert f'<a href="{download}" download>invoice.pdf</a>' in panel
     response = operator_client.get(download)
     assert response.status_code == 302
     assert response["Location"].startswith(f"https://files.test/{attachment_id}")

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('launcher', '0010_polish_workflow_last_error'),
+        ('launcher', '0011_polish_workflow_last_error'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('launcher', '0009_merge_scale_workers'),
+        ('launcher', '0010_scale_pages_runs_list_indexes'),
     ]
 
     operations = [
