@@ -55,6 +55,7 @@ from launcher.services.prompts import (
     prompt_latest_version,
     prompt_publish,
     prompt_variable_warnings,
+    prompt_version_confirm,
     prompt_version_create,
 )
 from launcher.services.workflows import workflows_sync, workflows_sync_if_stale
@@ -293,8 +294,10 @@ class PromptVersionAdmin(LauncherAdmin):
         warnings = prompt_variable_warnings(version.workflow, version.text)
         if not warnings:
             return "None"
+        # A class of our own: the admin indents a bare <ul>, out of line with the other values.
         return format_html(
-            "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((w,) for w in warnings))
+            '<ul class="variable-problems">{}</ul>',
+            format_html_join("", "<li>{}</li>", ((w,) for w in warnings)),
         )
 
     @admin.action(description="Publish to workflow…", permissions=["publish"])
@@ -317,6 +320,11 @@ class PromptVersionAdmin(LauncherAdmin):
                 wrap(self.publish_view),
                 name="launcher_promptversion_publish",
             ),
+            path(
+                "<int:version_id>/confirm-variables/",
+                wrap(self.confirm_variables_view),
+                name="launcher_promptversion_confirm_variables",
+            ),
             *super().get_urls(),
         ]
 
@@ -327,11 +335,31 @@ class PromptVersionAdmin(LauncherAdmin):
             extra_context.update(
                 can_edit=self.has_add_permission(request),
                 can_publish=self.has_publish_permission(request),
+                can_confirm=self.has_add_permission(request) and not version.variables_confirmed,
                 diff=prompt_diff(version.based_on.text, version.text) if version.based_on else None,
                 left_title=f"v{version.based_on.number}" if version.based_on else "",
                 right_title=f"v{version.number}",
             )
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def confirm_variables_view(self, request, version_id):
+        """POST: an editor confirms a saved version's unknown variables (it may become Latest)."""
+        if request.method != "POST":
+            return HttpResponseRedirect(
+                reverse("admin:launcher_promptversion_change", args=[version_id])
+            )
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        version = get_object_or_404(PromptVersion.objects.select_related("workflow"), pk=version_id)
+        prompt_version_confirm(version=version)
+        self.message_user(
+            request,
+            f"Confirmed: v{version.number} may now be offered as Latest.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(
+            reverse("admin:launcher_promptversion_change", args=[version.pk])
+        )
 
     def add_view(self, request, form_url="", extra_context=None):
         return self._version_form_view(request, based_on=None)
@@ -357,15 +385,28 @@ class PromptVersionAdmin(LauncherAdmin):
                 workflow = form.cleaned_data["workflow"]
                 text = form.cleaned_data["text"]
                 previewed = form.cleaned_data["previewed_sha256"] == sha256_text(text)
-                wants_save = "_save" in request.POST
-                if wants_save and (based_on is None or previewed):
-                    return self._save_version(request, form, workflow, based_on)
+                confirmed = "_save_unknown" in request.POST
+                wants_save = "_save" in request.POST or confirmed
+                # Unknown variables ({patient_nme}) are saved only when the editor says so,
+                # with "Save with unknown variables" after seeing them.
+                unknown = bool(prompt_variable_warnings(workflow, text))
+                if wants_save and (based_on is None or previewed) and (confirmed or not unknown):
+                    return self._save_version(
+                        request, form, workflow, based_on, confirmed=confirmed
+                    )
                 preview = self._preview(workflow, text, based_on)
                 form = PromptVersionForm(
                     initial={**form.cleaned_data, "previewed_sha256": sha256_text(text)},
                     based_on=based_on,
                 )
-                if wants_save:
+                if wants_save and unknown and (based_on is None or previewed):
+                    self.message_user(
+                        request,
+                        "Not saved: this text uses variables the workflow does not define. "
+                        "Correct them, or press “Save with unknown variables”.",
+                        messages.WARNING,
+                    )
+                elif wants_save:
                     self.message_user(request, "Review the changes, then save.", messages.WARNING)
         else:
             initial = {}
@@ -402,7 +443,7 @@ class PromptVersionAdmin(LauncherAdmin):
             "unchanged": base is not None and base.sha256 == sha256_text(text),
         }
 
-    def _save_version(self, request, form, workflow, based_on):
+    def _save_version(self, request, form, workflow, based_on, *, confirmed=False):
         try:
             version = prompt_version_create(
                 workflow=workflow,
@@ -410,6 +451,7 @@ class PromptVersionAdmin(LauncherAdmin):
                 note=form.cleaned_data["note"],
                 author=request.user,
                 based_on=based_on,
+                confirm_unknown_variables=confirmed,
             )
         except PromptError as exc:
             self.message_user(request, str(exc), messages.ERROR)
@@ -436,7 +478,8 @@ class PromptVersionAdmin(LauncherAdmin):
             else:
                 self.message_user(
                     request,
-                    f"v{version.number} is now the stored prompt of {version.workflow}.",
+                    # The admin capitalises a message's first letter: "v4" must not lead.
+                    f"Published: v{version.number} is now the stored prompt of {version.workflow}.",
                     messages.SUCCESS,
                 )
             return HttpResponseRedirect(

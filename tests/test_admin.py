@@ -119,9 +119,14 @@ def test_staff_without_prompt_permissions_cannot_add_or_edit(staff, v1):
 
 
 def test_an_editor_adds_a_version_and_sees_variable_warnings(editor, prompt_editor, workflow, v1):
+    values = {"workflow": WORKFLOW_ID, "text": "Use {password} on {site}", "note": "n"}
+    first = editor.post(reverse("admin:launcher_promptversion_add"), {**values, "_save": "1"})
+    # Unknown variables are saved only on purpose (issue 14).
+    assert first.status_code == 200 and PromptVersion.objects.filter(number=2).count() == 0
+    assert "Save with unknown variables" in first.content.decode()
     response = editor.post(
         reverse("admin:launcher_promptversion_add"),
-        {"workflow": WORKFLOW_ID, "text": "Use {password} on {site}", "note": "n", "_save": "1"},
+        {**values, "_save_unknown": "1"},
         follow=True,
     )
     assert response.status_code == 200
