@@ -406,3 +406,27 @@ def test_a_refused_retry_gives_back_this_runs_attempt_only(catalog, api, operato
     assert run.attempt == 1
     assert Run.objects.get(pk=run.pk).attempt == 1
     assert Run.objects.get(pk=other.pk).attempt == 2
+
+
+def test_a_lost_answer_marks_only_its_own_run_unknown(catalog, api, operator):
+    waiting = make_run(catalog.workflow, status=RunStatus.PENDING, submission=Submission.QUEUED)
+    api.create_failure = httpx.ReadTimeout("no answer")
+
+    run = launch(catalog, operator)
+
+    assert run.submission == Submission.UNKNOWN
+    assert Run.objects.get(pk=waiting.pk).submission == Submission.QUEUED
+
+
+def test_a_lost_answer_never_undoes_an_acceptance_recorded_meanwhile(catalog, api, operator):
+    def accepted_meanwhile_then_lost(request):  # e.g. the reconciler settled it first
+        Run.objects.filter(idempotency_key=request.headers["Idempotency-Key"]).update(
+            submission=Submission.ACCEPTED, cyberdesk_id=uuid.uuid4()
+        )
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    api.on_request = accepted_meanwhile_then_lost
+
+    run = launch(catalog, operator)
+
+    assert Run.objects.get(pk=run.pk).submission == Submission.ACCEPTED
