@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 STAMPS := .make-stamps
 
-.PHONY: run test chromium lint fmt bench screenshots mutate clean
+.PHONY: run test fuzz chromium lint fmt bench screenshots mutate clean
 
 # (Re)install only when pyproject.toml changed since the last install.
 $(STAMPS)/install: pyproject.toml
@@ -43,6 +43,14 @@ test: $(STAMPS)/install chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make fuzz: the property-based tests (tests/hardening/test_fuzz_*.py) with their long profile:
+## many more examples of every form, filter, query parameter, batch parser, the webhook and the
+## sandbox API, a fresh random seed each run (make test runs a short, repeatable profile).
+## FUZZ_EXAMPLES sets the examples per test (default 300); the tally lands in fuzz-report.json.
+fuzz: $(STAMPS)/install
+	HYPOTHESIS_PROFILE=fuzz FUZZ_REPORT=fuzz-report.json $(PY) -m pytest tests/hardening -k fuzz \
+	  -p no:logging $(PYTEST_ARGS)
 
 ## make screenshots: the README's pictures (docs/screenshots/*.png), desktop and phone widths.
 ## Starts its own live server with demo data (nothing else needs to run); needs Debian's chromium.

@@ -29,6 +29,8 @@ from django.utils.html import format_html, format_html_join
 
 from launcher.cyberdesk import errors
 from launcher.models import (
+    Batch,
+    Canary,
     ModelOption,
     ModelOptionChange,
     PromptLabel,
@@ -38,6 +40,7 @@ from launcher.models import (
     sha256_text,
 )
 from launcher.selectors import prompt_diff
+from launcher.services.canary import canary_stop
 from launcher.services.catalog import model_set_enabled
 from launcher.services.prompts import (
     MOVE_PRODUCTION_LABEL,
@@ -45,7 +48,9 @@ from launcher.services.prompts import (
     PromptError,
     prompt_import_stored,
     prompt_label_move,
+    prompt_label_move_check,
     prompt_label_name_clean,
+    prompt_label_set_protected,
     prompt_latest_version,
     prompt_publish,
     prompt_variable_warnings,
@@ -67,6 +72,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """A history shown under its row: never added or changed here (services write it)."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
 
@@ -214,13 +232,14 @@ class PromptVersionForm(forms.Form):
 class PromptVersionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "workflow", "note", "labels", "author", "created_at", "short_hash"]
     list_display_links = ["__str__"]
-    list_filter = ["workflow"]
+    list_filter = ["workflow", "imported_from_workflow"]
     search_fields = ["note", "text", "workflow__name"]
     list_select_related = ["workflow", "author"]
     readonly_fields = [
         "workflow",
         "number",
         "note",
+        "imported_from_workflow",
         "author",
         "created_at",
         "sha256",
@@ -447,6 +466,20 @@ class PromptLabelForm(forms.ModelForm):
     version = VersionChoiceField(
         queryset=PromptVersion.objects.select_related("workflow").order_by("workflow", "-number")
     )
+    evidence_batch = forms.ModelChoiceField(
+        queryset=Batch.objects.select_related("workflow").order_by("-created_at"),
+        required=False,
+        label="Evidence batch",
+        help_text=(
+            "For a protected label: the finished batch whose runs show the version is good "
+            "enough. Empty: the newest batch that qualifies."
+        ),
+    )
+    without_evidence = forms.BooleanField(
+        required=False,
+        label="Promote without evidence",
+        help_text="Needs the “may promote without evidence” permission and a reason.",
+    )
     reason = forms.CharField(
         label="Reason",
         max_length=500,
@@ -457,12 +490,12 @@ class PromptLabelForm(forms.ModelForm):
 
     class Meta:
         model = PromptLabel
-        fields = ["workflow", "name", "version"]
+        fields = ["workflow", "name", "version", "protected"]
         help_texts = {
             "name": "production, staging, or any name. 'latest' is always the newest version."
         }
 
-    user = None  # set by the admin: the production label needs a permission
+    user = None  # set by the admin: protected labels need permissions
 
     def clean_name(self):
         try:
@@ -477,39 +510,67 @@ class PromptLabelForm(forms.ModelForm):
         version = cleaned.get("version")
         if workflow and version and version.workflow_id != workflow.pk:
             self.add_error("version", f"Pick a version of {workflow}.")
-        if name == PromptLabel.PRODUCTION and not self.user.has_perm(MOVE_PRODUCTION_LABEL):
-            raise forms.ValidationError(
-                "Moving the production label needs the “Can move the production label” permission."
+            return cleaned
+        if not (workflow and name and version):
+            return cleaned
+        # The same checks the move makes (permission, evidence), shown on the form: the admin
+        # moves labels through the one service, so its rule is the app's rule.
+        label = PromptLabel.objects.filter(workflow=workflow, name=name).first()
+        if label is not None and label.version_id == version.pk:
+            return cleaned
+        try:
+            prompt_label_move_check(
+                workflow=workflow,
+                label=label,
+                name=name,
+                version=version,
+                user=self.user,
+                reason=cleaned.get("reason", ""),
+                evidence_batch=cleaned.get("evidence_batch"),
+                without_evidence=cleaned.get("without_evidence", False),
             )
+        except PermissionDenied:
+            raise forms.ValidationError(
+                f"Moving the {name} label needs the “Can move the production label” permission."
+            ) from None
+        except PromptError as exc:
+            raise forms.ValidationError(str(exc)) from exc
         return cleaned
 
+    def _get_validation_exclusions(self):
+        exclude = super()._get_validation_exclusions()
+        if not self.instance.pk:
+            # A new label with an existing name is a move (recorded by save_model), not an
+            # error: skip the (workflow, name) constraint; clean_name already refused `latest`.
+            exclude.add("name")
+        return exclude
+
     def validate_unique(self):
-        # A new label with an existing name is a move (recorded), not an error.
         if self.instance.pk:
             super().validate_unique()
 
 
-class PromptLabelMoveInline(admin.TabularInline):
+class PromptLabelMoveInline(ReadOnlyInline):
     model = PromptLabelMove
-    fields = ["moved_at", "from_version", "to_version", "moved_by", "reason"]
+    fields = [
+        "moved_at",
+        "from_version",
+        "to_version",
+        "moved_by",
+        "reason",
+        "evidence_batch",
+        "without_evidence",
+    ]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name = "move"
     verbose_name_plural = "History"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PromptLabel)
 class PromptLabelAdmin(admin.ModelAdmin):
     form = PromptLabelForm
-    list_display = ["name", "workflow", "version", "updated_at"]
-    list_filter = ["workflow", "name"]
+    list_display = ["name", "workflow", "version", "protected", "updated_at"]
+    list_filter = ["workflow", "name", "protected"]
     list_select_related = ["workflow", "version"]
     inlines = [PromptLabelMoveInline]
 
@@ -533,7 +594,14 @@ class PromptLabelAdmin(admin.ModelAdmin):
             version=form.cleaned_data["version"],
             user=request.user,
             reason=form.cleaned_data.get("reason", ""),
+            evidence_batch=form.cleaned_data.get("evidence_batch"),
+            without_evidence=form.cleaned_data.get("without_evidence", False),
         )
+        if "protected" in form.changed_data and label.protected != obj.protected:
+            try:
+                prompt_label_set_protected(label=label, protected=obj.protected, user=request.user)
+            except PermissionDenied as exc:
+                self.message_user(request, str(exc), messages.ERROR)
         # The service wrote the row; let the admin carry on with it (log entry, redirect).
         obj.pk = label.pk
         obj._state.adding = False
@@ -541,27 +609,65 @@ class PromptLabelAdmin(admin.ModelAdmin):
 
 @admin.register(PromptLabelMove)
 class PromptLabelMoveAdmin(ReadOnlyAdmin):
-    list_display = ["moved_at", "label", "from_version", "to_version", "moved_by", "reason"]
-    list_filter = ["label__workflow", "label__name"]
-    list_select_related = ["label", "label__version", "from_version", "to_version", "moved_by"]
+    list_display = [
+        "__str__",
+        "moved_at",
+        "label_name",
+        "from_version",
+        "to_version",
+        "moved_by",
+        "reason",
+        "evidence_batch",
+        "without_evidence",
+    ]
+    list_filter = ["label__workflow", "label__name", "without_evidence"]
+    list_select_related = ["label", "from_version", "to_version", "moved_by", "evidence_batch"]
+
+    @admin.display(description="Label", ordering="label__name")
+    def label_name(self, move):
+        # The label's name only: its current target would contradict this row's "to".
+        return move.label.name
+
+
+@admin.register(Canary)
+class CanaryAdmin(ReadOnlyAdmin):
+    """Canaries start on the prompts page; here they are read, and stopped through the service."""
+
+    list_display = [
+        "__str__",
+        "label",
+        "candidate_version",
+        "control_version",
+        "share_percent",
+        "state",
+        "started_at",
+        "ended_at",
+        "end_reason",
+    ]
+    list_filter = ["state", "label__workflow"]
+    list_select_related = ["label", "candidate_version", "control_version"]
+    actions = ["stop_selected"]
+
+    def has_stop_permission(self, request):
+        return request.user.has_perm(MOVE_PRODUCTION_LABEL)
+
+    @admin.action(description="Stop selected canaries", permissions=["stop"])
+    def stop_selected(self, request, queryset):
+        stopped = 0
+        for canary in queryset.filter(state=Canary.State.RUNNING):
+            canary_stop(canary=canary, user=request.user, reason="Stopped in the admin.")
+            stopped += 1
+        self.message_user(request, f"{stopped} canaries stopped.")
 
 
 # --- Model options ------------------------------------------------------------------------------
 
 
-class ModelOptionChangeInline(admin.TabularInline):
+class ModelOptionChangeInline(ReadOnlyInline):
     model = ModelOptionChange
     fields = ["changed_at", "enabled", "changed_by"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name_plural = "Enable/disable history"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ModelOption)

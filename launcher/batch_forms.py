@@ -167,8 +167,6 @@ class BatchForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        if self.blocker:
-            raise forms.ValidationError(self.blocker)
         uploaded = cleaned.get("rows_file")
         # An uploaded file replaces the pasted rows, and is shown in their place from now on,
         # so that previewing and then launching need not upload it again.
@@ -184,6 +182,10 @@ class BatchForm(forms.Form):
             self.data = self.data.copy()
             self.data["inputs_json"] = cleaned["inputs_json"] = inputs_json
             self.add_error("inputs_json", _secrets_removed(removed))
+        # Only now, with the secrets out of what is shown again: a workflow that needs
+        # secrets is refused whatever was entered.
+        if self.blocker:
+            raise forms.ValidationError(self.blocker)
         if self.errors or not self.chosen_prompts:
             return cleaned
         if cleaned.get("source") == COUNT:
@@ -258,8 +260,15 @@ class BatchForm(forms.Form):
 
 
 def _secrets_removed(names: list[str]) -> str:
+    named = [name for name in names if name != "$…"]
+    unreadable = (
+        " Part of it could not be read, and seemed to hold one, so that part is not shown "
+        "again: enter it again without secrets."
+        if "$…" in names
+        else ""
+    )
+    what = f" ({', '.join(named)})" if named else ""
     return (
-        f"Sensitive inputs cannot come from a batch ({', '.join(names)}): secrets are never "
-        "stored, so they were taken out of what you entered. Launch runs that need them one at "
-        "a time."
+        f"Sensitive inputs cannot come from a batch{what}: secrets are never stored, so they "
+        "were taken out of what you entered. Launch runs that need them one at a time." + unreadable
     )

@@ -35,6 +35,8 @@ from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
 from django.utils.text import slugify
 
+from launcher.parsing import MAX_INT_DIGITS, ParseError, json_parse
+
 SENSITIVE_PREFIX = "$"
 FIELD_PREFIX = "input:"  # form field names are "input:<schema key>", apart from workflow/model/…
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_$.\-]+")
@@ -394,15 +396,21 @@ def coerce_input(spec: InputSpec, raw: Any) -> Any:
         return by_value[text]
     if spec.kind == InputKind.JSON:
         try:
-            return json.loads(text)
-        except ValueError:
+            return json_parse(text)
+        except ParseError as exc:
             if not spec.in_schema:
                 return text  # a prompt-only variable: plain text is fine
-            raise ValidationError("Enter valid JSON.", code="invalid") from None
+            # The parser's message names the problem (too deep, a number too long) and never
+            # quotes the text.
+            message = "Enter valid JSON." if exc.syntax else f"Enter valid JSON. {exc.msg}"
+            raise ValidationError(message, code="invalid") from None
     return text
 
 
 def _number(text: str, kind: InputKind) -> int | float:
+    if len(text) > MAX_INT_DIGITS + 2:
+        # int() refuses over 4,300 digits; no input needs more than a hundred.
+        raise ValueError("too many digits")
     if kind == InputKind.INTEGER:
         number = float(text) if re.fullmatch(r"-?\d+\.0*", text) else int(text)
         return int(number)

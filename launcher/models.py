@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from launcher import failures
+
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -110,6 +112,9 @@ class PromptVersion(models.Model):
     text = models.TextField()
     sha256 = models.CharField(max_length=64, editable=False)
     note = models.CharField(max_length=500, blank=True)
+    # The text came from the workflow's stored prompt (an editor's import, or a run launched
+    # with the stored prompt whose text Launcher had no version of), not from an editor.
+    imported_from_workflow = models.BooleanField(default=False)
     based_on = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -150,6 +155,12 @@ class PromptLabel(models.Model):
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="prompt_labels")
     name = models.SlugField(max_length=50)
     version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="labels")
+    # A protected label moves only on evidence (launcher.services.promotion), or with a written
+    # reason by someone who may promote without evidence. `production` is created protected.
+    protected = models.BooleanField(
+        default=False,
+        help_text="Moves need evidence from real runs (or an override with a reason).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -159,10 +170,19 @@ class PromptLabel(models.Model):
             # "latest" is derived (the newest version), never stored.
             models.CheckConstraint(condition=~Q(name="latest"), name="prompt_label_not_latest"),
         ]
-        permissions = [("move_production_label", "Can move the production label")]
+        permissions = [
+            ("move_production_label", "Can move the production label"),
+            ("promote_without_evidence", "May promote without evidence (with a written reason)"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.name} → v{self.version.number}"
+        return self.name
+
+    def save(self, *args, **kwargs):
+        # `production` is protected by default, however it is created.
+        if self._state.adding and self.name == self.PRODUCTION:
+            self.protected = True
+        super().save(*args, **kwargs)
 
 
 class PromptLabelMove(models.Model):
@@ -178,12 +198,26 @@ class PromptLabelMove(models.Model):
     )
     moved_at = models.DateTimeField(auto_now_add=True)
     reason = models.CharField(max_length=500, blank=True)
+    # The evidence a protected label moved on: a batch or a canary, and a snapshot of the
+    # numbers and the test as shown to the person who moved it (the runs may change later).
+    evidence_batch = models.ForeignKey(
+        "Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    evidence_canary = models.ForeignKey(
+        "Canary", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    evidence = models.JSONField(null=True, blank=True)
+    without_evidence = models.BooleanField(
+        default=False, help_text="Moved by an override, with a reason, without enough evidence."
+    )
 
     class Meta:
         ordering = ["-moved_at"]
 
     def __str__(self) -> str:
-        return f"{self.label_id}: {self.from_version_id} → {self.to_version_id}"
+        # The label's name and this move's own versions: never the label's current target.
+        from_text = f"v{self.from_version.number}" if self.from_version_id else "—"
+        return f"{self.label.name}: {from_text} → v{self.to_version.number}"
 
 
 class Batch(models.Model):
@@ -210,9 +244,60 @@ class Batch(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "batches"
+        indexes = [models.Index(fields=["-created_at"], name="batch_created")]
 
     def __str__(self) -> str:
         return self.name or f"Batch {self.pk}"
+
+
+class Canary(models.Model):
+    """A protected label sending a share of its launches to a candidate version.
+
+    Routing: `launcher.services.canary.canary_route`; evaluation and stopping:
+    `canaries_evaluate` (each reconciler pass). At most one running canary per label.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+        PROMOTED = "promoted", "Promoted"
+
+    label = models.ForeignKey(PromptLabel, on_delete=models.CASCADE, related_name="canaries")
+    control_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    candidate_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    share_percent = models.PositiveSmallIntegerField(
+        help_text="Share of the label's launches sent to the candidate (1–50 %)."
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=500, blank=True)
+    # Every look the evaluation took: {"look", "at", "candidate": [s, n], "control": [s, n],
+    # "p_value", "alpha"} — the record of why it stopped (or kept going).
+    looks = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["label"],
+                condition=Q(state="running"),
+                name="canary_one_running_per_label",
+            ),
+            models.CheckConstraint(
+                condition=Q(share_percent__gte=1) & Q(share_percent__lte=50),
+                name="canary_share_1_to_50",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Canary {self.pk}"
 
 
 class RunStatus(models.TextChoices):
@@ -267,7 +352,22 @@ class Submission(models.TextChoices):
     REJECTED = "rejected", "Rejected"  # the API refused it
 
 
-class Run(models.Model):
+class AttemptOutcome:
+    """What a run and a kept attempt both answer from their `status`, `started_at` and
+    `ended_at` (templates take either; see RunAttempt)."""
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at and self.ended_at:
+            return self.ended_at - self.started_at
+        return None
+
+
+class Run(AttemptOutcome, models.Model):
     """One run Launcher launched, with the three choices it carried and its last known state."""
 
     idempotency_key = models.UUIDField(
@@ -294,10 +394,22 @@ class Run(models.Model):
         PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
     )
     prompt_sha256 = models.CharField(max_length=64, blank=True)
+    # When the label resolved had a running canary: which one, and the arm this run took
+    # (picked from its idempotency key, so a re-send or re-plan takes the same arm).
+    canary = models.ForeignKey(
+        Canary, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    canary_arm = models.CharField(
+        max_length=10,
+        blank=True,
+        choices=[("control", "Control"), ("candidate", "Candidate")],
+    )
     # Choice 3: the inputs. Sensitive values are never stored: only their keys.
     input_values = models.JSONField(default=dict, blank=True)
     sensitive_input_keys = models.JSONField(default=list, blank=True)
     file_input_names = models.JSONField(default=list, blank=True)
+    # [{"field": schema key, "filename": name}]: which input each file was (names only).
+    file_input_fields = models.JSONField(default=list, blank=True)
     is_priority = models.BooleanField(default=False)
 
     launched_by = models.ForeignKey(
@@ -323,29 +435,97 @@ class Run(models.Model):
     usage_metadata = models.JSONField(null=True, blank=True)
     message_history = models.JSONField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # The finished attempt's attachments (id, filename, content_type, attachment_type,
+    # size_bytes), fetched once by the worker when the run finishes, so the run page never waits
+    # on the API for them. None = not fetched yet (a retry clears it for the new attempt).
+    attachments = models.JSONField(null=True, blank=True)
+    # Answers of the API that Launcher did not expect (e.g. a cancel that left the run running,
+    # or "cancelled" for a run that had already finished): [{"at", "action", "message"}], shown
+    # on the run page. The API's docs leave such cases open, so they are recorded, not guessed.
+    api_notes = models.JSONField(default=list, blank=True)
     # Compare-and-set guard: at most one upstream refresh per interval across all processes.
     synced_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Why it failed, normalised (launcher.failures): kept by save() so that the batch page's
+    # failure clusters are one GROUP BY, not a scan of every failed run's errors.
+    failure_key = models.CharField(
+        max_length=failures.KEY_MAX_LENGTH, blank=True, default="", editable=False
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("launch_run", "Can launch runs")]
+        # The runs list is keyset-paginated on (created_at, id), newest first: each filter has
+        # an index that ends in that order, so a page is an index range scan of 51 entries
+        # whatever the history (EXPLAIN on SQLite and PostgreSQL: docs/benchmarks.md).
         indexes = [
-            models.Index(fields=["workflow", "-created_at"], name="run_workflow_created"),
-            models.Index(fields=["batch", "status"], name="run_batch_status"),
+            models.Index(fields=["-created_at", "-id"], name="run_created_id"),
+            models.Index(fields=["workflow", "-created_at", "-id"], name="run_workflow_created"),
+            models.Index(fields=["status", "-created_at", "-id"], name="run_status_created"),
+            models.Index(fields=["model_option", "-created_at", "-id"], name="run_model_created"),
+            models.Index(
+                fields=["prompt_version", "-created_at", "-id"], name="run_prompt_created"
+            ),
+            models.Index(fields=["prompt_mode", "-created_at", "-id"], name="run_mode_created"),
+            models.Index(fields=["prompt_label", "-created_at", "-id"], name="run_label_created"),
+            models.Index(fields=["launched_by", "-created_at", "-id"], name="run_user_created"),
+            models.Index(fields=["batch", "-created_at", "-id"], name="run_batch_created"),
+            # Batch progress counts: an index-only GROUP BY over one batch's runs.
+            models.Index(fields=["batch", "status", "submission"], name="run_batch_status"),
+            # The batch page: its "By input row" pages and its failure clusters.
+            models.Index(fields=["batch", "batch_row"], name="run_batch_row"),
+            models.Index(fields=["batch", "failure_key"], name="run_batch_failure"),
         ]
 
     def __str__(self) -> str:
         return f"Run {self.pk}"
 
-    @property
-    def is_finished(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+    # What the failure key is derived from: a save() that writes any of them writes the key too.
+    _FAILURE_SOURCES = frozenset({"status", "errors", "post_run_checks"})
 
-    @property
-    def duration(self):
-        if self.started_at and self.ended_at:
-            return self.ended_at - self.started_at
-        return None
+    def save(self, *args, **kwargs):
+        # A derived column, like PromptVersion.sha256: every status change goes through save()
+        # (run_sync's locked update), so the key never lags the run it describes.
+        self.failure_key = failures.failure_key(
+            status=self.status, errors=self.errors, post_run_checks=self.post_run_checks
+        )
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and self._FAILURE_SOURCES.intersection(update_fields):
+            kwargs["update_fields"] = {*update_fields, "failure_key"}
+        super().save(*args, **kwargs)
+
+
+class BatchChunk(models.Model):
+    """A slice of a batch's runs (ids `first_run_id`..`last_run_id` of that batch) that one
+    sender works on at a time. Any worker may claim an open chunk whose lease is free; the
+    holder renews the lease while it sends, so a chunk whose worker died is free again as soon
+    as its lease runs out (`launcher/services/batches/chunks.py`)."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    first_run_id = models.BigIntegerField()
+    last_run_id = models.BigIntegerField()
+    size = models.PositiveIntegerField()
+    lease_until = models.DateTimeField(null=True, blank=True)  # held by `holder` until then
+    holder = models.CharField(max_length=64, blank=True)
+    claims = models.PositiveIntegerField(default=0)  # > 1: taken over after a lease ran out
+    done_at = models.DateTimeField(null=True, blank=True)  # every run in it left `queued`
+
+    class Meta:
+        ordering = ["batch", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "number"], name="batch_chunk_number"),
+        ]
+        indexes = [
+            # The open chunks, for claims and for the reconciler's look for stalled batches.
+            models.Index(
+                fields=["batch", "number"],
+                condition=Q(done_at__isnull=True),
+                name="batch_chunk_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Batch {self.batch_id} chunk {self.number}"
 
 
 class WebhookEvent(models.Model):
@@ -364,3 +544,90 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+
+class RunRecordImmutable(Exception):
+    """Raised when code tries to change a saved attempt or history entry."""
+
+
+class RunAttempt(AttemptOutcome, models.Model):
+    """A finished attempt of a run, kept before a retry starts the next one.
+
+    The API retries in place (same id) and clears the outputs, so this copy is the only place
+    an earlier attempt survives. The current attempt lives on the `Run` row itself; this table
+    holds only attempts a retry has closed. A saved attempt never changes.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=20, choices=RunStatus.choices)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    output_data = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    post_run_checks = models.JSONField(default=list, blank=True)
+    usage_metadata = models.JSONField(null=True, blank=True)
+    message_history = models.JSONField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # [{id, filename, content_type, attachment_type, size_bytes}]; None when the list could not
+    # be read from the API when the attempt was closed.
+    attachments = models.JSONField(null=True, blank=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="run_attempt_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.run_id} attempt {self.number}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise RunRecordImmutable("A kept attempt never changes.")
+        super().save(*args, **kwargs)
+
+
+class RunEvent(models.Model):
+    """One entry of a run's history: what happened, where the news came from, who did it."""
+
+    class Kind(models.TextChoices):
+        LAUNCHED = "launched", "Launched"
+        ACCEPTED = "accepted", "Accepted by Cyberdesk"
+        REJECTED = "rejected", "Refused by Cyberdesk"
+        OUTCOME_UNKNOWN = "outcome_unknown", "Launch outcome unknown"
+        STATUS = "status", "Status changed"
+        CANCEL_REQUESTED = "cancel_requested", "Cancel requested"
+        RETRIED = "retried", "Retried"
+        WEBHOOK = "webhook", "Webhook received"
+
+    class Source(models.TextChoices):
+        USER = "user", "user"
+        LAUNCHER = "launcher", "launcher"
+        POLL = "poll", "poll"
+        WEBHOOK = "webhook", "webhook"
+        RECONCILER = "reconciler", "reconciler"
+        BATCH = "batch", "batch sender"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(db_index=False)
+
+    class Meta:
+        ordering = ["run", "at", "id"]
+        indexes = [models.Index(fields=["run", "at"], name="run_event_run_at")]
+
+    def __str__(self) -> str:
+        return f"Run {self.run_id} {self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise RunRecordImmutable("A history entry never changes.")
+        super().save(*args, **kwargs)

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import difflib
 import json
-import statistics
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from launcher.models import (
@@ -114,6 +114,7 @@ def prompt_choice_default(workflow: Workflow) -> str:
 
 
 # --- Prompt pages (prompts index and per-workflow page) -----------------------------------------
+# The per-version numbers (`prompt_version_stats`) live in launcher/version_stats.py.
 
 
 def prompt_workflows() -> QuerySet[Workflow]:
@@ -126,76 +127,7 @@ def prompt_workflows() -> QuerySet[Workflow]:
     )
 
 
-@dataclass(frozen=True)
-class VersionStats:
-    version: PromptVersion
-    labels: list[str]
-    is_latest: bool
-    runs: int
-    finished: int
-    succeeded: int
-    median_duration: timedelta | None
-    warnings: list[str]
-
-    @property
-    def success_rate(self) -> float | None:
-        """Successes among runs that reached an outcome (cancelled and rejected runs excluded)."""
-        return self.succeeded / self.finished if self.finished else None
-
-    @property
-    def success_percent(self) -> int | None:
-        rate = self.success_rate
-        return None if rate is None else round(rate * 100)
-
-    @property
-    def median_duration_display(self) -> str:
-        if self.median_duration is None:
-            return ""
-        seconds = round(self.median_duration.total_seconds())
-        minutes, seconds = divmod(seconds, 60)
-        hours, minutes = divmod(minutes, 60)
-        if hours:
-            return f"{hours}h {minutes:02d}m"
-        return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
-
-
 _OUTCOMES = (RunStatus.SUCCESS, RunStatus.TASK_FAILED, RunStatus.ERROR)
-
-
-def prompt_version_stats(workflow: Workflow) -> list[VersionStats]:
-    """Every version of a workflow, newest first, with its labels, run count, success rate and
-    median duration. Three queries whatever the number of versions or runs; the median is taken
-    in Python so it works the same on SQLite and PostgreSQL."""
-    versions = list(
-        PromptVersion.objects.filter(workflow=workflow).select_related("author").order_by("-number")
-    )
-    labels: dict[int, list[str]] = {}
-    for name, version_id in PromptLabel.objects.filter(workflow=workflow).values_list(
-        "name", "version_id"
-    ):
-        labels.setdefault(version_id, []).append(name)
-    runs: dict[int, list] = {}
-    for version_id, status, started_at, ended_at in Run.objects.filter(
-        workflow=workflow, prompt_version__isnull=False
-    ).values_list("prompt_version_id", "status", "started_at", "ended_at"):
-        runs.setdefault(version_id, []).append((status, started_at, ended_at))
-    stats = []
-    for index, version in enumerate(versions):
-        rows = runs.get(version.pk, [])
-        durations = [ended - started for _, started, ended in rows if started and ended]
-        stats.append(
-            VersionStats(
-                version=version,
-                labels=sorted(labels.get(version.pk, [])),
-                is_latest=index == 0,
-                runs=len(rows),
-                finished=sum(1 for status, _, _ in rows if status in _OUTCOMES),
-                succeeded=sum(1 for status, _, _ in rows if status == RunStatus.SUCCESS),
-                median_duration=statistics.median(durations) if durations else None,
-                warnings=prompt_variable_warnings(workflow, version.text),
-            )
-        )
-    return stats
 
 
 @dataclass(frozen=True)
@@ -243,8 +175,36 @@ def prompt_diff(old: str, new: str) -> list[DiffRow]:
 
 RUN_LIST_PAGE_SIZE = 50
 RUN_LIST_RELATIONS = ("workflow", "model_option", "prompt_version", "launched_by")
+# What a row shows (and what the refresh of its unfinished runs needs): the heavy JSON columns
+# (inputs, outputs, message history, usage) and the related rows' prompts and schemas are never
+# read for a list.
+RUN_LIST_FIELDS = (
+    "id",
+    "created_at",
+    "cyberdesk_id",
+    "workflow_id",
+    "workflow__name",
+    "batch_id",
+    "model_option__name",
+    "prompt_mode",
+    "prompt_label",
+    "prompt_version__number",
+    "launched_by__username",
+    "submission",
+    "status",
+    "attempt",
+    "started_at",
+    "ended_at",
+    "cost_usd",
+    "synced_at",
+)
 DEFAULT_MODEL = "default"  # the model filter's value for "workflow default" (no override)
 STORED_PROMPT = "stored"  # the prompt filter's value for the workflow's stored prompt
+# A text search reads the inputs and batch names of at most this many of the newest runs (a JSON
+# column has no index a substring could use); a Cyberdesk id or "#<run>" is looked up across the
+# whole history through its index. The page says so.
+RUN_SEARCH_WINDOW = 10_000
+RUN_FILTER_BATCH_CHOICES = 100  # the newest batches offered by name in the batch filter
 
 
 @dataclass(frozen=True)
@@ -260,12 +220,61 @@ class RunFilters:
     batch: int | None = None
     created_from: date | None = None
     created_to: date | None = None
+    search: str = ""
+
+
+@dataclass(frozen=True)
+class RunCursor:
+    """A position in the list, newest first: the (created_at, id) of a row. `Older` pages
+    start after it, `Newer` pages end before it. In the URL as `<µs since the epoch>-<id>`."""
+
+    created_at: datetime
+    id: int
+
+    _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+    @classmethod
+    def of(cls, run: Run) -> RunCursor:
+        return cls(run.created_at, run.pk)
+
+    @classmethod
+    def parse(cls, value: str) -> RunCursor | None:
+        """The cursor a link carries, or None when it is not one (never raises)."""
+        micros, _, pk = (value or "").partition("-")
+        if not (micros.isascii() and micros.isdigit() and pk.isascii() and pk.isdigit()):
+            return None
+        if len(micros) > 17 or len(pk) > 18:
+            return None
+        try:
+            created_at = cls._EPOCH + timedelta(microseconds=int(micros))
+        except OverflowError:
+            return None
+        return cls(created_at, int(pk))
+
+    def __str__(self) -> str:
+        return f"{(self.created_at - self._EPOCH) // timedelta(microseconds=1)}-{self.id}"
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of the runs list: its rows and the cursors of the pages around it (no count:
+    counting a million rows on every request is what made the list slow)."""
+
+    runs: list[Run]
+    newer: RunCursor | None  # link to the page before (None: this is the newest page)
+    older: RunCursor | None  # link to the page after (None: nothing older)
+    search_window: int | None = None  # a text search read the inputs of this many runs at most
 
 
 def runs_for_list(filters: RunFilters) -> QuerySet[Run]:
     """Runs newest first, matching `filters`, with what each row shows joined in (one query per
-    page whatever its length)."""
-    runs = Run.objects.select_related(*RUN_LIST_RELATIONS).order_by("-created_at", "-id")
+    page whatever its length) and nothing else (see `RUN_LIST_FIELDS`). Unsliced: take a page
+    with `runs_page`."""
+    runs = (
+        Run.objects.select_related(*RUN_LIST_RELATIONS)
+        .only(*RUN_LIST_FIELDS)
+        .order_by("-created_at", "-id")
+    )
     if filters.workflow_id:
         runs = runs.filter(workflow_id=filters.workflow_id)
     if filters.status:
@@ -288,7 +297,90 @@ def runs_for_list(filters: RunFilters) -> QuerySet[Run]:
         runs = runs.filter(created_at__gte=_start_of(filters.created_from))
     if filters.created_to:
         runs = runs.filter(created_at__lt=_start_of(filters.created_to + timedelta(days=1)))
+    if filters.search:
+        runs = runs.filter(_search(filters.search))
     return runs
+
+
+def _search(text: str) -> Q:
+    """What a search box value matches, always through an index or a bounded range:
+
+    - a Cyberdesk id (a whole UUID): that run, across the whole history;
+    - "#123": run 123;
+    - anything else: runs among the newest `RUN_SEARCH_WINDOW` whose inputs (their JSON text,
+      case-insensitive) or whose batch's name contain it. The window is a `created_at` range
+      starting at the window's oldest run (a scalar subquery over the created_at index), so the
+      scan stops there however rare the text is.
+    """
+    text = text.strip()
+    try:
+        return Q(cyberdesk_id=uuid.UUID(text))
+    except ValueError:
+        pass
+    number = text.removeprefix("#")
+    if text.startswith("#") and number.isascii() and number.isdigit() and len(number) <= 18:
+        return Q(pk=int(number))
+    window_start = Subquery(
+        Run.objects.order_by("-created_at", "-id").values("created_at")[
+            RUN_SEARCH_WINDOW - 1 : RUN_SEARCH_WINDOW
+        ]
+    )
+    in_window = Q(created_at__gte=Coalesce(window_start, Value(datetime(1970, 1, 1, tzinfo=UTC))))
+    batches = Batch.objects.filter(name__icontains=text).values("pk")
+    return in_window & (Q(input_values__icontains=text) | Q(batch__in=batches))
+
+
+RUN_LIST_MAX_PAGE = 20  # `?page=N` (old links) goes this deep at most: an offset is not free
+
+
+def runs_page(
+    runs: QuerySet[Run],
+    *,
+    before: RunCursor | None = None,
+    after: RunCursor | None = None,
+    number: int = 1,
+    size: int = RUN_LIST_PAGE_SIZE,
+) -> RunPage:
+    """One page of `runs` (ordered newest first), by keyset: the `size` runs older than
+    `before`, or the `size` runs newer than `after`, or the newest `size`. One query (two when
+    a "Newer" link reaches the top). Each query reads `size + 1` index entries, whatever the
+    depth of the page or the size of the history.
+
+    `number` (a numbered link, `?page=N`) is an offset, capped at `RUN_LIST_MAX_PAGE` pages so
+    its cost stays bounded; the page's own links are keyset ones."""
+    if before is None and after is None and number > 1:
+        offset = (min(number, RUN_LIST_MAX_PAGE) - 1) * size
+        rows = list(runs[offset : offset + size + 1])
+        older = RunCursor.of(rows[size - 1]) if len(rows) > size else None
+        rows = rows[:size]
+        return RunPage(rows, newer=RunCursor.of(rows[0]) if rows else None, older=older)
+    if after is not None:
+        newer_rows = list(runs.filter(_newer_than(after)).order_by("created_at", "id")[: size + 1])
+        if len(newer_rows) > size:
+            rows = list(reversed(newer_rows[:size]))
+            return RunPage(rows, newer=RunCursor.of(rows[0]), older=RunCursor.of(rows[-1]))
+        # Fewer than a page newer than the cursor: the newest page is the honest answer.
+        before = None
+    query = runs.filter(_older_than(before)) if before is not None else runs
+    rows = list(query[: size + 1])
+    older = RunCursor.of(rows[size - 1]) if len(rows) > size else None
+    rows = rows[:size]
+    newer = RunCursor.of(rows[0]) if before is not None and rows else None
+    return RunPage(rows, newer=newer, older=older)
+
+
+def _older_than(cursor: RunCursor) -> Q:
+    # The redundant `created_at <= …` gives both databases an index range to start from; the
+    # OR then only settles ties on created_at.
+    return Q(created_at__lte=cursor.created_at) & (
+        Q(created_at__lt=cursor.created_at) | Q(pk__lt=cursor.id)
+    )
+
+
+def _newer_than(cursor: RunCursor) -> Q:
+    return Q(created_at__gte=cursor.created_at) & (
+        Q(created_at__gt=cursor.created_at) | Q(pk__gt=cursor.id)
+    )
 
 
 def _start_of(day: date) -> datetime:
@@ -302,48 +394,58 @@ class RunFilterChoices:
     prompt_versions: list[tuple[str, str]]
     labels: list[str]
     users: list[tuple[int, str]]
+    batches: list[tuple[int, str]]
 
 
-def run_filter_choices() -> RunFilterChoices:
-    """What each filter offers: only values some run has. Five queries."""
+def run_filter_choices(*, batch: int | None = None) -> RunFilterChoices:
+    """What each filter offers: only values some run has, each found by an EXISTS probe of a
+    runs index (cost grows with the number of models, versions and users, not of runs); the
+    newest batches by name, plus the chosen `batch` when it is older. Six queries."""
+
+    def used(field: str, outer: str = "pk") -> Exists:
+        return Exists(Run.objects.filter(**{field: OuterRef(outer)}))
+
     workflows = [
         (str(pk), name or str(pk)) for pk, name in Workflow.objects.values_list("pk", "name")
     ]
     models = [
         (str(pk), name)
-        for pk, name in ModelOption.objects.filter(runs__isnull=False)
-        .distinct()
+        for pk, name in ModelOption.objects.filter(used("model_option"))
         .order_by("name")
         .values_list("pk", "name")
     ]
     versions = [
         (str(pk), f"{workflow_name or workflow_id} v{number}")
         for pk, number, workflow_id, workflow_name in PromptVersion.objects.filter(
-            runs__isnull=False
+            used("prompt_version")
         )
-        .distinct()
         .order_by("workflow__name", "-number")
         .values_list("pk", "number", "workflow_id", "workflow__name")
     ]
-    labels = list(
-        Run.objects.exclude(prompt_label="")
-        .order_by("prompt_label")
-        .values_list("prompt_label", flat=True)
-        .distinct()
+    labels = sorted(
+        set(PromptLabel.objects.filter(used("prompt_label", "name")).values_list("name", flat=True))
     )
     users = list(
         get_user_model()
-        .objects.filter(runs__isnull=False)
-        .distinct()
+        .objects.filter(used("launched_by"))
         .order_by("username")
         .values_list("pk", "username")
     )
-    return RunFilterChoices(workflows, models, versions, labels, users)
+    batch_filter = Q(
+        pk__in=Batch.objects.order_by("-created_at").values("pk")[:RUN_FILTER_BATCH_CHOICES]
+    )
+    if batch is not None:
+        batch_filter |= Q(pk=batch)
+    batches = [
+        (pk, f"{name or f'Batch {pk}'} (#{pk})")
+        for pk, name in Batch.objects.filter(batch_filter)
+        .order_by("-created_at", "-pk")
+        .values_list("pk", "name")
+    ]
+    return RunFilterChoices(workflows, models, versions, labels, users, batches)
 
 
 # --- Batches (the batch page and its export) ------------------------------------------------
-
-CHECK_SETTLED = ("success", "failed")
 
 
 @dataclass(frozen=True)
@@ -405,35 +507,6 @@ def batch_progress(batch: Batch) -> BatchProgress:
     )
 
 
-@dataclass(frozen=True)
-class ComparisonCell:
-    """One (model, prompt version) of a batch: how its runs did."""
-
-    model: str
-    prompt: str
-    runs: int
-    outcomes: int  # runs that succeeded, failed or errored
-    succeeded: int
-    checks_passed: int
-    checks_settled: int
-    median_duration: timedelta | None
-    total_cost: Decimal | None
-
-    @property
-    def success_percent(self) -> int | None:
-        return round(100 * self.succeeded / self.outcomes) if self.outcomes else None
-
-    @property
-    def check_pass_percent(self) -> int | None:
-        return (
-            round(100 * self.checks_passed / self.checks_settled) if self.checks_settled else None
-        )
-
-    @property
-    def median_duration_display(self) -> str:
-        return duration_display(self.median_duration)
-
-
 def duration_display(value: timedelta | None) -> str:
     """ "42s", "3m 05s", "1h 02m"; "" when unknown."""
     if value is None:
@@ -444,47 +517,6 @@ def duration_display(value: timedelta | None) -> str:
     if hours:
         return f"{hours}h {minutes:02d}m"
     return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
-
-
-def batch_comparison(batch: Batch) -> list[ComparisonCell]:
-    """The comparison grid of a matrix batch: one cell per (model, prompt version), ordered by
-    model then prompt. Success rate counts outcomes only (cancelled and rejected runs left out);
-    the post-run-check pass rate counts settled checks. One query; medians in Python."""
-    groups: dict[tuple, list] = {}
-    for row in Run.objects.filter(batch=batch).values_list(
-        "model_option__name",
-        "prompt_version__number",
-        "status",
-        "started_at",
-        "ended_at",
-        "post_run_checks",
-        "cost_usd",
-    ):
-        groups.setdefault((row[0] or "", row[1] or 0), []).append(row[2:])
-    cells = []
-    for (model, number), rows in sorted(groups.items()):
-        durations = [ended - started for _, started, ended, _, _ in rows if started and ended]
-        checks = [
-            check.get("status")
-            for *_, post_run_checks, _ in rows
-            for check in (post_run_checks or [])
-            if isinstance(check, dict)
-        ]
-        costs = [cost for *_, cost in rows if cost is not None]
-        cells.append(
-            ComparisonCell(
-                model=model or "Workflow default",
-                prompt=f"v{number}" if number else str(PromptMode.STORED.label),
-                runs=len(rows),
-                outcomes=sum(1 for status, *_ in rows if status in _OUTCOMES),
-                succeeded=sum(1 for status, *_ in rows if status == RunStatus.SUCCESS),
-                checks_passed=sum(1 for status in checks if status == "success"),
-                checks_settled=sum(1 for status in checks if status in CHECK_SETTLED),
-                median_duration=statistics.median(durations) if durations else None,
-                total_cost=sum(costs, Decimal(0)) if costs else None,
-            )
-        )
-    return cells
 
 
 def batch_export_rows(batch: Batch) -> Iterator[list[Any]]:

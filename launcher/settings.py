@@ -6,6 +6,7 @@ variables win over it. Values that would make a production deployment unsafe sto
 with a clear message instead of running half-configured.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -17,6 +18,22 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
+
+
+def _duration(text: str) -> timedelta:
+    """ "3600", "3600s", "90m", "1h" or "2d" → a timedelta (a bad value stops start-up)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    raw = text.strip().lower()
+    factor = units.get(raw[-1:])
+    number = raw[:-1] if factor else raw
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        raise ImproperlyConfigured(f"Not a duration: {text!r} (e.g. 3600, 90m, 1h).") from None
+    if not seconds >= 0:
+        raise ImproperlyConfigured(f"A duration cannot be negative: {text!r}.")
+    return timedelta(seconds=seconds)
+
 
 # --- Secrets and hosts -------------------------------------------------------------------------
 
@@ -67,6 +84,7 @@ INSTALLED_APPS = [
     "csp",
     "django_tasks",
     "django_tasks_db",
+    "axes",
     "launcher.apps.LauncherConfig",
     "launcher.sandbox.apps.SandboxConfig",
 ]
@@ -74,6 +92,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outside the rest, so it sees every answer they give (login redirects, CSRF refusals…).
+    "launcher.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -83,6 +103,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "launcher.urls"
@@ -152,6 +174,30 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "launch"
 LOGOUT_REDIRECT_URL = "login"
+
+# django-axes: after LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that
+# pair is locked out for LOGIN_LOCKOUT_MINUTES (0: until an admin unlocks it — Admin → Axes →
+# Access attempts → delete the row; or `manage.py axes_reset_username <name>`). Locking the pair,
+# not the username alone, keeps a stranger from locking a colleague out from everywhere.
+AUTHENTICATION_BACKENDS = [
+    # Checks the lockout first; a login without a request (the test client's login(), the
+    # shell) is not an attempt from the web and is left to the next backend.
+    "launcher.auth_backends.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
+AXES_COOLOFF_TIME = timedelta(minutes=_LOCKOUT_MINUTES) if _LOCKOUT_MINUTES > 0 else None
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "launcher.auth_backends.lockout_username"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# Behind a proxy, the client's address comes from X-Forwarded-For (the proxy's own last).
+if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+    AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=1)
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -234,6 +280,8 @@ LOGGING = {
         # Cyberdesk client writes its own line per call instead (launcher/cyberdesk/client.py).
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # django-axes says hello at INFO on every start; lockouts are warnings.
+        "axes": {"level": "WARNING"},
     },
 }
 
@@ -244,6 +292,9 @@ SANDBOX_API_KEY = env.str("SANDBOX_API_KEY", default="sk_sandbox")
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
 
 CYBERDESK_API_KEY = env.str("CYBERDESK_API_KEY", default="")
+# Whether a real key was given: with DEBUG off, none (and no sandbox served) is a start-up
+# error (launcher/checks.py).
+CYBERDESK_API_KEY_FROM_ENV = bool(CYBERDESK_API_KEY)
 if CYBERDESK_API_KEY:
     CYBERDESK_BASE_URL = env.str("CYBERDESK_BASE_URL", default="https://api.cyberdesk.io")
 else:
@@ -253,6 +304,10 @@ else:
 CYBERDESK_USING_SANDBOX = CYBERDESK_BASE_URL.rstrip("/").endswith("/sandbox")
 
 CYBERDESK_WEBHOOK_SECRET = env.str("CYBERDESK_WEBHOOK_SECRET", default="")
+# Whether run_complete webhooks are expected here (a Cyberdesk webhook endpoint points at this
+# site). With DEBUG off they need CYBERDESK_WEBHOOK_SECRET, or start-up stops; false leaves
+# every result to the reconciler's polling.
+CYBERDESK_WEBHOOKS_EXPECTED = env.bool("CYBERDESK_WEBHOOKS", default=True)
 # Where the sandbox delivers run_complete webhooks (default: this site's own receiver).
 SANDBOX_WEBHOOK_URL = env.str(
     "SANDBOX_WEBHOOK_URL", default=f"http://127.0.0.1:{PORT}/webhooks/cyberdesk/"
@@ -273,10 +328,22 @@ SANDBOX_IDEMPOTENCY_TTL_HOURS = env.float("SANDBOX_IDEMPOTENCY_TTL_HOURS", defau
 SANDBOX_TEST_CLOCK = False
 
 # Launcher behaviour
+# How long after its launch the reconciler may re-send a run whose outcome it never heard, with
+# the same idempotency key: only while the API surely still remembers the key. Older ones are
+# looked up in the run list instead, never re-sent. Seconds, or with a unit: 90m, 1h, 3600s.
+IDEMPOTENCY_REPLAY_WINDOW = _duration(env.str("IDEMPOTENCY_REPLAY_WINDOW", default="1h"))
 RUN_REFRESH_INTERVAL_SECONDS = env.float("RUN_REFRESH_INTERVAL_SECONDS", default=2.0)
 MODEL_CATALOG_MAX_AGE_SECONDS = env.int("MODEL_CATALOG_MAX_AGE_SECONDS", default=600)
 WORKFLOW_MIRROR_MAX_AGE_SECONDS = env.int("WORKFLOW_MIRROR_MAX_AGE_SECONDS", default=60)
 FILE_INPUT_MAX_BYTES = env.int("FILE_INPUT_MAX_BYTES", default=5 * 1024 * 1024)
 BATCH_CONCURRENCY = env.int("BATCH_CONCURRENCY", default=8)
 BATCH_MAX_RUNS = env.int("BATCH_MAX_RUNS", default=1000)  # runs per batch, after expansion
+# Sending tasks enqueued per batch: how many db_worker processes may send one batch at once.
+BATCH_SENDERS = env.int("BATCH_SENDERS", default=4)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FILE_INPUT_MAX_BYTES * 2
+# Guarded promotion: finished runs a candidate version needs in one batch (or canary) before a
+# protected label such as `production` may move to it (launcher.services.promotion).
+PROMOTION_MIN_RUNS = env.int("PROMOTION_MIN_RUNS", default=20)
+# Canary: finished candidate runs before its first look; each later look waits for twice as
+# many (launcher.services.canary).
+CANARY_FIRST_LOOK_RUNS = env.int("CANARY_FIRST_LOOK_RUNS", default=10)

@@ -1,7 +1,7 @@
 """`POST /webhooks/cyberdesk/` — Cyberdesk's Svix-signed `run_complete` events.
 
 Order of work, and why:
-1. Verify the Svix signature over the raw body before reading it (spec §6): a missing,
+1. Verify the Svix signature over the raw body before parsing it (spec §6): a missing,
    malformed or wrong signature, or a timestamp more than five minutes off, is refused and
    nothing is stored. With no secret configured every delivery is refused: unsigned news is
    never trusted.
@@ -14,20 +14,22 @@ The request never calls the API (Svix wants an answer quickly); fetching the cos
 run is left to the worker.
 """
 
-import json
 import logging
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from svix.webhooks import Webhook, WebhookVerificationError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from launcher.cyberdesk import errors, types
-from launcher.models import TERMINAL_STATUSES, Run, WebhookEvent
+from launcher.models import TERMINAL_STATUSES, Run, RunEvent, WebhookEvent
+from launcher.parsing import ParseError, json_parse
 from launcher.services import run_sync
+from launcher.services.run_events import run_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +66,19 @@ def webhook_receive(request: HttpRequest) -> JsonResponse:
     if headers is None:
         return _answer(400, "missing signature headers")
     try:
-        payload = verifier.verify(request.body, headers)
-    except json.JSONDecodeError:
-        return _answer(400, "body is not JSON")
+        # Svix's verifier is a thin wrapper of this one (Standard Webhooks), which can check
+        # the signature without parsing: the body is then read by the launcher's own parser
+        # (depth and number limits), not by a bare json.loads that a signed body of 1,000 × "["
+        # turned into a RecursionError.
+        verifier.verify(request.body, _standard_names(headers), json_parse=False)
     except (WebhookVerificationError, ValueError) as exc:
         # ValueError: a malformed signature list, bad base64, a body that is not UTF-8.
         logger.warning("Webhook refused: %s", exc)
         return _answer(401, "invalid signature")
+    try:
+        payload = json_parse(request.body, replace_surrogates=True)
+    except ParseError as exc:
+        return _answer(400, f"body is not readable JSON: {exc.msg}")
 
     if not isinstance(payload, dict):
         return _answer(400, "body is not a JSON object")
@@ -122,17 +130,38 @@ def webhook_event_record(
                 # The launcher retried this run in place (same id): a late "finished" event may
                 # belong to the previous attempt, so ask the API which one is current.
                 event.save(update_fields=["run"])
+                _history(run, event_id, upstream, "verifying")
                 _on_commit_enqueue("run_refresh_task", run.pk)
                 return "verifying"
             was_finished = run.is_finished
-            event.applied = run_sync.run_apply_upstream(run, upstream)
+            # Stamped before applying, so the history reads "received", then "status changed".
+            received_at = timezone.now()
+            event.applied = run_sync.run_apply_upstream(
+                run, upstream, source=RunEvent.Source.WEBHOOK
+            )
             event.save(update_fields=["run", "applied"])
+            outcome = "applied" if event.applied else "no change"
+            _history(run, event_id, upstream, outcome, at=received_at)
             if run.is_finished and not was_finished:
                 _on_commit_enqueue("run_finalize_task", run.pk)
-            return "applied" if event.applied else "no change"
+            return outcome
     except IntegrityError:
-        # Redelivered (the same event id is already recorded): nothing to do.
+        # Redelivered (the same event id is already recorded): nothing changes, but the
+        # delivery is part of the run's history.
+        run = Run.objects.filter(cyberdesk_id=upstream.id).first() if upstream else None
+        if run is not None:
+            _history(run, event_id, upstream, "duplicate")
         return "duplicate"
+
+
+def _history(run: Run, event_id: str, upstream: types.Run, outcome: str, at=None) -> RunEvent:
+    return run_event_record(
+        run=run,
+        at=at,
+        kind=RunEvent.Kind.WEBHOOK,
+        source=RunEvent.Source.WEBHOOK,
+        detail={"event_id": event_id[:100], "status": upstream.status, "outcome": outcome},
+    )
 
 
 def _on_commit_enqueue(task_name: str, run_id: int) -> None:
@@ -149,6 +178,10 @@ def _signature_headers(request: HttpRequest) -> dict[str, str] | None:
         if all(values):
             return dict(zip(_HEADER_SETS[0], values, strict=True))
     return None
+
+
+def _standard_names(headers: dict[str, str]) -> dict[str, str]:
+    return {name.replace("svix-", "webhook-"): value for name, value in headers.items()}
 
 
 def _answer(status: int, message: str) -> JsonResponse:

@@ -68,6 +68,17 @@ def prompt_editor(django_user_model):
 
 
 @pytest.fixture
+def release_manager(django_user_model):
+    """A prompt editor who may also move `production` (and run its canaries)."""
+    from django.contrib.auth.models import Permission
+
+    user = _user(django_user_model, "rita-release-manager", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operators"), Group.objects.get(name="Prompt editors"))
+    user.user_permissions.add(Permission.objects.get(codename="move_production_label"))
+    return user
+
+
+@pytest.fixture
 def outsider(django_user_model):
     """Logged in, but in no group and without any permission."""
     return _user(django_user_model, "otto-outsider")

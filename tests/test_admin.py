@@ -320,15 +320,70 @@ def test_moving_a_label_records_from_and_to(editor, prompt_editor, workflow, v1)
     assert PromptLabel.objects.get(pk=label.pk).version == v2
 
 
-def test_production_needs_its_own_permission(editor, release_manager, v1):
+def test_production_needs_its_own_permission_then_evidence(editor, release_manager, v1):
     data = {"workflow": WORKFLOW_ID, "name": "production", "version": v1.pk, "reason": "go"}
     response = editor.post(reverse("admin:launcher_promptlabel_add"), data)
     assert response.status_code == 200
     assert "Can move the production label" in response.content.decode()
     assert not PromptLabel.objects.exists()
+    # The admin applies the same evidence rule as the prompts page (one service).
     response = _client(release_manager).post(reverse("admin:launcher_promptlabel_add"), data)
+    assert response.status_code == 200
+    assert "No finished batch has runs of v1" in response.content.decode()
+    assert not PromptLabel.objects.exists()
+
+
+def test_the_admin_overrides_with_the_permission_and_a_reason(release_manager, v1):
+    release_manager.user_permissions.add(*_perms("promote_without_evidence"))
+    client = _client(release_manager)
+    data = {"workflow": WORKFLOW_ID, "name": "production", "version": v1.pk, **_history_inline()}
+    response = client.post(
+        reverse("admin:launcher_promptlabel_add"), {**data, "without_evidence": "on"}
+    )
+    assert response.status_code == 200
+    assert "Write why it moves without evidence" in response.content.decode()
+    response = client.post(
+        reverse("admin:launcher_promptlabel_add"),
+        {**data, "without_evidence": "on", "reason": "first version, already in use"},
+    )
     assert response.status_code == 302
-    assert PromptLabel.objects.get().name == "production"
+    move = PromptLabelMove.objects.get()
+    assert move.without_evidence and move.reason == "first version, already in use"
+    assert PromptLabel.objects.get().protected
+
+
+def test_adding_a_label_whose_name_exists_records_a_move(editor, prompt_editor, workflow, v1):
+    # Bug 14.9: the (workflow, name) constraint answered "already exists" instead.
+    v2 = prompt_version_create(workflow=workflow, text="two")
+    prompt_label_move(workflow=workflow, name="staging", version=v1, user=prompt_editor)
+    response = editor.post(
+        reverse("admin:launcher_promptlabel_add"),
+        {
+            "workflow": WORKFLOW_ID,
+            "name": "staging",
+            "version": v2.pk,
+            "reason": "again",
+            **_history_inline(),
+        },
+    )
+    assert response.status_code == 302
+    assert PromptLabel.objects.get().version == v2
+    move = PromptLabelMove.objects.order_by("-pk").first()
+    assert (move.from_version, move.to_version, move.reason) == (v1, v2, "again")
+
+
+def test_label_history_rows_show_their_own_versions(admin_user, workflow, v1):
+    # Bug 14.8: old rows showed the label's current target and were titled "1: None → 2".
+    v2 = prompt_version_create(workflow=workflow, text="two")
+    prompt_label_move(workflow=workflow, name="staging", version=v1, user=admin_user)
+    prompt_label_move(workflow=workflow, name="staging", version=v2, user=admin_user)
+    first = PromptLabelMove.objects.order_by("pk").first()
+    assert str(first) == "staging: — → v1"
+    assert str(PromptLabelMove.objects.order_by("pk").last()) == "staging: v1 → v2"
+    text = _client(admin_user).get(reverse("admin:launcher_promptlabelmove_changelist")).content
+    text = text.decode()
+    assert "staging: v1 → v2" in text and "staging: — → v1" in text
+    assert "staging → v2" not in text
 
 
 def test_latest_cannot_be_set_and_labels_point_within_their_workflow(editor, v1):
@@ -381,6 +436,7 @@ def test_every_launcher_admin_page_opens_for_a_superuser(admin_user, workflow, v
         reverse("admin:launcher_promptlabel_add"),
         reverse("admin:launcher_promptlabel_change", args=[label.pk]),
         reverse("admin:launcher_promptlabelmove_changelist"),
+        reverse("admin:launcher_canary_changelist"),
         reverse("admin:launcher_modeloption_changelist"),
         reverse("admin:launcher_modeloption_change", args=[option.pk]),
     ]

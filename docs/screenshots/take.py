@@ -9,9 +9,15 @@ fills them: runs are launched through the launch form and left to finish on thei
 A page with console errors or failed requests stops the script, as it fails a journey.
 """
 
+import os
+import re
 import sys
 import uuid
 from pathlib import Path
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls between browser steps
+# are plain synchronous code (the browser tests allow the same, for their package only).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -21,6 +27,10 @@ if str(ROOT) not in sys.path:
 import pytest  # noqa: E402
 
 if __name__ == "__main__":
+    # Playwright's sync API runs an event loop in this thread, so Django would refuse the ORM
+    # calls made between steps; the browser tests allow them for their package only
+    # (tests/browser/conftest.py), and this script is nothing but browser steps.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     # pytest runs this very file (it sets Django up first, then imports it as a test module).
     sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
 
@@ -36,6 +46,7 @@ PHONE = {"width": 390, "height": 844}
 
 ELIGIBILITY = "Check insurance eligibility"
 INVOICE = "Reconcile invoice totals"
+TIMESHEET = "Submit weekly timesheet"
 
 
 @pytest.fixture
@@ -64,7 +75,18 @@ def demo_data(sandbox_api, settings, django_user_model):  # noqa: F811
         note="first version",
         author=user,
     )
-    prompt_label_move(workflow=eligibility, name="production", version=first, user=user)
+    # The first version is what runs used until now: it becomes production by an override,
+    # with its reason in the history (there is no batch behind it yet).
+    prompt_label_move(
+        workflow=eligibility,
+        name="production",
+        version=first,
+        user=user,
+        reason="the workflow's prompt until now",
+        without_evidence=True,
+    )
+    # The demo batch has 6 runs per prompt version: enough evidence for this demo.
+    settings.PROMOTION_MIN_RUNS = 6
     prompt_version_create(
         workflow=eligibility,
         text=(
@@ -151,6 +173,21 @@ def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
     _launch(page, ELIGIBILITY, _eligibility, model="Claude Opus 4.1")
     expect(_status(page)).to_contain_text("Success", timeout=20_000)
     _shoot(page, "run-finished")
+
+    # Retry it: both attempts are kept; the agent's steps as a timeline; the attempts compared.
+    page.on("dialog", lambda dialog: dialog.accept())  # a confirmation, if the page asks
+    page.get_by_role("button", name="Retry").click()
+    expect(page.get_by_role("region", name="Attempts").get_by_role("listitem")).to_have_count(2)
+    expect(_status(page)).to_contain_text(re.compile("Success|Task failed|Error"), timeout=20_000)
+    page.locator("#timeline-heading").evaluate("el => el.scrollIntoView()")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.timeline img')].slice(0, 4)"
+        ".every(img => img.complete && img.naturalWidth > 0)"
+    )
+    _shoot(page, "run-timeline", at="#timeline-heading")
+    page.get_by_role("link", name="Compare", exact=True).click()
+    expect(page.get_by_role("region", name="Side by side")).to_be_visible()
+    _shoot(page, "compare", at="#compare-summary-heading")
     _launch(page, INVOICE, _invoice)
     expect(_status(page)).to_contain_text("Running", timeout=20_000)
     _shoot(page, "run-running")
@@ -181,6 +218,40 @@ def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
     )
     _shoot(page, "batch")
 
+    # The same batch read to decide: against a picked baseline, then by input row.
+    decide = page.get_by_role("region", name="Comparison")
+    expect(decide).not_to_have_attribute("hx-trigger", re.compile("."))
+    page.get_by_label("Baseline").select_option(label="Claude Opus 4.1 · v2")
+    page.get_by_role("button", name="Compare with this baseline").click()
+    expect(decide.locator("tr.is-baseline")).to_contain_text("Claude Opus 4.1 · v2")
+    _shoot(page, "batch-grid", at="#batch-decide")
+    page.get_by_role("link", name="By input row").click()
+    expect(page.get_by_role("table", name="Runs by input row")).to_be_visible()
+    _shoot(page, "batch-rows", at="#batch-decide")
+
+    # A batch whose runs fail a post-run check: its failure clusters, and Retry's confirmation.
+    page.goto("/batches/new")
+    page.get_by_label("Workflow").select_option(label=TIMESHEET)
+    page.get_by_role("button", name="Choose workflow").click()
+    page.get_by_label("Batch name").fill("Timesheets, week 48")
+    models = page.get_by_role("group", name="Models")
+    models.get_by_role("checkbox", name="Claude Opus 4.1", exact=True).check()
+    page.get_by_label("Rows", exact=True).fill(
+        "hours,project,week_ending\n40,Apollo,2026-11-27\n32,Borealis,2026-11-27\n"
+        "38,Cassini,2026-11-27\n"
+    )
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_role("button", name="Launch 6 runs").click()
+    expect(page.get_by_role("region", name="Progress").get_by_role("status")).to_contain_text(
+        "(100%)", timeout=30_000
+    )
+    clusters = page.get_by_role("table", name="Failure clusters")
+    expect(clusters).to_contain_text("Confirmation number captured", timeout=10_000)
+    _shoot(page, "batch-clusters", at="#clusters-heading")
+    clusters.get_by_role("link", name="Retry this cluster").first.click()
+    expect(page.get_by_role("heading", name="Retry this cluster?")).to_be_visible()
+    _shoot(page, "batch-cluster-retry")
+
     # The runs list, the invoice run perhaps still running.
     page.goto("/runs/")
     _shoot(page, "runs")
@@ -188,6 +259,12 @@ def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
     page.goto(f"/prompts/{uuid.UUID(str(_workflow_id(ELIGIBILITY)))}/?a=1&b=2")
     expect(page.get_by_role("heading", name=f"Prompts of {ELIGIBILITY}")).to_be_visible()
     _shoot(page, "prompts-diff", at="#prompt-diff")
+
+    # The versions with their numbers, then the promote form with the batch's evidence.
+    _shoot(page, "prompts", at="#versions-heading")
+    page.locator("#v2").get_by_role("button", name="Promote to production").click()
+    expect(page.get_by_role("region", name="Evidence")).to_contain_text("Enough evidence")
+    _shoot(page, "promote")
 
     page.goto("/models/")
     _shoot(page, "models")

@@ -1,6 +1,7 @@
 """The bench's own world: a throwaway database, the environment the server runs with, and the
 gunicorn process serving `launcher.bench.wsgi` on loopback."""
 
+import base64
 import os
 import secrets
 import socket
@@ -97,7 +98,9 @@ def bench_environment(
         "SANDBOX_WEBHOOK_URL": f"{base}/webhooks/cyberdesk/",
         "CYBERDESK_API_KEY": "sk_sandbox",
         "CYBERDESK_BASE_URL": f"{base}/sandbox",
-        "CYBERDESK_WEBHOOK_SECRET": "whsec_" + secrets.token_urlsafe(24),
+        # Svix secrets are standard base64 (a URL-safe token may hold - or _, which the
+        # settings check refuses).
+        "CYBERDESK_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
         "RUN_REFRESH_INTERVAL_SECONDS": str(REFRESH_INTERVAL_SECONDS),
         "PORT": str(port),
         "BENCH_DIR": str(directory),

@@ -5,6 +5,20 @@ run = get_client().get_run(run_id)
 """
 
 from launcher.cyberdesk import errors, types
-from launcher.cyberdesk.client import CyberdeskClient, close_client, get_client, use_transport
+from launcher.cyberdesk.client import (
+    CyberdeskClient,
+    close_client,
+    get_client,
+    quick_reads,
+    use_transport,
+)
 
-__all__ = ["CyberdeskClient", "close_client", "errors", "get_client", "types", "use_transport"]
+__all__ = [
+    "CyberdeskClient",
+    "close_client",
+    "errors",
+    "get_client",
+    "quick_reads",
+    "types",
+    "use_transport",
+]

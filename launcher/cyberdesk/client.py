@@ -34,6 +34,7 @@ import httpx
 
 import launcher
 from launcher.cyberdesk import errors, types
+from launcher.parsing import ParseError, json_parse
 
 logger = logging.getLogger("launcher.cyberdesk")
 
@@ -48,6 +49,10 @@ MAX_PAGES = 1000
 READ_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 WRITE_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 HEALTH_TIMEOUT = httpx.Timeout(2.0)
+# Reads inside `quick_reads()` (a web request refreshing what it shows): one attempt, a short
+# timeout. A page shows what Launcher already knows rather than wait on an API that is down.
+QUICK_READ_TIMEOUT = httpx.Timeout(2.0, connect=1.0)
+_quick = threading.local()
 
 USER_AGENT = f"Launcher/{launcher.__version__} httpx/{httpx.__version__}"
 
@@ -110,7 +115,11 @@ class CyberdeskClient:
 
     def get_workflow(self, workflow_id: UUID | str) -> types.Workflow:
         # Reference: GET /v1/workflows/{workflow_id}
-        response = self._request("GET", f"/v1/workflows/{_id(workflow_id)}")
+        # Tags and post-run checks are asked for by name: the spec says both come by default,
+        # but a default is the server's to change.
+        response = self._request(
+            "GET", f"/v1/workflows/{_id(workflow_id)}", params={"include": "tags,post_run_checks"}
+        )
         return types.Workflow.from_api(_json(response))
 
     def update_workflow(
@@ -333,6 +342,8 @@ class CyberdeskClient:
             # One key for every attempt of this call: the server applies it at most once.
             headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         attempts = max_attempts or self.max_attempts
+        if not is_write and getattr(_quick, "on", False):
+            attempts, timeout = 1, timeout or QUICK_READ_TIMEOUT
         timeout = timeout or (WRITE_TIMEOUT if is_write else READ_TIMEOUT)
         where = {"method": method, "path": path}
         # A write that an earlier attempt may have started (a 5xx, or 409 "in progress") is no
@@ -411,6 +422,18 @@ class CyberdeskClient:
 _lock = threading.Lock()
 _cached: tuple[tuple, CyberdeskClient] | None = None
 _test_transport: tuple[httpx.BaseTransport, Callable[[float], None]] | None = None
+
+
+@contextmanager
+def quick_reads() -> Iterator[None]:
+    """Reads made in this thread inside the block try once with `QUICK_READ_TIMEOUT` (writes
+    keep their retries: they carry idempotency keys and a caller waiting on them)."""
+    previous = getattr(_quick, "on", False)
+    _quick.on = True
+    try:
+        yield
+    finally:
+        _quick.on = previous
 
 
 def get_client(transport: httpx.BaseTransport | None = None) -> CyberdeskClient:
@@ -510,9 +533,11 @@ def _query_datetime(value: datetime) -> str:
 
 
 def _json(response: httpx.Response) -> Any:
+    # The shared parser: an answer nested too deeply or holding a huge number is an
+    # InvalidResponse, never a RecursionError deep in a page.
     try:
-        return response.json()
-    except ValueError:
+        return json_parse(response.content, replace_surrogates=True)
+    except ParseError:
         raise errors.InvalidResponse(
             f"Cyberdesk answered {response.request.method} {response.request.url.path} "
             "with something that is not JSON.",
@@ -564,8 +589,8 @@ def _worth_retrying(response: httpx.Response, *, is_write: bool) -> bool:
 
 def _detail(response: httpx.Response) -> Any:
     try:
-        body = response.json()
-    except ValueError:
+        body = json_parse(response.content, replace_surrogates=True)
+    except ParseError:
         text = response.text.strip()
         return text[:200] if text else None
     if isinstance(body, dict) and "detail" in body:

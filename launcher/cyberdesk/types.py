@@ -8,7 +8,6 @@ break us. Only the fields Launcher uses are kept.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from launcher.cyberdesk.errors import InvalidResponse
+from launcher.parsing import ParseError, json_parse
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ def _parse_json_schema(raw: Any, *, what: str) -> dict | None:
     if isinstance(raw, dict):  # tolerate an API that starts sending objects
         return raw
     try:
-        parsed = json.loads(raw) if isinstance(raw, str) else None
-    except ValueError:
+        parsed = json_parse(raw, replace_surrogates=True) if isinstance(raw, str) else None
+    except ParseError:
         parsed = None
     if not isinstance(parsed, dict):
         logger.warning("Ignoring %s: it is not a JSON object", what)

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from launcher.sandbox.errors import ApiError, ValidationFailed, validation_item
 from launcher.sandbox.models import IdempotencyRecord
+from launcher.sandbox.parsing import JsonRefused, json_load
 
 HEADER = "Idempotency-Key"
 STATUS_HEADER = "Idempotency-Status"
@@ -39,8 +40,8 @@ def request_fingerprint(request: HttpRequest) -> str:
     """HMAC (keyed with SECRET_KEY) of method, path and body: a plain hash of a body holding a
     short sensitive value could be brute-forced, a keyed one cannot."""
     try:
-        body = json.dumps(json.loads(request.body or b"null"), sort_keys=True)
-    except (ValueError, UnicodeDecodeError):
+        body = json.dumps(json_load(request.body or b"null"), sort_keys=True)
+    except JsonRefused:
         body = request.body.hex()
     message = f"{request.method}\n{request.path}\n{body}".encode()
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()

@@ -6,22 +6,21 @@ can coexist. Problems come back as 422 entries located in the request body; a se
 is never echoed, not even inside a message.
 """
 
-import json
-
 from jsonschema import FormatChecker
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 from referencing.exceptions import Unresolvable
 
 from launcher.sandbox.errors import validation_item
+from launcher.sandbox.parsing import JsonRefused, json_load
 
 
 def input_schema_parse(text: str | None) -> dict | None:
     if not text:
         return None
     try:
-        schema = json.loads(text)
-    except ValueError:
+        schema = json_load(text)
+    except JsonRefused:
         return None
     return schema if isinstance(schema, dict) else None
 

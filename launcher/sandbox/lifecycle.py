@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from launcher.sandbox import clock, webhooks
+from launcher.sandbox import clock, screens, webhooks
 from launcher.sandbox.models import (
     ACTIVE_STATUSES,
     AttachmentType,
@@ -68,8 +68,21 @@ def time_scale() -> float:
     return float(getattr(settings, "SANDBOX_TIME_SCALE", 1.0))
 
 
-def run_plan(workflow: Workflow, *, run_id: uuid.UUID, attempt: int) -> dict:
-    """Durations and outcome of one attempt, fixed at creation (or retry)."""
+# A prompt may say how often the sandbox should fail it ("[sandbox failure_rate=0.8]"), so a
+# demo or a test can show a worse prompt version losing to a better one (batches, canaries).
+_PROMPT_FAILURE_RATE = re.compile(r"\[sandbox failure_rate=(0(?:\.\d+)?|1(?:\.0+)?)\]")
+
+
+def prompt_failure_rate(prompt: str | None) -> float | None:
+    match = _PROMPT_FAILURE_RATE.search(prompt or "")
+    return float(match.group(1)) if match else None
+
+
+def run_plan(
+    workflow: Workflow, *, run_id: uuid.UUID, attempt: int, prompt: str | None = None
+) -> dict:
+    """Durations and outcome of one attempt, fixed at creation (or retry). `prompt`, the text
+    the run uses, may override the workflow's failure rate (see `prompt_failure_rate`)."""
     rng = random.Random(f"{run_id}:{attempt}")  # noqa: S311 - a simulation, not security
     timing = SCENARIO_TIMINGS.get(workflow.scenario, SCENARIO_TIMINGS[Scenario.QUICK])
     scale = time_scale()
@@ -79,7 +92,10 @@ def run_plan(workflow: Workflow, *, run_id: uuid.UUID, attempt: int) -> dict:
 
     outcome = RunStatus.SUCCESS
     failure = None
-    if rng.random() < workflow.failure_rate:
+    failure_rate = prompt_failure_rate(prompt)
+    if failure_rate is None:
+        failure_rate = workflow.failure_rate
+    if rng.random() < failure_rate:
         # A flaky workflow mostly breaks on infrastructure, sometimes the agent gives up.
         outcome = RunStatus.ERROR if rng.random() < 0.7 else RunStatus.TASK_FAILED
         failure = rng.choice(_FAILURES[outcome])
@@ -115,7 +131,8 @@ _FAILURES = {
 
 def run_clock_start(run: Run, *, now: datetime) -> None:
     """(Re)start a run's plan at `now`: it enters `scheduling` (not saved)."""
-    run.plan = run_plan(run.workflow, run_id=run.id, attempt=run.attempt)
+    prompt = run.main_prompt if run.main_prompt is not None else run.workflow.main_prompt
+    run.plan = run_plan(run.workflow, run_id=run.id, attempt=run.attempt, prompt=prompt)
     run.plan_started_at = now
     run.status = RunStatus.SCHEDULING
     run.next_transition_at = now + timedelta(seconds=run.plan["scheduling_seconds"])
@@ -325,13 +342,11 @@ def _final_checks(run: Run, at: datetime, status: str) -> list:
                 "status": "failed" if failed else "success",
                 "ended_at": _iso(at),
                 "error_message": _check_failure_message(check) if failed else None,
+                # list[str], as the SDK's RunPostRunCheckSnapshot.messages (2.2.69).
                 "messages": [
-                    {
-                        "role": "assistant",
-                        "content": "The output does not satisfy the check."
-                        if failed
-                        else "The output satisfies the check.",
-                    }
+                    "The output does not satisfy the check."
+                    if failed
+                    else "The output satisfies the check."
                 ],
             }
         )
@@ -469,39 +484,87 @@ def llm_costs(run: Run) -> dict:
     }
 
 
+# What the pretend agent does, in order (Anthropic's computer-use `computer` tool actions), and
+# what it says before each one.
+_ACTIONS = (
+    (
+        "I can see the application. I'll click the search field first.",
+        {"action": "left_click", "coordinate": [420, 330]},
+    ),
+    ("Now I'll type the value from the inputs.", {"action": "type", "text": None}),
+    ("Pressing Return to submit the search.", {"action": "key", "text": "Return"}),
+    (
+        "The results continue below the fold; scrolling down.",
+        {
+            "action": "scroll",
+            "coordinate": [640, 420],
+            "scroll_direction": "down",
+            "scroll_amount": 3,
+        },
+    ),
+    ("That's the matching record. Opening it.", {"action": "left_click", "coordinate": [710, 465]}),
+    ("Let me take a screenshot to check the form was saved.", {"action": "screenshot"}),
+)
+
+
 def _history(run: Run, status: str, steps: int) -> list[dict]:
+    """A computer-use conversation in Anthropic's message shape: the prompt, then for each step
+    the tool result of the previous action (a small PNG screenshot) and the agent's next move."""
     history = list(run.run_message_history or [])[:2]
-    actions = [
-        {"action": "left_click", "coordinate": [640, 360]},
-        {"action": "type", "text": "…"},
-        {"action": "key", "text": "Return"},
-        {"action": "screenshot"},
-        {"action": "scroll", "coordinate": [640, 400], "scroll_direction": "down"},
-        {"action": "left_click", "coordinate": [1020, 88]},
-    ]
+    typed = _first_text_input(run)
+    pointer = None
     for step in range(1, max(steps, 1)):
         history.append(
-            _message("user", [_tool_result(run, step - 1, "Screenshot captured (sandbox)")])
-        )
-        history.append(
             _message(
-                "assistant",
-                [
-                    _text(f"Step {step}: continuing with the task."),
-                    _tool_use(run, step, actions[(step - 1) % len(actions)]),
-                ],
+                "user",
+                [_tool_result(run, step - 1, _screenshot_block(run, step - 1, pointer))],
             )
         )
+        narration, action = _ACTIONS[(step - 1) % len(_ACTIONS)]
+        action = dict(action)
+        if action.get("action") == "type":
+            action["text"] = typed
+        if "coordinate" in action and action["action"] != "scroll":
+            pointer = tuple(action["coordinate"])
+        history.append(_message("assistant", [_text(narration), _tool_use(run, step, action)]))
     closing = {
-        RunStatus.SUCCESS: _text("The task is complete."),
-        RunStatus.TASK_FAILED: _tool_use(
-            run, steps, {"reason": (run.error or ["failed"])[0]}, name="declare_task_failed"
-        ),
-        RunStatus.ERROR: _text("(The session ended unexpectedly.)"),
-        RunStatus.CANCELLED: _text("(Cancelled.)"),
+        RunStatus.SUCCESS: [_text("The task is complete: the record is updated and saved.")],
+        RunStatus.TASK_FAILED: [
+            _text("I cannot finish this task."),
+            _tool_use(
+                run, steps, {"reason": (run.error or ["failed"])[0]}, name="declare_task_failed"
+            ),
+        ],
+        RunStatus.ERROR: [_text("(The session ended unexpectedly.)")],
+        RunStatus.CANCELLED: [_text("(Cancelled.)")],
     }[status]
-    history.append(_message("assistant", [closing]))
+    if steps > 1:
+        history.append(
+            _message("user", [_tool_result(run, steps - 1, _screenshot_block(run, steps, pointer))])
+        )
+    history.append(_message("assistant", closing))
     return history
+
+
+def _first_text_input(run: Run) -> str:
+    sensitive = set(run.sensitive_input_aliases or {})
+    for key, value in (run.input_values or {}).items():
+        if key not in sensitive and isinstance(value, str) and value:
+            return value
+    return "sandbox"
+
+
+def _screenshot_block(run: Run, step: int, pointer) -> dict:
+    return {
+        "type": "image",
+        "source": {
+            "type": "base64",
+            "media_type": "image/png",
+            "data": screens.screenshot_base64(
+                seed=f"{run.id}:{run.attempt}", step=step, pointer=pointer
+            ),
+        },
+    }
 
 
 def _message(role: str, content: list[dict]) -> dict:
@@ -515,17 +578,17 @@ def _text(text: str) -> dict:
 def _tool_use(run: Run, step: int, tool_input: dict, name: str = "computer") -> dict:
     return {
         "type": "tool_use",
-        "tool_use_id": f"toolu_{run.id.hex[:12]}_{run.attempt}_{step}",
-        "tool_name": name,
-        "tool_input": tool_input,
+        "id": f"toolu_{run.id.hex[:12]}_{run.attempt}_{step}",
+        "name": name,
+        "input": tool_input,
     }
 
 
-def _tool_result(run: Run, step: int, result: str) -> dict:
+def _tool_result(run: Run, step: int, *content: dict) -> dict:
     return {
         "type": "tool_result",
         "tool_use_id": f"toolu_{run.id.hex[:12]}_{run.attempt}_{step}",
-        "tool_result": result,
+        "content": list(content),
     }
 
 

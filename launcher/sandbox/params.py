@@ -7,7 +7,6 @@ Readers return `ABSENT` when a key was not sent, so PATCH can tell "not sent" fr
 
 import base64
 import binascii
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from django.http import HttpRequest, QueryDict
 
 from launcher.sandbox.errors import Problems, ValidationFailed, validation_item
+from launcher.sandbox.parsing import MAX_INT_DIGITS, JsonRefused, json_load
 
 
 class _Absent:
@@ -36,9 +36,9 @@ def json_body(request: HttpRequest, *, required: bool = True) -> dict:
             raise ValidationFailed([validation_item(("body",), "Field required", "missing")])
         return {}
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        position = getattr(exc, "pos", 0)
+        data = json_load(raw)
+    except JsonRefused as exc:
+        position = exc.pos
         raise ValidationFailed(
             [
                 validation_item(
@@ -399,6 +399,8 @@ class QueryFields:
         if value in (None, ""):
             return default
         try:
+            if len(str(value)) > MAX_INT_DIGITS:
+                raise ValueError("too long")
             number = int(value)
         except ValueError:
             self.problems.add(

@@ -59,8 +59,11 @@ def model_ids_check(ids: dict[str, uuid.UUID | None]) -> None:
 def run_model_metadata(
     workflow: Workflow, *, main_agent_model_id, model_metadata
 ) -> dict[str, str | None] | None:
-    """The run's effective model roles: workflow's, overlaid by each role the run sets, overlaid
-    by `main_agent_model_id`. None when the run overrides nothing (it follows the workflow)."""
+    """The model roles the run overrides — each role of `model_metadata` it sets, and
+    `main_agent_model_id` — and nothing else: the API echoes only the overrides sent (SDK
+    2.2.69: "Null means the run falls back to the workflow's model_metadata"). None when the
+    run overrides nothing. The effective model (`lifecycle.effective_model`) falls back to the
+    workflow's roles at execution time."""
     requested_main = (model_metadata or {}).get("main_agent_model_id")
     if _given(main_agent_model_id) and requested_main and requested_main != main_agent_model_id:
         raise ApiError(
@@ -74,9 +77,7 @@ def run_model_metadata(
     model_ids_check({f"model_metadata.{role}": value for role, value in overrides.items()})
     if not overrides:
         return None
-    merged = {role: (workflow.model_metadata or {}).get(role) for role in MODEL_ROLES}
-    merged.update({role: str(value) for role, value in overrides.items()})
-    return merged
+    return {role: str(value) for role, value in overrides.items() if role in MODEL_ROLES}
 
 
 def _sensitive_aliases(sensitive_input_values: dict | None) -> dict | None:

@@ -30,10 +30,10 @@ urlpatterns = [
     ),
     path("v1/runs", views.run_collection, name="run_collection"),
     path("v1/runs/bulk", views.run_bulk_create, name="run_bulk_create"),
-    path("v1/runs/<str:run_id>", views.run_detail, name="run_detail"),
+    path("v1/runs/<str:run_id>", views.run_detail_or_chain, name="run_detail"),
     path("v1/runs/<str:run_id>/retry", views.run_retry, name="run_retry"),
     path("v1/runs/<str:run_id>/llm-costs", views.run_llm_costs, name="run_llm_costs"),
-    path("v1/run-attachments", views.attachment_list, name="attachment_list"),
+    path("v1/run-attachments", views.attachment_collection, name="attachment_list"),
     path(
         "v1/run-attachments/<str:attachment_id>",
         views.attachment_detail,

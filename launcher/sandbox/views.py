@@ -8,6 +8,7 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils.http import content_disposition_header
+from django.views.decorators.csrf import csrf_exempt
 
 from launcher.sandbox import lifecycle, selectors, services
 from launcher.sandbox.api import api_endpoint
@@ -514,3 +515,27 @@ def _file_response(attachment: RunAttachment) -> HttpResponse:
 @api_endpoint("GET", "POST", "PUT", "PATCH", "DELETE")
 def unknown_endpoint(request: HttpRequest, rest: str = "") -> HttpResponse:
     raise ApiError(404, "Not Found")
+
+
+# --- Routes the sandbox does not implement --------------------------------------------------------
+# POST /v1/runs/chain (workflow chains) and POST /v1/run-attachments (uploads) exist upstream
+# (SDK 2.2.69) but not here. They answer as a route the server lacks does upstream (FastAPI:
+# 404 {"detail": "Not Found"}), not 405, which would claim the path serves other methods. Every
+# other method keeps its route: GET /v1/runs/chain is /v1/runs/{run_id} with an id that is not
+# a UUID (422), as upstream.
+
+
+@csrf_exempt
+@login_not_required
+def run_detail_or_chain(request: HttpRequest, run_id: str) -> HttpResponse:
+    if run_id == "chain" and request.method == "POST":
+        return unknown_endpoint(request, rest="runs/chain")
+    return run_detail(request, run_id=run_id)
+
+
+@csrf_exempt
+@login_not_required
+def attachment_collection(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return unknown_endpoint(request, rest="run-attachments")
+    return attachment_list(request)

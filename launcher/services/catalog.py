@@ -18,8 +18,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from launcher.cyberdesk import errors, get_client
+from launcher.cyberdesk import errors, get_client, quick_reads
 from launcher.models import ModelOption, ModelOptionChange
+from launcher.services.api_status import api_outage, api_outage_note
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +99,15 @@ def models_sync_if_stale() -> SyncResult | None:
 
     if not models_are_stale():
         return None
+    # Pages call this: never waiting on an API known to be down (services/api_status.py).
+    if api_outage() is not None:
+        return None
     try:
-        return models_sync()
+        with quick_reads():
+            return models_sync()
     except errors.CyberdeskError as exc:
         logger.warning("model catalog sync failed; keeping the last catalog: %s", exc)
+        api_outage_note(exc)
         return None
 
 

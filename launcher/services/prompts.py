@@ -26,11 +26,14 @@ from launcher.models import (
     Workflow,
     sha256_text,
 )
+from launcher.parsing import id_parse
 from launcher.services.workflows import workflow_refresh, workflow_store
 
 logger = logging.getLogger(__name__)
 
 MOVE_PRODUCTION_LABEL = "launcher.move_production_label"
+# Move a protected label with a written reason when the evidence is missing.
+PROMOTE_WITHOUT_EVIDENCE = "launcher.promote_without_evidence"
 # Publishing patches the upstream workflow's stored prompt, which every run without an override
 # uses. The mirror itself is never edited here, so "change workflow" means exactly this.
 PUBLISH_PROMPT = "launcher.change_workflow"
@@ -129,6 +132,7 @@ def prompt_version_create(
     note: str = "",
     author=None,
     based_on: PromptVersion | None = None,
+    imported_from_workflow: bool = False,
 ) -> PromptVersion:
     """Save a new version numbered one after the workflow's newest.
 
@@ -154,6 +158,7 @@ def prompt_version_create(
                     note=note or "",
                     author=author,
                     based_on=based_on,
+                    imported_from_workflow=imported_from_workflow,
                 )
         except IntegrityError:
             if attempt:
@@ -181,26 +186,65 @@ def prompt_label_name_clean(name: str) -> str:
     return cleaned
 
 
+class PromotionRefused(PromptError):
+    """A protected label cannot move: not enough evidence (the message says what is missing),
+    or an override without a reason or without the permission. `.evidence` is what was found."""
+
+    def __init__(self, message: str, *, evidence=None):
+        super().__init__(message)
+        self.evidence = evidence
+
+
 def prompt_label_move(
-    *, workflow: Workflow, name: str, version: PromptVersion, user, reason: str = ""
+    *,
+    workflow: Workflow,
+    name: str,
+    version: PromptVersion,
+    user,
+    reason: str = "",
+    evidence_batch=None,
+    evidence_canary=None,
+    without_evidence: bool = False,
 ) -> PromptLabel:
     """Point the label `name` of `workflow` at `version` (creating it), recording the move.
 
-    Moving (or creating) `production` needs the `launcher.move_production_label` permission.
+    The one place a label moves (the prompts page, the admin and `move_prompt_label` call it).
+    - Moving (or creating) `production` or any protected label needs
+      `launcher.move_production_label`, else `PermissionDenied`.
+    - A protected label (`production` is created protected) moves only on evidence
+      (`launcher.services.promotion`): `evidence_batch` / `evidence_canary` name it, else the
+      newest finished batch that qualifies is used. Without evidence it raises
+      `PromotionRefused`, unless `without_evidence` is asked by a user with
+      `launcher.promote_without_evidence` who wrote a `reason`.
+    - The move records who, when, from → to, why, and the evidence (batch or canary, and a
+      snapshot of the numbers). A running canary of the label ends with it.
     Pointing a label where it already points changes and records nothing.
     """
+    from launcher.services import canary as canary_service
+
     name = prompt_label_name_clean(name)
-    if version.workflow_id != workflow.pk:
-        raise PromptLabelInvalid("A label can only point at a version of its own workflow.")
-    if name == PromptLabel.PRODUCTION and not (user and user.has_perm(MOVE_PRODUCTION_LABEL)):
-        raise PermissionDenied("Moving the production label needs its own permission.")
+    reason = (reason or "").strip()[:500]
     with transaction.atomic():
         label = PromptLabel.objects.select_for_update().filter(workflow=workflow, name=name).first()
-        if label is None:
-            label = PromptLabel.objects.create(workflow=workflow, name=name, version=version)
-            from_version = None
-        elif label.version_id == version.pk:
+        if label is not None and label.version_id == version.pk:
             return label
+        evidence, overridden = prompt_label_move_check(
+            workflow=workflow,
+            label=label,
+            name=name,
+            version=version,
+            user=user,
+            reason=reason,
+            evidence_batch=evidence_batch,
+            evidence_canary=evidence_canary,
+            without_evidence=without_evidence,
+        )
+        protected = label.protected if label is not None else name == PromptLabel.PRODUCTION
+        if label is None:
+            label = PromptLabel.objects.create(
+                workflow=workflow, name=name, version=version, protected=protected
+            )
+            from_version = None
         else:
             from_version = label.version
             label.version = version
@@ -210,8 +254,91 @@ def prompt_label_move(
             from_version=from_version,
             to_version=version,
             moved_by=user,
-            reason=(reason or "").strip()[:500],
+            reason=reason,
+            evidence_batch=evidence.batch if evidence else None,
+            evidence_canary=evidence.canary if evidence else None,
+            evidence=evidence.snapshot() if evidence else None,
+            without_evidence=overridden,
         )
+        canary_service.canary_end_on_move(label=label, user=user)
+    logger.info(
+        "label %s of workflow %s moved to v%s by %s%s",
+        name,
+        workflow.pk,
+        version.number,
+        getattr(user, "pk", None),
+        " without evidence" if overridden else "",
+    )
+    return label
+
+
+def prompt_label_move_check(
+    *,
+    workflow: Workflow,
+    label: PromptLabel | None,
+    name: str,
+    version: PromptVersion,
+    user,
+    reason: str = "",
+    evidence_batch=None,
+    evidence_canary=None,
+    without_evidence: bool = False,
+):
+    """Everything `prompt_label_move` checks before moving, without moving: raises
+    `PromptLabelInvalid`, `PermissionDenied` or `PromotionRefused`; returns (evidence or None
+    for an unprotected label, whether the move is an override). Forms call it to show the
+    refusal next to the field; the move calls it again under the label's row lock."""
+    from launcher.services.promotion import promotion_evidence
+
+    name = prompt_label_name_clean(name)
+    reason = (reason or "").strip()
+    if version.workflow_id != workflow.pk:
+        raise PromptLabelInvalid("A label can only point at a version of its own workflow.")
+    protected = label.protected if label is not None else name == PromptLabel.PRODUCTION
+    if (name == PromptLabel.PRODUCTION or protected) and not (
+        user and user.has_perm(MOVE_PRODUCTION_LABEL)
+    ):
+        raise PermissionDenied(f"Moving the {name} label needs its own permission.")
+    if not protected:
+        return None, False
+    evidence = promotion_evidence(
+        workflow=workflow,
+        label=name,
+        candidate=version,
+        current=label.version if label is not None else None,
+        batch=evidence_batch,
+        canary=evidence_canary,
+    )
+    if evidence.ok:
+        return evidence, False
+    if not without_evidence:
+        raise PromotionRefused(
+            f"{name} cannot move to v{version.number} yet: {evidence.message}", evidence=evidence
+        )
+    if not (user and user.has_perm(PROMOTE_WITHOUT_EVIDENCE)):
+        raise PromotionRefused(
+            "Promoting without evidence needs the “may promote without evidence” permission.",
+            evidence=evidence,
+        )
+    if not reason:
+        raise PromotionRefused(
+            "Write why it moves without evidence: the reason is kept in the history.",
+            evidence=evidence,
+        )
+    return evidence, True
+
+
+def prompt_label_set_protected(*, label: PromptLabel, protected: bool, user) -> PromptLabel:
+    """Protect a label (needs `move_production_label`) or lift its protection (needs
+    `promote_without_evidence` too: unprotected, it would move with no evidence at all)."""
+    if not (user and user.has_perm(MOVE_PRODUCTION_LABEL)):
+        raise PermissionDenied("Protecting labels needs the permission to move production.")
+    if not protected and not user.has_perm(PROMOTE_WITHOUT_EVIDENCE):
+        raise PermissionDenied(
+            "Lifting a label's protection needs the “may promote without evidence” permission."
+        )
+    PromptLabel.objects.filter(pk=label.pk).update(protected=protected)
+    label.protected = protected
     return label
 
 
@@ -251,9 +378,9 @@ def prompt_choice_parse(value: str) -> PromptChoice:
         if rest == LATEST:
             return PromptChoice(mode=PromptMode.LATEST)
         return PromptChoice(mode=PromptMode.LABEL, label=rest)
-    # isdecimal, not isdigit: "²" is a digit that int() refuses.
-    if kind == "version" and rest.isdecimal():
-        return PromptChoice(mode=PromptMode.PINNED, version_id=int(rest))
+    version_id = id_parse(rest) if kind == "version" else None
+    if version_id is not None:
+        return PromptChoice(mode=PromptMode.PINNED, version_id=version_id)
     raise PromptChoiceInvalid(f"Unknown prompt choice {value!r}.")
 
 
@@ -271,6 +398,9 @@ class ResolvedPrompt:
     version: PromptVersion | None
     text: str | None
     sha256: str
+    # Set when the label resolved had a running canary (launcher.services.canary.canary_route).
+    canary_id: int | None = None
+    canary_arm: str = ""
 
     @property
     def choice(self) -> PromptChoice:
@@ -298,6 +428,8 @@ class ResolvedPrompt:
             "prompt_label": self.label,
             "prompt_version": self.version,
             "prompt_sha256": self.sha256,
+            "canary_id": self.canary_id,
+            "canary_arm": self.canary_arm,
         }
 
 
@@ -307,8 +439,13 @@ def prompt_resolve(
     mode: str,
     label: str | None = None,
     version_id: int | None = None,
+    routing_key=None,
 ) -> ResolvedPrompt:
     """Resolve a prompt choice for `workflow` to one concrete version (or the stored prompt).
+
+    With `routing_key` (the run's idempotency key), a label with a running canary sends the
+    canary's share of keys to its candidate (`canary.canary_route`). Without it (previews, the
+    picker) the label's own version is returned.
 
     Raises PromptChoiceInvalid when the label or version does not exist, belongs to another
     workflow, or `latest` is asked of a workflow without versions.
@@ -336,7 +473,12 @@ def prompt_resolve(
         )
         if found is None:
             raise PromptChoiceInvalid(f"{workflow} has no prompt label {label!r}.")
-        return _resolved(PromptMode.LABEL, found.name, found.version)
+        resolved = _resolved(PromptMode.LABEL, found.name, found.version)
+        if routing_key is not None and found.protected:
+            from launcher.services.canary import canary_route
+
+            resolved = canary_route(resolved, routing_key=routing_key)
+        return resolved
     if mode == PromptMode.PINNED:
         version = PromptVersion.objects.filter(workflow=workflow, pk=version_id).first()
         if version is None:
@@ -379,8 +521,33 @@ def prompt_import_stored(*, workflow: Workflow, user) -> tuple[PromptVersion, bo
         text=workflow.main_prompt,
         note="Imported from the workflow's stored prompt",
         author=user,
+        imported_from_workflow=True,
     )
     return version, True
+
+
+def prompt_stored_record(*, workflow: Workflow) -> PromptVersion | None:
+    """The version holding exactly the workflow's stored prompt as mirrored now — the text a
+    run launched with the stored prompt is recorded with. A version with the same hash is
+    reused (whoever wrote it); otherwise one is saved, marked imported from the workflow. It
+    becomes the newest version, as an editor's import would. None for an empty prompt.
+    """
+    text = workflow.main_prompt or ""
+    if not text.strip():
+        return None
+    found = (
+        PromptVersion.objects.filter(workflow=workflow, sha256=sha256_text(text))
+        .order_by("number")
+        .first()
+    )
+    if found is not None:
+        return found
+    return prompt_version_create(
+        workflow=workflow,
+        text=text,
+        note="Imported from the workflow's stored prompt at launch",
+        imported_from_workflow=True,
+    )
 
 
 def prompt_publish(*, version: PromptVersion, user) -> Workflow:

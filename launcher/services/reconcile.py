@@ -18,8 +18,12 @@ Run every 30 s by the worker (`launcher.tasks.reconcile_runs_task`) and on deman
      sensitive keys and file count, created around the same time, not already someone
      else's). Found → accepted; not there after `SECRET_LOOKUP_GRACE` → rejected with a
      message asking the operator to launch it again.
-   - Runs older than `REPLAY_SAFE_AGE` are also only looked for, never re-sent: the API's
-     idempotency keys expire (≥ 24 h), after which a re-send could create a second run.
+   - Runs older than `IDEMPOTENCY_REPLAY_WINDOW` (a setting, default 1 h) are also only looked
+     for, never re-sent: the docs do not say how long the API keeps an idempotency key, and
+     after it forgets one a re-send would create a second run. The lookup lists the workflow's
+     runs created from the launch up to the end of the window (the last moment a re-send
+     could have created it) and matches model, prompt hash and inputs; not found after
+     `SECRET_LOOKUP_GRACE` → rejected, with a message asking to launch it again.
 
    Queued runs that belong to a batch are the batch worker's, not ours.
 
@@ -32,20 +36,23 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
+from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client, types
-from launcher.models import TERMINAL_STATUSES, PromptMode, Run, RunStatus, Submission
+from launcher.models import TERMINAL_STATUSES, PromptMode, Run, RunEvent, RunStatus, Submission
 from launcher.services import run_sync
+from launcher.services.canary import canaries_evaluate
+from launcher.services.run_events import run_event_record
 
 logger = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(minutes=1)
 QUEUED_GRACE = timedelta(minutes=2)  # a launch request has long finished (or died) by then
 SECRET_LOOKUP_GRACE = timedelta(minutes=5)  # the API has long stored a run it accepted by then
-REPLAY_SAFE_AGE = timedelta(hours=20)  # well inside the idempotency key lifetime (≥ 24 h)
-LOOKUP_WINDOW = timedelta(minutes=30)
+LOOKUP_WINDOW = timedelta(minutes=30)  # slack after the last possible send, for the lookup
 REFRESH_CHUNK = 1000
 SETTLE_LIMIT = 100  # per pass; the next pass takes the rest
 # Where the API's 422 puts "this Idempotency-Key was used with another body".
@@ -54,6 +61,18 @@ NOT_RESENDABLE = (
     "Launcher never heard whether Cyberdesk accepted this run, and it is not there. Its "
     "sensitive values or files are not kept, so it cannot be sent again: launch it again."
 )
+TOO_OLD_TO_RESEND = (
+    "Launcher never heard whether Cyberdesk accepted this run, and it is not there. It is "
+    "older than the idempotency replay window, so sending it again could start it twice: "
+    "launch it again."
+)
+
+
+def replay_window() -> timedelta:
+    """`settings.IDEMPOTENCY_REPLAY_WINDOW` (a timedelta, or seconds): how long after its launch
+    a run may be re-sent with its idempotency key."""
+    value = getattr(settings, "IDEMPOTENCY_REPLAY_WINDOW", timedelta(hours=1))
+    return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
 
 
 @dataclass
@@ -72,6 +91,7 @@ class ReconcileReport:
 def runs_reconcile() -> ReconcileReport:
     report = ReconcileReport()
     _refresh_stale(report)
+    canaries_evaluate()  # after the refresh: each canary looks at its arms' newest outcomes
     _settle_unsubmitted(report)
     logger.info("Reconciled runs: %s", report.as_dict())
     return report
@@ -89,7 +109,9 @@ def _refresh_stale(report: ReconcileReport) -> None:
     for start in range(0, len(stale_ids), REFRESH_CHUNK):
         runs = list(Run.objects.filter(pk__in=stale_ids[start : start + REFRESH_CHUNK]))
         report.refreshed += len(runs)
-        report.changed += run_sync.runs_refresh_many(runs, stale_after=STALE_AFTER)
+        report.changed += run_sync.runs_refresh_many(
+            runs, stale_after=STALE_AFTER, source="reconciler"
+        )
 
 
 def _settle_unsubmitted(report: ReconcileReport) -> None:
@@ -124,7 +146,8 @@ def run_settle(run: Run) -> str:
     """Settle one run whose launch outcome is unknown; return the `ReconcileReport` field
     that counts the outcome."""
     age = timezone.now() - run.created_at
-    if not (run.sensitive_input_keys or run.file_input_names) and age < REPLAY_SAFE_AGE:
+    resendable = not (run.sensitive_input_keys or run.file_input_names)
+    if resendable and age < replay_window():
         return _resend(run)
 
     try:
@@ -133,17 +156,19 @@ def run_settle(run: Run) -> str:
         logger.warning("Run %s: looking for it upstream failed: %s", run.pk, exc)
         return "unsettled"
     if upstream is not None:
-        run_sync.run_apply_upstream(run, upstream)
+        run_sync.run_apply_upstream(run, upstream, source="reconciler")
         return "found"
     if age < SECRET_LOOKUP_GRACE:
         return "unsettled"
-    rejected = Run.objects.filter(
-        pk=run.pk, submission__in=[Submission.UNKNOWN, Submission.QUEUED]
-    ).update(
-        submission=Submission.REJECTED,
-        status=RunStatus.REJECTED,
-        submission_error=NOT_RESENDABLE,
-    )
+    message = TOO_OLD_TO_RESEND if resendable else NOT_RESENDABLE
+    with transaction.atomic():
+        rejected = Run.objects.filter(
+            pk=run.pk, submission__in=[Submission.UNKNOWN, Submission.QUEUED]
+        ).update(
+            submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=message
+        )
+        if rejected:
+            _history_rejected(run, message)
     logger.warning("Run %s: outcome unknown and not found upstream; marked rejected", run.pk)
     return "rejected" if rejected else "unsettled"
 
@@ -172,15 +197,24 @@ def _resend(run: Run) -> str:
             logger.error("Run %s: the re-send's body differs from the first send's", run.pk)
             return _look_up(run)
         message = f"{exc} Nothing was started; correct the values and launch again."[:2000]
-        Run.objects.filter(pk=run.pk).exclude(submission=Submission.ACCEPTED).update(
-            submission=Submission.REJECTED, status=RunStatus.REJECTED, submission_error=message
-        )
+        with transaction.atomic():
+            rejected = (
+                Run.objects.filter(pk=run.pk)
+                .exclude(submission=Submission.ACCEPTED)
+                .update(
+                    submission=Submission.REJECTED,
+                    status=RunStatus.REJECTED,
+                    submission_error=message,
+                )
+            )
+            if rejected:
+                _history_rejected(run, message)
         logger.warning("Run %s: re-send refused: %s", run.pk, exc)
         return "rejected"
     except errors.CyberdeskError as exc:
         logger.warning("Run %s: re-send got no answer (%s); trying again later", run.pk, exc)
         return "unsettled"
-    run_sync.run_apply_upstream(run, upstream)
+    run_sync.run_apply_upstream(run, upstream, source="reconciler")
     logger.info("Run %s: settled by re-sending; upstream run %s", run.pk, upstream.id)
     return "resubmitted"
 
@@ -207,7 +241,8 @@ def _find_upstream(run: Run) -> types.Run | None:
         page = client.list_runs(
             workflow_id=run.workflow_id,
             created_at_from=run.created_at - run_sync.CREATED_AT_MARGIN,
-            created_at_to=run.created_at + LOOKUP_WINDOW,
+            # A re-send within the window may have created it as late as its end.
+            created_at_to=run.created_at + replay_window() + LOOKUP_WINDOW,
             fields=[
                 # What identifies the launch, then what a refresh keeps.
                 "input_values",
@@ -251,3 +286,12 @@ def _is_same_launch(run: Run, item: types.Run) -> bool:
     if item.main_prompt is None:
         return run.prompt_mode == PromptMode.STORED
     return hashlib.sha256(item.main_prompt.encode("utf-8")).hexdigest() == run.prompt_sha256
+
+
+def _history_rejected(run: Run, message: str) -> None:
+    run_event_record(
+        run=run,
+        kind=RunEvent.Kind.REJECTED,
+        source=RunEvent.Source.RECONCILER,
+        detail={"message": message[:500]},
+    )

@@ -26,8 +26,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from launcher.cyberdesk import errors, get_client, types
-from launcher.models import STATUS_RANK, TERMINAL_STATUSES, Run, RunStatus, Submission
+from launcher.cyberdesk import errors, get_client, quick_reads, types
+from launcher.failures import failure_key
+from launcher.models import STATUS_RANK, TERMINAL_STATUSES, Run, RunEvent, RunStatus, Submission
+from launcher.services.api_status import api_outage, api_outage_clear, api_outage_note
+from launcher.services.run_events import run_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +64,9 @@ def refresh_interval() -> timedelta:
     return timedelta(seconds=settings.RUN_REFRESH_INTERVAL_SECONDS)
 
 
-def run_apply_upstream(run: Run, upstream: types.Run, *, restart: bool = False) -> bool:
+def run_apply_upstream(
+    run: Run, upstream: types.Run, *, restart: bool = False, source: str = "poll"
+) -> bool:
     """Copy the API's view of a run onto our row; return whether anything changed.
 
     Status only moves forward by `STATUS_RANK`; a finished run keeps its first terminal status.
@@ -72,26 +77,114 @@ def run_apply_upstream(run: Run, upstream: types.Run, *, restart: bool = False) 
     the API retries in place — same id, back to `scheduling`, outputs cleared — so the fresh
     attempt replaces the finished one wholesale. Nothing else may move a run backwards.
 
+    Once an attempt is finished its results are settled: later news about the same attempt (a
+    poll, a webhook, a redelivery under another event id) may fill in what is still missing
+    (the message history a list call leaves out) but never replaces a value already kept.
+
     The row is re-read under a lock, so a webhook and a poll landing together cannot interleave
-    and step the status back. `run` is updated in place.
+    and step the status back. `run` is updated in place. A status change is written to the run's
+    history (`RunEvent`) with `source` (poll, webhook, reconciler, launcher, user, batch) in the
+    same transaction.
     """
-    changed, _ = _apply(run, upstream, restart=restart)
+    changed, _ = _apply(run, upstream, restart=restart, source=source)
     return changed
 
 
-def _apply(run: Run, upstream: types.Run, *, restart: bool = False) -> tuple[bool, bool]:
+def _apply(
+    run: Run, upstream: types.Run, *, restart: bool = False, source: str = "poll"
+) -> tuple[bool, bool]:
     """`run_apply_upstream`, also telling whether this call finished the run."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
         was_finished = locked.is_finished
+        previous_status = locked.status
         updates = _changes(locked, upstream, restart=restart)
         if updates:
             for field, value in updates.items():
                 setattr(locked, field, value)
             locked.save(update_fields=list(updates))
+            if updates.get("submission") == Submission.ACCEPTED:
+                run_event_record(
+                    run=locked,
+                    kind=RunEvent.Kind.ACCEPTED,
+                    source=source,
+                    detail={"cyberdesk_id": str(locked.cyberdesk_id)},
+                )
+            if "status" in updates and previous_status != locked.status:
+                run_event_record(
+                    run=locked,
+                    kind=RunEvent.Kind.STATUS,
+                    source=source,
+                    detail={"from": previous_status, "to": locked.status},
+                )
     for field in _SYNCED_FIELDS:
         setattr(run, field, getattr(locked, field))
     return bool(updates), (not was_finished and locked.is_finished)
+
+
+def runs_apply_upstream_many(
+    answers: Sequence[tuple[Run, types.Run]], *, source: str = "batch"
+) -> list[Run]:
+    """`run_apply_upstream` for many runs at once (a batch chunk's answers): one locking read
+    of all their rows, the same forward-only comparison per run, one bulk UPDATE, and their
+    history entries (accepted, status changed) in one bulk INSERT, all in one transaction.
+    Returns the rows as written (with their new state). Runs this finishes get
+    `run_finalize_task`."""
+    if not answers:
+        return []
+    with transaction.atomic():
+        locked = {
+            row.pk: row
+            for row in Run.objects.select_for_update()
+            .filter(pk__in=[run.pk for run, _ in answers])
+            .only(*_SYNCED_FIELDS)
+        }
+        written: list[Run] = []
+        fields: set[str] = set()
+        finished_ids: list[int] = []
+        events: list[RunEvent] = []
+        now = timezone.now()
+        for run, upstream in answers:
+            row = locked.get(run.pk)
+            if row is None:
+                continue
+            was_finished = row.is_finished
+            previous_status = row.status
+            updates = _changes(row, upstream, restart=False)
+            for field, value in updates.items():
+                setattr(row, field, value)
+            if Run._FAILURE_SOURCES.intersection(updates):
+                # bulk_update skips Run.save(), which derives the key on the single path.
+                updates["failure_key"] = row.failure_key = failure_key(
+                    status=row.status, errors=row.errors, post_run_checks=row.post_run_checks
+                )
+            if updates:
+                written.append(row)
+                fields.update(updates)
+                if not was_finished and row.is_finished:
+                    finished_ids.append(row.pk)
+            if updates.get("submission") == Submission.ACCEPTED:
+                detail = {"cyberdesk_id": str(row.cyberdesk_id)}
+                events.append(_event(row, RunEvent.Kind.ACCEPTED, source, detail, now))
+            if "status" in updates and previous_status != row.status:
+                detail = {"from": previous_status, "to": row.status}
+                events.append(_event(row, RunEvent.Kind.STATUS, source, detail, now))
+        if written:
+            # Each row gets every field any row changed: the others are the values just read
+            # under the lock, so they are written back unchanged.
+            Run.objects.bulk_update(written, sorted(fields), batch_size=500)
+        if events:
+            RunEvent.objects.bulk_create(events, batch_size=500)
+    if finished_ids:
+        _enqueue_finalize(finished_ids)
+    return list(locked.values())
+
+
+def _event(run: Run, kind: str, source: str, detail: dict, at) -> RunEvent:
+    """As `run_events.run_event_record` makes it, unsaved (for a bulk insert)."""
+    return RunEvent(
+        run_id=run.pk, attempt=run.attempt, kind=kind, source=source, detail=detail, at=at
+    )
 
 
 # The state this module keeps true; re-reading only these keeps a caller's select_related
@@ -110,6 +203,7 @@ _SYNCED_FIELDS = (
     "usage_metadata",
     "message_history",
     "cost_usd",
+    "attachments",
     "synced_at",
 )
 
@@ -142,6 +236,7 @@ def _changes(run: Run, upstream: types.Run, *, restart: bool) -> dict:
             usage_metadata=upstream.usage_metadata,
             message_history=upstream.run_message_history,
             cost_usd=None,
+            attachments=None,  # the new attempt's files are fetched when it finishes
         )
         return {k: v for k, v in updates.items() if getattr(run, k) != v}
 
@@ -152,6 +247,7 @@ def _changes(run: Run, upstream: types.Run, *, restart: bool) -> dict:
         return updates  # stale news: a newer state is already recorded
     if run.is_finished and status != run.status and not believed_unsent:
         return updates  # the first terminal status sticks
+    settled = run.is_finished and not believed_unsent
     updates["status"] = status
     known = {
         "started_at": upstream.started_at,
@@ -165,11 +261,16 @@ def _changes(run: Run, upstream: types.Run, *, restart: bool) -> dict:
     for field, value in known.items():
         if value is None or value == []:
             continue  # not in this projection or payload: keep what we have
+        current = getattr(run, field)
+        if settled and current is not None and current != []:
+            # A finished attempt's results are kept as first recorded: a second terminal
+            # event (a late poll, a webhook redelivered under another id) only fills gaps.
+            continue
         updates[field] = value
     return {k: v for k, v in updates.items() if getattr(run, k) != v}
 
 
-def run_refresh(run: Run, *, force: bool = False) -> Run:
+def run_refresh(run: Run, *, force: bool = False, viewer: bool = False) -> Run:
     """Bring `run` up to date from the API at most once per refresh interval.
 
     The compare-and-set UPDATE decides which caller refreshes; all others only re-read the
@@ -181,11 +282,17 @@ def run_refresh(run: Run, *, force: bool = False) -> Run:
     the claim could not win, and the copy was read after that stamp, so within the interval —
     as fresh as the re-read a lost claim makes. (A poll reads the run and passes it straight
     in: the usual poll costs that one read.)
+
+    `viewer=True` is a web request refreshing what it shows: never waiting on the API. While an
+    outage is noted (`api_status`) nothing is tried; otherwise one quick attempt, and a run that
+    finishes here gets its cost and attachments from the worker (`run_finalize_task`).
     """
     if run.cyberdesk_id is None or run.is_finished:
         return run
     now = timezone.now()
     if not force and run.synced_at is not None and run.synced_at > now - refresh_interval():
+        return run
+    if viewer and api_outage() is not None:
         return run
     claim = Run.objects.filter(pk=run.pk, cyberdesk_id__isnull=False).exclude(
         status__in=TERMINAL_STATUSES
@@ -197,29 +304,56 @@ def run_refresh(run: Run, *, force: bool = False) -> Run:
         return run
 
     try:
-        upstream = get_client().get_run(run.cyberdesk_id)
+        if viewer:
+            with quick_reads():
+                upstream = get_client().get_run(run.cyberdesk_id)
+        else:
+            upstream = get_client().get_run(run.cyberdesk_id)
     except errors.CyberdeskError as exc:
         logger.warning("Run %s: refresh failed: %s", run.pk, exc)
+        api_outage_note(exc)
         run.refresh_from_db(fields=_SYNCED_FIELDS)
         return run
+    api_outage_clear()
     _, finished = _apply(run, upstream)
-    if finished:
+    if finished and viewer:
+        _enqueue_finalize([run.pk])
+    elif finished:
         # The full run (message history included) is already here; only the cost is missing.
         run_cost_fetch(run)
+        run_attachments_fetch(run)
     return run
 
 
-def runs_refresh_many(runs: Iterable[Run], *, stale_after: timedelta | None = None) -> int:
+def runs_refresh_many(
+    runs: Iterable[Run],
+    *,
+    stale_after: timedelta | None = None,
+    source: str = "poll",
+    viewer: bool = False,
+) -> int:
     """Refresh many runs with one list call per workflow; return how many runs changed.
 
     Claims the runs not refreshed within `stale_after` (default: the refresh interval) with one
     compare-and-set UPDATE per chunk of ids, so pollers, the reconciler and other processes
     never refresh the same run twice in an interval. Runs that finish here are finalized
-    (message history, cost) by a background task.
+    (message history, cost, attachments) by a background task.
+
+    `viewer=True` (a page's poll): nothing is tried while an API outage is noted, and each call
+    is one quick attempt (see `run_refresh`).
     """
     candidates = [run for run in runs if run.cyberdesk_id is not None and not run.is_finished]
     if not candidates:
         return 0
+    if viewer:
+        if api_outage() is not None:
+            return 0
+        with quick_reads():
+            return _refresh_many(candidates, stale_after=stale_after, source=source)
+    return _refresh_many(candidates, stale_after=stale_after, source=source)
+
+
+def _refresh_many(candidates: list[Run], *, stale_after: timedelta | None, source: str) -> int:
     stale_before = timezone.now() - (stale_after or refresh_interval())
     wanted_by_workflow: dict = defaultdict(list)
     for run in candidates:
@@ -235,12 +369,17 @@ def runs_refresh_many(runs: Iterable[Run], *, stale_after: timedelta | None = No
     client = get_client()
     for workflow_id, workflow_runs in by_workflow.items():
         found = _list_upstream(client, workflow_id, workflow_runs)
+        if not found and api_outage() is not None:
+            break  # unreachable: the single fetches and other workflows would wait on it too
         missing = [run for run in workflow_runs if run.cyberdesk_id not in found]
         for run in missing[:SINGLE_FETCH_LIMIT]:
             try:
                 found[run.cyberdesk_id] = client.get_run(run.cyberdesk_id)
             except errors.CyberdeskError as exc:
                 logger.warning("Run %s: refresh failed: %s", run.pk, exc)
+                api_outage_note(exc)
+                if isinstance(exc, errors.Unavailable):
+                    break  # the next would wait on the same unreachable API
         for run in workflow_runs:
             upstream = found.get(run.cyberdesk_id)
             if upstream is None:
@@ -251,7 +390,7 @@ def runs_refresh_many(runs: Iterable[Run], *, stale_after: timedelta | None = No
             # against anything written since the claim.
             if not _changes(run, upstream, restart=False):
                 continue
-            was_changed, finished = _apply(run, upstream)
+            was_changed, finished = _apply(run, upstream, source=source)
             changed += was_changed
             if finished:
                 finished_ids.append(run.pk)
@@ -310,7 +449,9 @@ def _list_upstream(client, workflow_id, runs: list[Run]) -> dict:
             )
         except errors.CyberdeskError as exc:
             logger.warning("Workflow %s: listing runs failed: %s", workflow_id, exc)
+            api_outage_note(exc)
             break
+        api_outage_clear()
         for item in page.items:
             if item.id in wanted:
                 found[item.id] = item
@@ -342,9 +483,42 @@ def run_cost_fetch(run: Run) -> None:
     run.cost_usd = cost
 
 
+def run_attachments_fetch(run: Run) -> None:
+    """Store a finished run's attachments (one listing, once per attempt), so its page lists
+    them from the database. Errors leave them unfetched (`None`): the page loads them later."""
+    if run.cyberdesk_id is None or not run.is_finished or run.attachments is not None:
+        return
+    try:
+        attachments = get_client().list_run_attachments(run.cyberdesk_id)
+    except errors.CyberdeskError as exc:
+        logger.info("Run %s: attachments not fetched: %s", run.pk, exc)
+        api_outage_note(exc)
+        return
+    stored = [attachment_to_json(attachment) for attachment in attachments]
+    # Only for the attempt we listed: a retry in between starts a new, unfetched one.
+    Run.objects.filter(pk=run.pk, attempt=run.attempt, attachments__isnull=True).update(
+        attachments=stored
+    )
+    run.attachments = stored
+
+
+def attachment_to_json(attachment: types.Attachment) -> dict:
+    """An attachment as stored in `Run.attachments`: the API's own shape, so that
+    `types.Attachment.from_api` reads it back."""
+    return {
+        "id": str(attachment.id),
+        "run_id": str(attachment.run_id),
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "attachment_type": attachment.attachment_type,
+        "size_bytes": attachment.size_bytes,
+        "created_at": attachment.created_at.isoformat(),
+    }
+
+
 def run_finalize(run: Run) -> None:
     """Fill in what a finished run's status news left out: the message history (list calls and
-    sparse webhooks do not carry it) and the cost."""
+    sparse webhooks do not carry it), the cost and the attachments."""
     if run.cyberdesk_id is None or not run.is_finished:
         return
     if run.message_history is None:
@@ -353,6 +527,7 @@ def run_finalize(run: Run) -> None:
         except errors.CyberdeskError as exc:
             logger.warning("Run %s: fetching the finished run failed: %s", run.pk, exc)
     run_cost_fetch(run)
+    run_attachments_fetch(run)
 
 
 def _enqueue_finalize(run_ids: list[int]) -> None:

@@ -18,8 +18,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from launcher.cyberdesk import errors, get_client
+from launcher.cyberdesk import errors, get_client, quick_reads
 from launcher.models import Workflow
+from launcher.services.api_status import api_outage, api_outage_note
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +84,16 @@ def workflows_sync_if_stale() -> bool:
     last = Workflow.objects.aggregate(last=Max("synced_at"))["last"]
     if last is not None and timezone.now() - last < _max_age():
         return False
+    # A page calls this: while the API is known to be down it shows the last mirror at once,
+    # and otherwise tries once, quickly (services/api_status.py).
+    if api_outage() is not None:
+        return False
     try:
-        workflows_sync()
+        with quick_reads():
+            workflows_sync()
     except errors.CyberdeskError as exc:
         logger.warning("workflow sync failed; keeping the last mirror: %s", exc)
+        api_outage_note(exc)
         return False
     return True
 

@@ -18,21 +18,29 @@ from __future__ import annotations
 import csv
 
 from django.contrib import messages
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
+from django.utils.http import urlencode
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
 
 from launcher.batch_forms import BatchForm
+from launcher.batch_grid import batch_grid
+from launcher.batch_rows import batch_rows_page
 from launcher.models import TERMINAL_STATUSES, Batch, Run, Workflow
 from launcher.permissions import LAUNCH_RUN, permission_required
-from launcher.selectors import batch_comparison, batch_export_rows, batch_progress
+from launcher.selectors import batch_export_rows, batch_progress
 from launcher.services.batches import (
     BatchRefused,
     batch_cancel_rest,
+    batch_cluster_retry,
     batch_create,
+    batch_failure_cluster,
+    batch_failure_clusters,
     batch_retry_failed,
     max_runs,
 )
@@ -42,6 +50,9 @@ from launcher.services.workflows import workflow_choose
 
 DETAIL = "launcher/batch_detail.html"
 PROGRESS_FRAGMENT = f"{DETAIL}#batch-progress"
+DECIDE_FRAGMENT = "launcher/batch_decide.html#batch-decide"
+CLUSTER_RETRY = "launcher/batch_cluster_retry.html"
+ROWS_VIEW = "rows"
 NEW = "launcher/batch_new.html"
 LIST_LIMIT = 100
 
@@ -49,9 +60,18 @@ LIST_LIMIT = 100
 @require_GET
 @permission_required(LAUNCH_RUN)
 def batch_list(request):
+    # Each batch's count is its own indexed COUNT (run_batch_created), taken for the 100 shown:
+    # a JOIN … GROUP BY would aggregate every run of every batch before the LIMIT.
+    run_count = (
+        Run.objects.filter(batch=OuterRef("pk"))
+        .order_by()
+        .values("batch")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     batches = (
         Batch.objects.select_related("workflow", "created_by")
-        .annotate(run_count=Count("runs"))
+        .annotate(run_count=Coalesce(Subquery(run_count), 0))
         .order_by("-created_at")[:LIST_LIMIT]
     )
     return render(request, "launcher/batch_list.html", {"nav": "batches", "batches": batches})
@@ -120,7 +140,7 @@ def _progress_context(batch: Batch, *, refresh: bool = True) -> dict:
         )
         if unfinished:
             # At most one list call per workflow per interval, however many people watch.
-            runs_refresh_many(unfinished)
+            runs_refresh_many(unfinished, viewer=True)
     progress = batch_progress(batch)
     # The worker cancelling or retrying runs changes the counts even when every run had
     # finished: keep polling until it is done.
@@ -129,17 +149,67 @@ def _progress_context(batch: Batch, *, refresh: bool = True) -> dict:
         "batch": batch,
         "progress": progress,
         "polling": working or not progress.is_finished,
-        "cells": batch_comparison(batch) if batch.is_matrix else [],
     }
+
+
+def _decide_context(request, batch: Batch, *, polling: bool) -> dict:
+    """The "which is better" region: the grid against a baseline with the failure clusters,
+    or (`?view=rows`) the runs by input row, a page at a time."""
+    view = ROWS_VIEW if request.GET.get("view") == ROWS_VIEW else ""
+    grid = batch_grid(batch=batch, baseline=request.GET.get("baseline") or None)
+    context = {
+        "batch": batch,
+        "grid": grid,
+        "view": view,
+        "baseline_key": grid.baseline.key if grid.baseline else "",
+        "decide_polling": polling,
+    }
+    if view == ROWS_VIEW:
+        differing = request.GET.get("differ") == "1"
+        context["rows_page"] = batch_rows_page(
+            batch=batch,
+            columns=grid.cells,
+            page=_page_number(request.GET.get("page")),
+            differing_only=differing,
+        )
+        # The rows view's own links (pages, the filter) keep the baseline and the filter.
+        rows_query = {"view": ROWS_VIEW, "baseline": context["baseline_key"]}
+        context["rows_query"] = urlencode({**rows_query, **({"differ": 1} if differing else {})})
+        context["rows_query_toggled"] = urlencode(
+            {**rows_query, **({} if differing else {"differ": 1})}
+        )
+    else:
+        context["clusters"] = batch_failure_clusters(batch=batch)
+    return context
+
+
+def _page_number(value: str | None) -> int:
+    try:
+        return max(1, min(int(value or 1), 100_000))
+    except ValueError:
+        return 1
 
 
 @require_GET
 @permission_required(LAUNCH_RUN)
 def batch_detail(request, batch_id: int):
     batch = _batch_or_404(batch_id)
+    # A history restore (back button, htmx cache miss) wants the whole page.
+    fragment = request.htmx and not request.htmx.history_restore_request
+    if fragment and request.htmx.target == "batch-decide":
+        # The grid / by-row region's own poll, or a baseline picked: no upstream refresh here
+        # (the progress region's poll does it), so this costs database reads only.
+        working = bool(batch.cancel_requested_at or batch.retry_requested_at)
+        polling = working or not batch_progress(batch).is_finished
+        return render(request, DECIDE_FRAGMENT, _decide_context(request, batch, polling=polling))
     context = _progress_context(batch)
-    if request.htmx:
-        return render(request, PROGRESS_FRAGMENT, context)
+    if fragment:
+        response = render(request, PROGRESS_FRAGMENT, context)
+        if not context["polling"]:
+            # The last poll: the grid region refreshes at once instead of at its next tick.
+            trigger_client_event(response, "batch-finished")
+        return response
+    context.update(_decide_context(request, batch, polling=context["polling"]))
     context["nav"] = "batches"
     return render(request, DETAIL, context)
 
@@ -185,6 +255,29 @@ def batch_retry(request, batch_id: int):
         return _after_action(request, batch, "No failed runs to retry.", level=messages.INFO)
     notice = f"Retrying {_runs(asked.in_background)} that failed, in the background…"
     return _after_action(request, batch, notice)
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(LAUNCH_RUN)
+def batch_cluster_retry_view(request, batch_id: int):
+    """GET: the confirmation ("Retry the 12 runs that failed with …?"); POST: retry them in
+    the background and go back to the batch page. A plain link and form: no JavaScript needed."""
+    batch = _batch_or_404(batch_id)
+    key = (request.POST if request.method == "POST" else request.GET).get("cluster", "")
+    cluster = batch_failure_cluster(batch=batch, key=key) if key else None
+    if cluster is None:
+        messages.info(request, "No failed run is left in that cluster.")
+        return redirect("batch_detail", batch_id=batch.pk)
+    if request.method == "GET":
+        context = {"nav": "batches", "batch": batch, "cluster": cluster}
+        return render(request, CLUSTER_RETRY, context)
+    asked = batch_cluster_retry(batch=batch, key=key, user=request.user)
+    if asked.in_background:
+        notice = f"Retrying {_runs(asked.in_background)} of this cluster, in the background…"
+        messages.success(request, notice)
+    else:
+        messages.info(request, "None of this cluster's runs can be retried.")
+    return redirect("batch_detail", batch_id=batch.pk)
 
 
 class _Echo:

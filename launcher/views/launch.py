@@ -27,6 +27,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from launcher.cyberdesk import types
 from launcher.forms import LaunchForm
 from launcher.models import Run, Workflow
+from launcher.parsing import id_parse
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.services.runs import (
     PRODUCTION,
@@ -54,7 +55,7 @@ def launch(request):
     again_id = _run_id(request.GET.get("again")) if request.method == "GET" else None
     if again_id is not None:
         run = get_object_or_404(
-            Run.objects.select_related("model_option", "prompt_version"), pk=again_id
+            Run.objects.select_related("workflow", "model_option", "prompt_version"), pk=again_id
         )
         prompt_from = PRODUCTION if request.GET.get("prompt_from") == PRODUCTION else SAME
         again = run_launch_again(run, prompt_from=prompt_from)
@@ -113,6 +114,7 @@ def _launch_submit(request, context):
                     types.FileInput(filename=file.filename, content=file.content)
                     for file in payload.files
                 ],
+                file_input_fields={file.key: file.filename for file in payload.files},
                 idempotency_key=form.cleaned_data["token"],
             )
         except LaunchFailed as failure:
@@ -132,18 +134,9 @@ def _launch_submit(request, context):
     return render(request, template, context)
 
 
-# The largest id a database integer column holds: a longer number is no run (and would make
-# SQLite raise OverflowError).
-_MAX_ID = 2**63 - 1
-
-
 def _run_id(value: str | None) -> int | None:
-    """A run id from the query string, or None for anything that cannot be one (not digits,
-    "²" — str.isdigit accepts it, int() does not — or beyond what a database column holds)."""
-    if not value or not value.isdecimal() or len(value) > 19:
-        return None
-    number = int(value)
-    return number if 0 < number <= _MAX_ID else None
+    """A run id from the query string, or None for anything that cannot be one."""
+    return id_parse(value)
 
 
 def _run_for_token(token: str | None) -> Run | None:

@@ -1,5 +1,12 @@
-"""Run pages: one run's page, its polled status fragment, and its actions (cancel, retry,
-attachment downloads).
+"""Run pages: one run's page, its polled status fragment, its actions (cancel, retry,
+attachment downloads), the page of one attempt and the images of an attempt's timeline.
+
+The page renders from the database in one go and never calls the API: an unfinished run's
+status region asks for its fragment as soon as the page has loaded (and every 2 s), and that
+poll does the refresh (at most one API call per run per interval, one quick attempt, none while
+an outage is noted: `services/api_status.py`). A finished run's attachments and cost are stored
+by the worker when it finishes; attachments not stored yet load after the page as a fragment.
+A poll that finds nothing new answers 204 without rendering (`launcher/fingerprints.py`).
 
 Permission: viewing a run needs `launcher.launch_run`, like launching one — the people who run
 workflows are the people who read their results (run outputs can hold customer data, so a
@@ -7,21 +14,34 @@ logged-in user without that permission sees nothing). Every page, fragment and P
 (htmx can ask for any fragment directly).
 """
 
-import json
 import uuid
 
 from django.contrib import messages
-from django.http import Http404
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from launcher.cyberdesk import errors
-from launcher.models import PromptVersion, Run
+from launcher.evidence.attempts import (
+    attempt_evidence,
+    run_attempt_get,
+    run_attempt_summaries,
+    run_history,
+    run_inputs_readable,
+)
+from launcher.evidence.compare import compare_counterpart
+from launcher.evidence.timeline import timeline_image
+from launcher.fingerprints import run_status_fingerprint
+from launcher.models import PromptVersion, Run, RunStatus, sha256_text
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.selectors import prompt_diff
+from launcher.services.api_status import api_outage
 from launcher.services.run_sync import run_refresh
 from launcher.services.runs import (
     RunActionFailed,
+    UnsafeDownloadUrl,
     run_attachment_download_url,
     run_attachments,
     run_cancel,
@@ -30,6 +50,8 @@ from launcher.services.runs import (
 
 PAGE = "launcher/run_detail.html"
 STATUS_FRAGMENT = f"{PAGE}#run-status"
+ATTACHMENTS_FRAGMENT = f"{PAGE}#run-attachments"
+VERSION_HEADER = "X-Poll-Version"  # the fingerprint a poll sends back (hx-headers)
 _RELATIONS = ("workflow", "model_option", "prompt_version", "launched_by")
 
 
@@ -44,36 +66,46 @@ def _refresh(run: Run) -> Run:
     loaded = {
         name: getattr(run, name) for name in _RELATIONS if Run._meta.get_field(name).is_cached(run)
     }
-    run_refresh(run)
+    run_refresh(run, viewer=True)
     for name, value in loaded.items():
         setattr(run, name, value)
     return run
 
 
-def _status_context(run: Run, **extra) -> dict:
-    attachments, attachments_error = run_attachments(run)
+def _status_context(run: Run, *, fetch_attachments: bool = True, **extra) -> dict:
+    attachments, attachments_error = run_attachments(run, fetch=fetch_attachments)
+    # Said on the page while the API is down and the page would need it (an unfinished run's
+    # status, attachments not stored yet); a cache read, no API call.
+    needs_api = not run.is_finished or (run.cyberdesk_id and run.attachments is None)
+    outage = api_outage() if needs_api else None
     return {
         "run": run,
-        "output_json": _pretty(run.output_data),
-        "usage_json": _pretty(run.usage_metadata),
-        "history_json": _pretty(run.message_history),
-        "history_count": len(run.message_history) if isinstance(run.message_history, list) else 0,
+        "outage": outage,
+        "attachments_pending": bool(
+            run.is_finished and run.cyberdesk_id and run.attachments is None
+        ),
+        "status_version": run_status_fingerprint(run, outage, attachments_error),
+        "evidence": attempt_evidence(run, number=run.attempt),
         "attachments": attachments,
         "attachments_error": attachments_error,
+        "attachments_downloadable": True,
         **extra,
     }
 
 
-def _pretty(value) -> str:
-    if value is None:
-        return ""
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+def _compare_url(run: Run) -> str:
+    """The Compare link: this run against its most useful counterpart, or the empty form."""
+    counterpart = compare_counterpart(run)
+    base = reverse("run_compare")
+    if counterpart is None:
+        return f"{base}?b={run.pk}"
+    return f"{base}?a={counterpart.value}&b={run.pk}"
 
 
 @require_GET
 @permission_required(LAUNCH_RUN)
 def run_detail(request, run_id: int):
-    run = _refresh(_run_or_404(run_id, related=True))
+    run = _run_or_404(run_id, related=True)
     latest = None
     diff = None
     if run.prompt_version_id is not None:
@@ -84,12 +116,24 @@ def run_detail(request, run_id: int):
             diff = prompt_diff(run.prompt_version.text, latest.text)
     context = _status_context(
         run,
+        fetch_attachments=False,
         nav="runs",
         latest_version=latest,
         prompt_diff=diff,
-        inputs_json={key: _pretty(value) for key, value in (run.input_values or {}).items()},
+        stored_prompt_changed=_stored_prompt_changed(run),
+        input_rows=run_inputs_readable(run),
+        attempts=run_attempt_summaries(run),
+        history=run_history(run),
+        compare_url=_compare_url(run),
     )
     return render(request, PAGE, context)
+
+
+def _stored_prompt_changed(run: Run) -> bool:
+    """A run launched with the workflow's stored prompt whose text has changed since."""
+    if run.prompt_mode != "stored" or run.prompt_version is None:
+        return False
+    return sha256_text(run.workflow.main_prompt or "") != run.prompt_version.sha256
 
 
 @require_GET
@@ -99,12 +143,42 @@ def run_status(request, run_id: int):
     while it was refreshed within the interval (no claim is tried); once due, the one poller
     per interval whose compare-and-set wins the refresh calls the API."""
     run = _refresh(_run_or_404(run_id, related=False))
-    return render(request, STATUS_FRAGMENT, _status_context(run))
+    context = _status_context(run, fetch_attachments=False, **_finished_extras(run))
+    if request.headers.get(VERSION_HEADER) == context["status_version"]:
+        return HttpResponse(status=204)  # nothing new since the page's render: htmx keeps it
+    return render(request, STATUS_FRAGMENT, context)
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def run_attachments_panel(request, run_id: int):
+    """A finished run's attachments, loaded after its page when they were not stored yet (one
+    quick API attempt; stored, so the next view reads the database). Without JavaScript the
+    page's link comes here and goes back to the page."""
+    run = _run_or_404(run_id, related=False)
+    attachments, error = run_attachments(run)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect("run_detail", run_id=run.pk)
+    context = {"run": run, "attachments": attachments, "attachments_error": error}
+    context["attachments_pending"] = False
+    context["attachments_downloadable"] = True
+    return render(request, ATTACHMENTS_FRAGMENT, context)
+
+
+def _finished_extras(run: Run) -> dict:
+    """For the fragment of a finished run — the region's last render — the Attempts and History
+    sections as out-of-band swaps (two queries, once; polls of an unfinished run read neither)."""
+    if not run.is_finished:
+        return {}
+    return {"oob": True, "attempts": run_attempt_summaries(run), "history": run_history(run)}
 
 
 def _after_action(request, run: Run, error: str = ""):
     if request.htmx:
-        return render(request, STATUS_FRAGMENT, _status_context(run, action_error=error))
+        context = _status_context(run, action_error=error, **_finished_extras(run))
+        return render(request, STATUS_FRAGMENT, context)
     if error:
         messages.error(request, error)
     return redirect("run_detail", run_id=run.pk)
@@ -118,6 +192,13 @@ def run_cancel_view(request, run_id: int):
         run = run_cancel(run=run, user=request.user)
     except RunActionFailed as exc:
         return _after_action(request, run, str(exc))
+    if run.is_finished and run.status != RunStatus.CANCELLED:
+        # It finished upstream before the cancel reached it: nothing was cancelled.
+        return _after_action(
+            request,
+            run,
+            f"The run had already finished ({run.get_status_display()}); nothing was cancelled.",
+        )
     if not request.htmx:
         messages.success(request, "Cancel requested.")
     return _after_action(request, run)
@@ -131,9 +212,15 @@ def run_retry_view(request, run_id: int):
         run = run_retry(run=run, user=request.user)
     except RunActionFailed as exc:
         return _after_action(request, run, str(exc))
-    if not request.htmx:
-        messages.success(request, f"Retry started (attempt {run.attempt}).")
-    return _after_action(request, run)
+    messages.success(
+        request,
+        f"Retry started: attempt {run.attempt}. Attempt {run.attempt - 1}'s results stay here.",
+    )
+    if request.htmx:
+        # The whole page changes (a new attempt in Attempts, two History entries), not only the
+        # status region: htmx loads the page again.
+        return HttpResponseClientRedirect(reverse("run_detail", args=[run.pk]))
+    return redirect("run_detail", run_id=run.pk)
 
 
 @require_GET
@@ -146,6 +233,63 @@ def run_attachment_download(request, run_id: int, attachment_id: uuid.UUID):
     except (RunActionFailed, errors.CyberdeskError) as exc:
         messages.error(request, f"The download is not available: {exc}")
         return redirect("run_detail", run_id=run.pk)
+    except UnsafeDownloadUrl as exc:
+        return render(request, "launcher/bad_request.html", {"message": str(exc)}, status=400)
     if url is None:
         raise Http404("No such attachment on this run.")
-    return redirect(url)
+    return HttpResponseRedirect(url)
+
+
+ATTEMPT_PAGE = "launcher/run_attempt.html"
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def run_attempt_detail(request, run_id: int, number: int):
+    """One attempt of a run, earlier or current, with the same detail as the run page."""
+    run = _run_or_404(run_id, related=True)
+    source = run_attempt_get(run, number)
+    if source is None:
+        raise Http404("This run has no such attempt.")
+    is_current = source is run
+    attachments, attachments_error = (
+        run_attachments(run) if is_current else (source.attachments or [], "")
+    )
+    base = reverse("run_compare")
+    other = f"{run.pk}.{number - 1}" if number > 1 else (str(run.pk) if not is_current else None)
+    context = {
+        "nav": "runs",
+        "run": run,
+        "attempt_number": number,
+        "attempt_source": source,
+        "is_current": is_current,
+        "evidence": attempt_evidence(source, number=number),
+        "attachments": attachments,
+        "attachments_error": attachments_error,
+        "attachments_downloadable": is_current,
+        "attachments_unknown": not is_current and source.attachments is None,
+        "attempts": run_attempt_summaries(run),
+        "input_rows": run_inputs_readable(run),  # a retry re-runs the same inputs
+        "compare_url": f"{base}?a={other}&b={run.pk}.{number}" if other else f"{base}?b={run.pk}",
+    }
+    return render(request, ATTEMPT_PAGE, context)
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def run_attempt_image(request, run_id: int, number: int, path: str):
+    """An image of an attempt's timeline (a screenshot), served from the stored history.
+    `path` is checked by `timeline_image` (anything but "<n>.<n>[.<n>]" finds nothing)."""
+    run = _run_or_404(run_id, related=False)
+    source = run_attempt_get(run, number)
+    found = timeline_image(source.message_history, path) if source is not None else None
+    if found is None:
+        raise Http404("No such image.")
+    media_type, content = found
+    response = HttpResponse(content, content_type=media_type)
+    # A finished attempt's images never change. An unfinished one's history only grows (a step
+    # already written keeps its place), and its region is re-rendered by every poll: a short
+    # cache keeps each poll from fetching every screenshot again.
+    max_age = 86400 if source.is_finished else 300
+    response["Cache-Control"] = f"private, max-age={max_age}"
+    return response

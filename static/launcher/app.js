@@ -103,8 +103,15 @@ document.documentElement.classList.add("js");
       var now = new Date();
       var format = date.toDateString() === now.toDateString() ? formats.today
         : date.getFullYear() === now.getFullYear() ? formats.year : formats.full;
-      el.textContent = format.format(date) + " · " + ago(date);
-      el.title = date.toISOString().replace("T", " ").slice(0, 19) + " UTC";
+      var utc = date.toISOString().replace("T", " ").slice(0, 19) + " UTC";
+      // Compact (a table column): the moment only; how long ago goes to the tooltip.
+      if (el.hasAttribute("data-compact")) {
+        el.textContent = format.format(date);
+        el.title = ago(date) + " · " + utc;
+      } else {
+        el.textContent = format.format(date) + " · " + ago(date);
+        el.title = utc;
+      }
     });
   }
 
@@ -146,3 +153,28 @@ document.addEventListener("htmx:beforeRequest", function (event) {
     event.preventDefault();
   }
 });
+
+// Runs list: a header checkbox [data-select-all="run"] ticks or clears every name="run" box in
+// its table; it shows as ticked (or mixed) from the rows, also after a poll swapped them.
+(function () {
+  function boxes(all) {
+    var table = all.closest("table");
+    return table ? table.querySelectorAll('input[type="checkbox"][name="' + all.dataset.selectAll + '"]') : [];
+  }
+  function sync() {
+    document.querySelectorAll("input[data-select-all]").forEach(function (all) {
+      var rows = Array.prototype.slice.call(boxes(all));
+      var ticked = rows.filter(function (box) { return box.checked; }).length;
+      all.checked = rows.length > 0 && ticked === rows.length;
+      all.indeterminate = ticked > 0 && ticked < rows.length;
+    });
+  }
+  document.addEventListener("change", function (event) {
+    var el = event.target;
+    if (el.matches && el.matches("input[data-select-all]")) {
+      boxes(el).forEach(function (box) { box.checked = el.checked; });
+    }
+    sync();
+  });
+  document.addEventListener("htmx:afterSwap", sync);
+})();

@@ -158,3 +158,27 @@ def test_a_matrix_batch_reaches_100_percent_and_shows_the_comparison_grid(
     batch = Batch.objects.get()
     assert batch.runs.count() == 12
     assert set(batch.runs.values_list("status", flat=True)) == {"success"}
+
+
+def test_select_all_ticks_every_run_on_the_page_and_shows_a_partial_choice(page, sandbox, operator):
+    workflows_sync()
+    workflow = Workflow.objects.get(pk=WORKFLOW_HELLO)
+    for _ in range(3):
+        Run.objects.create(workflow=workflow, status="success", prompt_mode="stored")
+    log_in(page, operator.username)
+    page.goto("/runs/")
+
+    select_all = page.get_by_role("checkbox", name="Select all runs on this page")
+    rows = page.get_by_role("checkbox", name=re.compile(r"^Select run \d+$"))
+    select_all.check()
+    for index in range(3):
+        expect(rows.nth(index)).to_be_checked()
+
+    rows.nth(1).uncheck()
+    assert select_all.evaluate("el => el.indeterminate") is True
+    expect(select_all).not_to_be_checked()
+    rows.nth(1).check()
+    expect(select_all).to_be_checked()
+    select_all.uncheck()
+    for index in range(3):
+        expect(rows.nth(index)).not_to_be_checked()

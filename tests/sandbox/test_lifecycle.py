@@ -168,6 +168,21 @@ def test_a_flaky_workflow_with_no_failure_rate_always_succeeds(api, clock):
     assert {_read(api, run["id"])["status"] for run in runs} == {"success"}
 
 
+def test_a_prompt_can_set_its_own_failure_rate(api, clock):
+    # A worse prompt version fails more: "[sandbox failure_rate=…]" in the text says how much.
+    hello = str(seed.WORKFLOW_HELLO)
+    failing = [
+        _create(api, hello, main_prompt="Say hello\n[sandbox failure_rate=1]")["id"]
+        for _ in range(4)
+    ]
+    fine = [_create(api, hello, main_prompt="Say hello [sandbox failure_rate=0]")["id"]]
+
+    clock.shift(LONG_ENOUGH)
+
+    assert {_read(api, run_id)["status"] for run_id in failing} <= {"error", "task_failed"}
+    assert {_read(api, run_id)["status"] for run_id in fine} == {"success"}
+
+
 def test_cancelling_an_active_run_ends_it_as_cancelled(api, clock):
     run = _create(api, seed.WORKFLOW_HELLO)
     clock.shift(3)

@@ -32,6 +32,7 @@ from launcher.services.batches import (
     batch_rows_check,
     batch_submit,
 )
+from launcher.services.batches.chunks import CHUNK_LEASE, chunk_claim
 from launcher.services.prompts import prompt_resolve_choice
 from tests.fake_cyberdesk import FakeCyberdesk, serve
 from tests.launch_api import NOW, Catalog, make_model, make_run, make_workflow
@@ -582,17 +583,18 @@ def test_a_worker_killed_mid_batch_and_restarted_ends_with_exactly_the_planned_r
     assert len(keys) == 13 and len(set(keys)) == 12  # the 6th was sent twice, with one key
 
 
-def test_a_run_another_sender_holds_is_left_alone_until_its_claim_runs_out(catalog, operator, api):
+def test_a_chunk_another_sender_holds_is_left_alone_until_its_lease_runs_out(
+    catalog, operator, api
+):
     batch = plan(catalog, operator, rows=2)
     with time_machine.travel(NOW, tick=False):
-        held = batch.runs.order_by("batch_row").first()
-        Run.objects.filter(pk=held.pk).update(synced_at=NOW)
+        assert chunk_claim(batch_id=batch.pk, holder="another-worker") is not None
 
         report = submit(batch)
 
-    assert report.accepted == 1 and report.remaining == 1
-    assert report.resume_in == pytest.approx(CLAIM_TTL.total_seconds() + 1)
-    assert len(api.runs) == 1
+    assert report.accepted == 0 and report.remaining == 2 and report.chunks == 0
+    assert report.resume_in == pytest.approx(CHUNK_LEASE.total_seconds() + 1)
+    assert len(api.runs) == 0
 
 
 def test_queued_runs_are_never_sent_after_cancel(catalog, operator, api):

@@ -20,6 +20,7 @@ from launcher.models import (
 )
 from launcher.selectors import prompt_choice_default, prompt_choices
 from launcher.services.prompts import (
+    PromotionRefused,
     PromptChoiceInvalid,
     PromptLabelInvalid,
     PromptTextInvalid,
@@ -253,10 +254,10 @@ def test_moving_production_needs_its_own_permission(workflow, prompt_editor, pro
     with pytest.raises(PermissionDenied):
         prompt_label_move(workflow=workflow, name="production", version=v1, user=prompt_editor)
     assert not PromptLabel.objects.exists()
-    label = prompt_label_move(
-        workflow=workflow, name="Production", version=v1, user=production_mover
-    )
-    assert label.name == "production"
+    # With the permission, the evidence gate is next (tests/services/test_promotion.py).
+    with pytest.raises(PromotionRefused, match="No finished batch has runs of v1"):
+        prompt_label_move(workflow=workflow, name="Production", version=v1, user=production_mover)
+    assert not PromptLabel.objects.exists()
 
 
 # --- Resolution ---------------------------------------------------------------------------------
@@ -267,7 +268,8 @@ def versions(workflow, production_mover):
     v1 = prompt_version_create(workflow=workflow, text="one {city}", note="first")
     v2 = prompt_version_create(workflow=workflow, text="two {city}", note="second")
     v3 = prompt_version_create(workflow=workflow, text="three {typo}", note="third")
-    prompt_label_move(workflow=workflow, name="production", version=v2, user=production_mover)
+    # Set-up data: the gate that guards production moves is tested on its own.
+    PromptLabel.objects.create(workflow=workflow, name="production", version=v2, protected=True)
     prompt_label_move(workflow=workflow, name="staging", version=v1, user=production_mover)
     return v1, v2, v3
 
@@ -281,6 +283,8 @@ def test_the_stored_prompt_sends_nothing_and_records_the_stored_hash(workflow):
         "prompt_label": "",
         "prompt_version": None,
         "prompt_sha256": sha256_text("Stored prompt for {city}"),
+        "canary_id": None,
+        "canary_arm": "",
     }
 
 

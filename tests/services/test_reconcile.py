@@ -12,7 +12,16 @@ from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
 from launcher.cyberdesk import errors, get_client
-from launcher.models import Batch, PromptVersion, Run, RunStatus, Submission, Workflow, sha256_text
+from launcher.models import (
+    Batch,
+    PromptVersion,
+    Run,
+    RunEvent,
+    RunStatus,
+    Submission,
+    Workflow,
+    sha256_text,
+)
 from launcher.services import reconcile
 from launcher.services.runs import run_launch, run_submit
 from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
@@ -201,6 +210,9 @@ def test_a_refusal_of_the_values_settles_the_run_as_rejected(workflow, api, cloc
     run.refresh_from_db()
     assert (run.submission, run.status) == (Submission.REJECTED, RunStatus.REJECTED)
     assert "Nothing was started" in run.submission_error
+    # The run's history says who concluded it.
+    event = RunEvent.objects.get(run=run, kind="rejected")
+    assert event.source == "reconciler" and "Nothing was started" in event.detail["message"]
 
 
 def test_a_run_stored_but_never_sent_is_sent_after_a_grace_period(workflow, api, clock):
@@ -288,6 +300,7 @@ def test_a_run_with_secrets_the_api_never_got_is_rejected_with_a_way_forward(wor
     assert (run.submission, run.status) == (Submission.REJECTED, RunStatus.REJECTED)
     assert "launch it again" in run.submission_error
     assert creates(api) == 0
+    assert RunEvent.objects.get(run=run, kind="rejected").source == "reconciler"
 
 
 def test_an_upstream_run_already_claimed_by_another_launch_is_not_taken_twice(workflow, api, clock):
@@ -312,7 +325,7 @@ def test_a_different_model_or_prompt_is_not_the_same_launch(workflow, api, clock
 
 def test_a_run_older_than_the_idempotency_window_is_only_looked_for(workflow, api, clock):
     run = unsent_run(workflow)
-    clock.shift(reconcile.REPLAY_SAFE_AGE + timedelta(minutes=1))
+    clock.shift(reconcile.replay_window() + timedelta(minutes=1))
     twin = add_upstream_twin(api, workflow, run, sensitive_input_aliases=None)
 
     reconcile.runs_reconcile()
@@ -332,12 +345,13 @@ def test_the_command_runs_one_pass_and_reports_it(workflow, api, clock, capsys):
     assert '"resubmitted": 1' in capsys.readouterr().out
 
 
-def test_schedule_enqueues_one_pending_pass_however_often_it_is_called(db, capsys):
+def test_schedule_enqueues_one_pass_now_and_a_spare_however_often_it_is_called(db, clock, capsys):
     call_command("reconcile_runs", "--schedule")
     call_command("reconcile_runs", "--schedule")
 
-    pending = DBTaskResult.objects.get()
-    assert pending.task_path == "launcher.tasks.reconcile_runs_task"
+    pending = DBTaskResult.objects.order_by("run_after")
+    assert {p.task_path for p in pending} == {"launcher.tasks.reconcile_runs_task"}
+    assert [p.run_after for p in pending] == [NOW, NOW + tasks.RECONCILE_EVERY]
     assert "already scheduled" in capsys.readouterr().out
 
 
@@ -345,9 +359,13 @@ def test_each_pass_schedules_the_next_one(db, api, clock):
     result = tasks.reconcile_runs_task.call()
 
     assert result["refreshed"] == 0
-    follow_up = DBTaskResult.objects.get()
-    assert follow_up.task_path == "launcher.tasks.reconcile_runs_task"
-    assert follow_up.run_after == NOW + tasks.RECONCILE_EVERY
+    follow_ups = DBTaskResult.objects.order_by("run_after")
+    assert {f.task_path for f in follow_ups} == {"launcher.tasks.reconcile_runs_task"}
+    # The next pass, and a spare should this worker die before the next one schedules its own.
+    assert [f.run_after for f in follow_ups] == [
+        NOW + tasks.RECONCILE_EVERY,
+        NOW + 2 * tasks.RECONCILE_EVERY,
+    ]
 
 
 def test_a_failing_pass_still_schedules_the_next_one(db, clock, monkeypatch):

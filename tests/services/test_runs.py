@@ -81,7 +81,11 @@ def test_the_request_carries_exactly_the_chosen_overrides(
     assert api.create_body() == expected
     assert api.creates[0].headers["Idempotency-Key"] == str(run.idempotency_key)
     assert run.prompt_mode == {"label": PromptMode.LABEL}.get(mode, mode)
-    assert run.prompt_version == version
+    if mode == "stored":
+        # Nothing sent, but the text Launcher saw is recorded as a version (see launch again).
+        assert run.prompt_version.text == catalog.workflow.main_prompt
+    else:
+        assert run.prompt_version == version
     assert run.model_option == model
     assert run.submission == Submission.ACCEPTED
     assert run.status == RunStatus.SCHEDULING
@@ -359,7 +363,8 @@ def test_launch_again_falls_back_to_the_default_model_when_it_is_gone(catalog, a
     again = run_launch_again(Run.objects.get(pk=run.pk))
     assert again.initial["model"] == ""
     assert "no longer offered" in again.notes[0]
-    assert again.initial["prompt"] == "stored"
+    # The stored prompt the run used, pinned by its recorded version.
+    assert again.initial["prompt"] == f"version:{run.prompt_version_id}"
 
 
 def test_a_resubmitted_form_finds_its_run_even_after_the_model_was_disabled(catalog, api, operator):

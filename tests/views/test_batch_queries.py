@@ -27,10 +27,14 @@ HTMX = {"HX-Request": "true"}
 # session, user, 2 for the permission; the mirror (exists, its age), the catalog's age;
 # workflows; offered models, the default model's name; prompt versions, labels (the pickers).
 FORM_QUERIES = 12
-# session, user, 2 for the permission; the batch (with workflow and creator); its unfinished
-# runs; the refresh claim (an UPDATE that claims none: all were refreshed within the
-# interval); the progress counts; the comparison grid.
-DETAIL_QUERIES = 9
+# The progress fragment: session, user, 2 for the permission; the batch (with workflow and
+# creator); its unfinished runs; the refresh claim (an UPDATE that claims none: all were
+# refreshed within the interval); the progress counts.
+DETAIL_QUERIES = 8
+# The whole page adds the comparison region (tests/views/test_batch_decide.py): the grid's
+# aggregates, its labels and its durations; the failure clusters' check for runs without a
+# key (none), their totals, the largest clusters and their cells.
+PAGE_QUERIES = DETAIL_QUERIES + 7
 
 
 @pytest.fixture
@@ -184,14 +188,14 @@ def test_the_batch_page_and_its_fragment_cost_the_same_however_many_runs(
     url = reverse("batch_detail", args=[batch.pk])
     operator_client.get(url)
 
-    with django_assert_num_queries(DETAIL_QUERIES):
+    with django_assert_num_queries(PAGE_QUERIES):
         page = operator_client.get(url)
     with django_assert_num_queries(DETAIL_QUERIES):
         fragment = operator_client.get(url, headers=HTMX)
 
     assert page.status_code == 200 and fragment.status_code == 200
     assert page.context["progress"].total == runs
-    assert sum(cell.runs for cell in page.context["cells"]) == runs
+    assert sum(cell.runs for cell in page.context["grid"].cells) == runs
     assert 'id="batch-progress"' in fragment.content.decode()
     assert "<html" not in fragment.content.decode()
     assert api.requests == []  # every unfinished run was refreshed within the interval
@@ -214,18 +218,18 @@ def test_a_finished_batch_costs_the_same_without_the_refresh(
     assert api.requests == []
 
 
-def test_a_batch_of_identical_runs_has_no_grid_query(
+def test_the_progress_fragment_never_reads_the_grid(
     catalog, operator, operator_client, api, django_assert_num_queries
 ):
     batch = matrix_batch(catalog, operator, 6)
-    Batch.objects.filter(pk=batch.pk).update(is_matrix=False)
     url = reverse("batch_detail", args=[batch.pk])
     operator_client.get(url)
 
-    with django_assert_num_queries(DETAIL_QUERIES - 1):
-        response = operator_client.get(url)
+    with django_assert_num_queries(DETAIL_QUERIES):
+        response = operator_client.get(url, headers=HTMX)
 
-    assert response.context["cells"] == []
+    assert 'id="batch-progress"' in response.content.decode()
+    assert 'id="batch-decide"' not in response.content.decode()
 
 
 @pytest.mark.parametrize("runs", [3, 30])

@@ -346,14 +346,14 @@ def test_the_batch_page_shows_progress_and_the_comparison_grid(catalog, operator
     assert '<progress class="batch-progress-bar" max="6" value="4"' in html
     assert "4 of 6 finished (67%)" in html
     assert 'hx-trigger="every 2s"' in html
-    cells = {(c.model, c.prompt): c for c in response.context["cells"]}
+    cells = {(c.model_name, c.prompt): c for c in response.context["grid"].cells}
     sonnet = cells[("Claude Sonnet", "v1")]
-    assert (sonnet.runs, sonnet.success_percent, sonnet.check_pass_percent) == (3, 67, 67)
-    assert sonnet.median_duration_display == "1m 00s"
-    assert sonnet.total_cost == Decimal("0.04")
-    assert cells[("GPT Operator", "v2")].success_percent == 0
-    assert cells[("GPT Operator", "v1")].success_percent is None
-    assert cells[("Workflow default", "Workflow's stored prompt")].runs == 1
+    assert (sonnet.runs, sonnet.rate_display, sonnet.checks_display) == (3, "67%", "67%")
+    assert sonnet.median_duration == timedelta(seconds=60)
+    assert sonnet.mean_cost.quantize(Decimal("0.0001")) == Decimal("0.0133")
+    assert cells[("GPT Operator", "v2")].rate_display == "0%"
+    assert cells[("GPT Operator", "v1")].success_rate is None
+    assert cells[("Workflow default", "Stored prompt")].runs == 1
     assert "Cancel the rest" in html and "Retry failed runs" in html
 
 

@@ -27,7 +27,7 @@ from tests.launch_api import VALID_POST, make_run
 
 pytestmark = pytest.mark.django_db
 
-PERSONAS = ("anonymous", "outsider", "operator", "staff", "prompt_editor")
+PERSONAS = ("anonymous", "outsider", "operator", "staff", "prompt_editor", "release_manager")
 CSRF_SECRET = "a" * 32  # an unmasked secret is a valid token for a cookie holding the same
 # Refusals. "login": LoginRequiredMiddleware's redirect to the login page; "admin login":
 # admin_view's redirect to the admin's. Any int is the status of a request that got through.
@@ -59,8 +59,18 @@ def _staff(ok: int) -> dict[str, int | str]:
         "anonymous": LOGIN,
         "outsider": FORBIDDEN,
         "operator": FORBIDDEN,
-        **dict.fromkeys(("staff", "prompt_editor"), ok),
+        **dict.fromkeys(("staff", "prompt_editor", "release_manager"), ok),
     }
+
+
+def _editors(ok: int) -> dict[str, int | str]:
+    """Prompt editors (labels other than production, versions): the group's permissions."""
+    return {**_launchers(FORBIDDEN), "anonymous": LOGIN, "prompt_editor": ok, "release_manager": ok}
+
+
+def _release_managers(ok: int) -> dict[str, int | str]:
+    """`launcher.move_production_label`: production and its canaries."""
+    return {**_launchers(FORBIDDEN), "anonymous": LOGIN, "release_manager": ok}
 
 
 # Keyed by URL name (or, for an unnamed route, its pattern). `{...}` values in data are filled
@@ -79,6 +89,8 @@ POSTS: dict[str, Row] = {
     ),
     "batch_cancel": Row(_launchers(302)),
     "batch_retry_failed": Row(_launchers(302)),
+    # No failed run in the (empty) world batch: a redirect back with a notice, nothing retried.
+    "batch_cluster_retry": Row(_launchers(302), data={"cluster": "error:timeout"}),
     "model_sync": Row(_staff(302)),
     "model_toggle": Row(_staff(302), data={"enabled": "0"}),
     "model_prices": Row(
@@ -95,6 +107,7 @@ POSTS: dict[str, Row] = {
             "operator": ADMIN_LOGIN,
             "staff": FORBIDDEN,  # staff without view_workflow
             "prompt_editor": 302,
+            "release_manager": 302,
         }
     ),
     "admin:launcher_promptversion_edit": Row(
@@ -104,6 +117,7 @@ POSTS: dict[str, Row] = {
             "operator": ADMIN_LOGIN,
             "staff": FORBIDDEN,  # no add_promptversion
             "prompt_editor": 200,  # the diff to confirm
+            "release_manager": 200,
         },
         data={"text": "v3: look up {customer_id}.", "note": "shorter"},
     ),
@@ -114,8 +128,20 @@ POSTS: dict[str, Row] = {
             "operator": ADMIN_LOGIN,
             "staff": FORBIDDEN,  # publishing needs launcher.change_workflow
             "prompt_editor": 302,  # the Prompt editors group has it
+            "release_manager": 302,
         }
     ),
+    # Prompts page: a label other than production moves on the editors' permission (200: the
+    # form with its evidence comes back when nothing is posted to confirm); production, and a
+    # canary on it, need move_production_label.
+    "prompt_label_move": Row(
+        _editors(302), data={"label": "staging", "version": "{version}", "reason": "try it"}
+    ),
+    "prompt_import": Row(_editors(302)),
+    "canary_start": Row(
+        _release_managers(200), data={"label": "production", "candidate": "{version}"}
+    ),
+    "canary_stop": Row(_release_managers(404)),
     # Signed by Svix, not by a session: no signature headers → 400 for everyone, logged in or not.
     "cyberdesk_webhook": Row(_everyone(400)),
     "webhooks/cyberdesk": Row(_everyone(400)),
@@ -132,6 +158,9 @@ URL_KWARGS = {
     "workflow_id": "workflow",
     "version_id": "version",
     "attachment_id": "attachment",
+    "number": "attempt",
+    "canary_id": "canary",
+    "path": "image",
 }
 # Django's own admin views (model permissions are Django's) and the sandbox (Bearer auth,
 # tests/sandbox/test_auth.py) are not Launcher's permission checks.
@@ -159,17 +188,21 @@ def world(catalog, api):
         "model": str(catalog.model.pk),
         "version": str(catalog.v1.pk),
         "attachment": str(uuid.uuid4()),
+        "attempt": "1",
+        "canary": "999999",  # none: a 404 once the permission check has let the user through
+        "image": "1.1",
     }
 
 
 @pytest.fixture
-def users(operator, staff, prompt_editor, outsider):
+def users(operator, staff, prompt_editor, release_manager, outsider):
     return {
         "anonymous": None,
         "outsider": outsider,
         "operator": operator,
         "staff": staff,
         "prompt_editor": prompt_editor,
+        "release_manager": release_manager,
     }
 
 
@@ -208,7 +241,9 @@ def _routes(patterns=None, prefix="", namespace=""):
             ):
                 continue
             key = f"{namespace}:{pattern.name}" if namespace and pattern.name else pattern.name
-            yield key or route.rstrip("/"), route, list(pattern.pattern.converters)
+            # A path() route names its converters; a re_path() route, its named groups.
+            names = list(pattern.pattern.converters) or list(pattern.pattern.regex.groupindex)
+            yield key or route.rstrip("/"), route, names
 
 
 def _url(key: str, route: str, kwargs: list[str], world) -> str:

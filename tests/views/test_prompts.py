@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from launcher.models import Run, RunStatus, Workflow
-from launcher.selectors import prompt_version_stats
 from launcher.services.prompts import prompt_label_move, prompt_version_create
+from launcher.version_stats import prompt_version_stats
 from tests.csrf import csrf_headers
 
 pytestmark = pytest.mark.django_db
@@ -129,8 +129,9 @@ def test_the_page_shows_versions_warnings_history_and_the_default_diff(
 ):
     v1, v2, v3 = versions
     add_run(workflow, v2, RunStatus.SUCCESS, seconds=60)
-    # session, user, perms (2), workflow, versions, labels, runs, label history
-    with django_assert_num_queries(9):
+    # session, user, perms (2), workflow, labels, versions, numbers, medians, canaries,
+    # label history
+    with django_assert_num_queries(11):
         response = operator_client.get(page_url(workflow))
     assert response.status_code == 200
     text = response.content.decode()
@@ -149,7 +150,7 @@ def test_the_page_query_count_does_not_grow_with_runs_or_versions(
     for index in range(10):
         version = prompt_version_create(workflow=workflow, text=f"text {index}")
         add_run(workflow, version, RunStatus.SUCCESS, seconds=index + 1)
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(11):
         operator_client.get(page_url(workflow))
 
 
@@ -166,8 +167,8 @@ def test_two_versions_are_compared_side_by_side(operator_client, workflow, versi
 def test_the_diff_region_is_an_htmx_fragment_with_pinned_queries(
     operator_client, workflow, versions, django_assert_num_queries
 ):
-    # session, user, perms (2), workflow, versions, labels, runs
-    with django_assert_num_queries(8):
+    # session, user, perms (2), workflow, versions: the fragment needs no numbers
+    with django_assert_num_queries(6):
         response = operator_client.get(page_url(workflow, a=3, b=1), headers=HTMX)
     text = response.content.decode()
     assert text.strip().startswith('<section id="prompt-diff"')

@@ -118,14 +118,15 @@ def test_the_page_shows_everything_about_a_finished_run(operator_client, operato
     assert f'<a href="{prompt_link}">v1</a>' in html
     assert "(via production)" in html
     assert "Diff to the current latest (v2)" in html
-    assert "$api_key" in html and "••••••" in html
+    # A secret by its key and whether it was given, never a value.
+    assert '<span class="mono">$api_key</span>' in html and ">set</span>" in html
     assert "scan.pdf" in html
     assert "&lt;b&gt;INV-1&lt;/b&gt;" in html and "<b>INV-1</b>" not in html
     assert "&lt;script&gt;" in html and "<script>alert" not in html
     assert "Step 3 took long" in html
     assert "Has invoice" in html
     assert "$0.0123" in html
-    assert "<summary>Message history (1 message)</summary>" in html
+    assert '<h2 id="timeline-heading">Timeline</h2>' in html and "<summary>Raw</summary>" in html
     assert f'href="{reverse("launch")}?again={run.pk}"' in html
     assert ">Retry</button>" in html and ">Cancel</button>" not in html
 
@@ -184,9 +185,11 @@ def test_query_counts_are_pinned(operator_client, catalog, api, clock, django_as
     )
     urls = _urls(run)
     operator_client.get(urls["page"])  # warm the session
-    # session, user, 2× permissions, run (+ relations), latest version; the run was refreshed
-    # within the interval, so no claim is tried
-    with django_assert_num_queries(6):
+    # session, user, 2× permissions, run (+ relations), latest version, kept attempts, history,
+    # 2× the Compare link's counterpart (same inputs, then any success); the run was refreshed
+    # within the interval, so no claim is tried. tests/views/test_evidence.py shows it stays
+    # so with many attempts and a long history.
+    with django_assert_num_queries(10):
         assert operator_client.get(urls["page"]).status_code == 200
     # session, user, 2× permissions, run
     with django_assert_num_queries(5):
@@ -227,9 +230,13 @@ def test_a_finished_runs_fragment_reads_the_database_only(
 ):
     run = finished_run(catalog, api=api)
     operator_client.get(_urls(run)["page"])
-    with django_assert_num_queries(5):  # session, user, 2× permissions, run
-        operator_client.get(_urls(run)["status"], headers=HTMX)
+    # session, user, 2× permissions, run, + the Attempts and History sections it brings along
+    # out of band (the region's last render)
+    with django_assert_num_queries(7):
+        html = operator_client.get(_urls(run)["status"], headers=HTMX).content.decode()
     assert api.calls("GET", f"/v1/runs/{run.cyberdesk_id}") == []
+    assert 'id="run-attempts" aria-labelledby="attempts-heading" hx-swap-oob="true"' in html
+    assert 'id="run-history" aria-labelledby="history-heading" hx-swap-oob="true"' in html
 
 
 # --- Actions ----------------------------------------------------------------------------------
@@ -262,7 +269,10 @@ def test_a_cancel_that_cannot_be_done_says_why(operator_client, catalog, api, cl
 def test_retry_starts_polling_again_and_keeps_the_run(operator_client, catalog, api, clock):
     run = finished_run(catalog, api=api, status=RunStatus.ERROR)
     api.runs[str(run.cyberdesk_id)]["status"] = "error"
-    html = _post(operator_client, _urls(run)["retry"], headers=HTMX).content.decode()
+    response = _post(operator_client, _urls(run)["retry"], headers=HTMX)
+    # The whole page changes (Attempts, History): htmx is told to load it again.
+    assert response["HX-Redirect"] == _urls(run)["page"]
+    html = operator_client.get(_urls(run)["page"]).content.decode()
     run.refresh_from_db()
     assert POLL in html
     assert run.attempt == 2 and run.status == RunStatus.SCHEDULING
@@ -285,8 +295,11 @@ def test_an_attachment_download_redirects_to_its_signed_url(operator_client, cat
         }
     )
     page = operator_client.get(_urls(run)["page"]).content.decode()
+    panel_url = reverse("run_attachments", args=[run.pk])
+    assert f'hx-get="{panel_url}" hx-trigger="load"' in page  # loaded after the page
+    panel = operator_client.get(panel_url, headers=HTMX).content.decode()
     download = _urls(run, attachment_id)["download"]
-    assert f'<a href="{download}" download>invoice.pdf</a>' in page
+    assert f'<a href="{download}" download>invoice.pdf</a>' in panel
     response = operator_client.get(download)
     assert response.status_code == 302
     assert response["Location"].startswith(f"https://files.test/{attachment_id}")

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from launcher.bench import load
+from launcher.bench import load, workers
 from launcher.bench.figures import (
     Bench,
     Plan,
@@ -47,7 +47,9 @@ from launcher.bench.figures import (
     runs_wait_running,
     table,
 )
+from launcher.bench.history import figure_history, history_runs_default
 from launcher.bench.machine import machine_description
+from launcher.bench.pages import figure_polls_unchanged
 from launcher.bench.server import (
     QUICK_TIME_SCALE,
     TIME_SCALE,
@@ -71,17 +73,33 @@ class Command(BaseCommand):
         parser.add_argument(
             "--keep", action="store_true", help="Keep the bench directory (logs) afterwards."
         )
+        parser.add_argument(
+            "--only",
+            default="",
+            help="Comma-separated figure prefixes to measure (e.g. 5c,5e); the rest are skipped.",
+        )
+        parser.add_argument(
+            "--history-runs",
+            type=int,
+            default=None,
+            help="Runs in the history phase's large history (default 50,000 on SQLite, "
+            "100,000 on PostgreSQL; 1000000 for the full PostgreSQL figure). 0 skips the phase.",
+        )
         parser.add_argument("--inside", help=argparse.SUPPRESS)
 
-    def handle(self, *args, quick=False, keep=False, inside=None, **options):
+    def handle(
+        self, *args, quick=False, keep=False, inside=None, only="", history_runs=None, **options
+    ):
         if inside:
-            self._measure(Path(inside), quick=quick)
+            self._measure(Path(inside), quick=quick, only=only, history_runs=history_runs)
         else:
-            self._prepare_and_run(quick=quick, keep=keep)
+            self._prepare_and_run(quick=quick, keep=keep, only=only, history_runs=history_runs)
 
     # --- Outer process: the throwaway world ----------------------------------------------------
 
-    def _prepare_and_run(self, *, quick: bool, keep: bool) -> None:
+    def _prepare_and_run(
+        self, *, quick: bool, keep: bool, only: str = "", history_runs: int | None = None
+    ) -> None:
         if not load.wrk_available():
             raise CommandError(
                 "wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk "
@@ -103,6 +121,9 @@ class Command(BaseCommand):
         )
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bench"]
         command += ["--inside", str(directory)] + (["--quick"] if quick else [])
+        command += ["--only", only] if only else []
+        if history_runs is not None:
+            command += ["--history-runs", str(history_runs)]
         try:
             done = subprocess.run(command, env=env, cwd=settings.BASE_DIR)  # noqa: S603
         finally:
@@ -116,7 +137,9 @@ class Command(BaseCommand):
 
     # --- Inner process: set the scene, measure, print -------------------------------------------
 
-    def _measure(self, directory: Path, *, quick: bool) -> None:
+    def _measure(
+        self, directory: Path, *, quick: bool, only: str = "", history_runs: int | None = None
+    ) -> None:
         started = time.monotonic()
         # The harness's own API calls (setup, waiting for runs) need no line each.
         logging.getLogger("launcher").setLevel(logging.WARNING)
@@ -142,6 +165,8 @@ class Command(BaseCommand):
 
         def measure(name: str, step) -> None:
             """Run one step; a failure becomes a "not measured" row and the rest goes on."""
+            if only and not any(name.startswith(prefix) for prefix in only.split(",")):
+                return
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr
@@ -158,10 +183,21 @@ class Command(BaseCommand):
                 lambda: runs_wait_running(bench.launched[:21], timeout=120, say=bench.say),
             )
             measure("1. Status fragment", lambda: figure_status(bench, reference))
+            measure("1d, 2d. Polls, nothing new", lambda: figure_polls_unchanged(bench, reference))
             measure("3a. Run pages", lambda: figure_amplification_run_pages(bench))
             measure("3b. Runs list", lambda: figure_amplification_run_list(bench))
             measure("5. Batch", lambda: figure_batch(bench))
             measure("2. Runs list", lambda: figure_runs_list(bench, reference))
+            measure("5c. Two db_workers", lambda: workers.figure_batch_workers(bench))
+            measure("5d. Planning", lambda: workers.figure_batch_planning(bench))
+            measure("5e. kill -9 mid-batch", lambda: workers.figure_recovery_batch(bench))
+            measure("5f. kill -9 mid-pass", lambda: workers.figure_recovery_reconciler(bench))
+            measure("5g. Webhook rate", lambda: workers.figure_webhook_rate(bench))
+            # Last: it fills the database with history (the figures above want it small).
+            if history_runs is None:
+                history_runs = 5_000 if quick else history_runs_default()
+            if history_runs:
+                measure("H. History", lambda: figure_history(bench, runs=history_runs))
         finally:
             server.stop()
 

@@ -15,6 +15,9 @@ The package reads in the order of the flow; each step is safe to repeat:
    answer, so a restarted batch ends with exactly the planned runs, never a duplicate.
 4. **Act** (`actions.py`: "Cancel the rest", "Retry failed runs"): the request does the local
    part, the worker the API calls.
+5. **Learn** (`clusters.py`: `batch_failure_clusters`, `batch_cluster_retry`): the failed runs
+   grouped by cause (the failing post-run check, or the error with ids and numbers stripped),
+   and "Retry this cluster" — step 4's retry limited to one cause.
 
 Secrets and files are never stored, so a batch cannot carry them: rows may not name a sensitive
 (`$name`) or file input, and a workflow that *requires* one is launched one run at a time.
@@ -31,6 +34,15 @@ from launcher.services.batches.actions import (
     batch_cancel_upstream,
     batch_retry_failed,
     batch_retry_upstream,
+)
+from launcher.services.batches.clusters import (
+    CLUSTERS_SHOWN,
+    BatchClusters,
+    ClusterCell,
+    FailureCluster,
+    batch_cluster_retry,
+    batch_failure_cluster,
+    batch_failure_clusters,
 )
 from launcher.services.batches.plan import BatchRefused, batch_create, batch_size
 from launcher.services.batches.rows import (
@@ -54,6 +66,13 @@ from launcher.services.batches.send import CLAIM_TTL, SubmitReport, batch_submit
 from launcher.services.batches.workers import SLICE_SECONDS
 
 __all__ = [
+    "CLUSTERS_SHOWN",
+    "BatchClusters",
+    "ClusterCell",
+    "FailureCluster",
+    "batch_cluster_retry",
+    "batch_failure_cluster",
+    "batch_failure_clusters",
     "CANCELLED_BEFORE_SENDING",
     "CLAIM_TTL",
     "CSV",

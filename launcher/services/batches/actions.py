@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from launcher.cyberdesk import errors
-from launcher.models import TERMINAL_STATUSES, Batch, Run, RunStatus, Submission
+from launcher.models import TERMINAL_STATUSES, Batch, Run, RunEvent, RunStatus, Submission
 from launcher.services.batches.workers import (
     RATE_LIMIT_DEFAULT_WAIT,
     RATE_LIMIT_MAX_WAIT,
@@ -29,6 +29,7 @@ from launcher.services.batches.workers import (
     database_turn,
     run_workers,
 )
+from launcher.services.run_events import run_events_record_many
 from launcher.services.runs import RunActionFailed, run_cancel, run_retry
 
 logger = logging.getLogger(__name__)
@@ -80,11 +81,31 @@ def batch_cancel_rest(*, batch: Batch, user) -> BatchActionRequested:
     """
     with transaction.atomic():
         locked = Batch.objects.select_for_update().get(pk=batch.pk)
+        queued = list(
+            Run.objects.filter(batch=batch, submission=Submission.QUEUED).values_list(
+                "pk", flat=True
+            )
+        )
         done_now = Run.objects.filter(batch=batch, submission=Submission.QUEUED).update(
             submission=Submission.REJECTED,
             status=RunStatus.CANCELLED,
             submission_error=CANCELLED_BEFORE_SENDING,
         )
+        # History: who cancelled the runs that were never sent (one its sender took meanwhile
+        # is not cancelled by this update and gets no entry here).
+        for start in range(0, len(queued), 500):
+            cancelled = Run.objects.filter(
+                pk__in=queued[start : start + 500],
+                status=RunStatus.CANCELLED,
+                submission_error=CANCELLED_BEFORE_SENDING,
+            ).values_list("pk", flat=True)
+            run_events_record_many(
+                run_ids=list(cancelled),
+                kind=RunEvent.Kind.CANCEL_REQUESTED,
+                source=RunEvent.Source.USER,
+                actor=user,
+                detail={"before_sending": True, "batch": batch.pk},
+            )
         active = _active_upstream(batch).count()
         already_asked = locked.cancel_requested_at is not None
         requested_at = (locked.cancel_requested_at or timezone.now()) if active else None
@@ -106,8 +127,11 @@ def batch_cancel_rest(*, batch: Batch, user) -> BatchActionRequested:
     return BatchActionRequested(done_now=done_now, in_background=active)
 
 
-def batch_retry_failed(*, batch: Batch, user) -> BatchActionRequested:
-    """Ask for every failed or errored run of the batch to be retried (in place, `run_retry`).
+def batch_retry_failed(
+    *, batch: Batch, user, failure_key: str | None = None
+) -> BatchActionRequested:
+    """Ask for every failed or errored run of the batch to be retried (in place, `run_retry`);
+    with `failure_key`, only the runs of that failure cluster (`clusters.py`).
 
     The request only records it: `retry_requested_at`, and a `batch_retry_task` (enqueued on
     commit) carrying each run with the attempt it failed in — the worker retries a run only
@@ -115,13 +139,14 @@ def batch_retry_failed(*, batch: Batch, user) -> BatchActionRequested:
     """
     with transaction.atomic():
         Batch.objects.select_for_update().filter(pk=batch.pk).first()  # one request at a time
+        failed = Run.objects.filter(
+            batch=batch, status__in=FAILED_STATUSES, cyberdesk_id__isnull=False
+        )
+        if failure_key is not None:
+            failed = failed.filter(failure_key=failure_key)
         targets = [
             [pk, attempt]
-            for pk, attempt in Run.objects.filter(
-                batch=batch, status__in=FAILED_STATUSES, cyberdesk_id__isnull=False
-            )
-            .order_by("batch_row", "pk")
-            .values_list("pk", "attempt")
+            for pk, attempt in failed.order_by("batch_row", "pk").values_list("pk", "attempt")
         ]
         if not targets:
             return BatchActionRequested()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from launcher.inputs import (
     input_specs,
 )
 from launcher.models import Workflow
+from launcher.parsing import ParseError, json_parse
 from launcher.services.prompts import ResolvedPrompt, prompt_variables
 
 CSV = "csv"
@@ -104,37 +106,87 @@ def input_format_detect(text: str) -> str:
     return JSONL if text.lstrip("\ufeff \t\r\n").startswith("{") else CSV
 
 
+# A sensitive key where text could not be read: `$name` after a quote, a brace, a comma or a
+# space, or at the start of a line ("$5" is a price, not a key).
+_SECRET_KEY_LIKE = re.compile(r"(?:^|[\s\"'{,;\t])\$[A-Za-z_]")
+# A JSON-style sensitive key ("$name": …) on a line of CSV text: no CSV row has one, but a
+# JSON Lines row pasted among CSV lines does.
+_SECRET_JSON_KEY = re.compile(r"[\"']\$[A-Za-z_][^\"']*[\"']\s*:")
+SECRET_LINE_REMOVED = "(line removed: it held a sensitive input, and could not be read)"
+SECRET_TEXT_REMOVED = "(sensitive input)"
+
+
+def looks_like_secret(text: str) -> bool:
+    """Whether unreadable text seems to hold a sensitive (`$name`) key."""
+    return bool(_SECRET_KEY_LIKE.search(text))
+
+
 def batch_rows_strip_secrets(text: str, input_format: str = "") -> tuple[str, list[str]]:
     """`text` without its sensitive (`$name`) columns or keys, and the names removed.
 
     A batch never carries secrets, and what was pasted is shown again with the preview: a
-    secret typed into the rows must not come back in the page. CSV loses the columns; JSON
-    Lines objects lose the keys (a line that is not a JSON object is left as it is).
+    secret typed into the rows must not come back in the page, whatever else is wrong with
+    the text. So this reads the text as it is, not as the chosen format says (CSV pasted with
+    JSON Lines chosen still loses its `$` columns): CSV text loses the columns — or, when it
+    cannot be read as CSV (a field over the parser's limit…) and its header names one, all of
+    it; JSON Lines objects lose the keys, and a line that cannot be read but seems to hold a
+    `$key` is replaced by a note. The names removed are `$name`, or `$…` when unreadable.
     """
+    del input_format  # the text's own shape decides, see above
     body = text.removeprefix("\ufeff")
-    if (input_format or input_format_detect(body)) == JSONL:
-        return _jsonl_without_secrets(body)
+    if input_format_detect(body) == CSV:
+        stripped, removed = _csv_without_secrets(body, original=text)
+        return _mask_lines(stripped, removed, _SECRET_JSON_KEY)
+    return _jsonl_without_secrets(body)
+
+
+def _mask_lines(text: str, removed: list[str], pattern: re.Pattern) -> tuple[str, list[str]]:
+    lines = text.splitlines()
+    masked = [SECRET_LINE_REMOVED if pattern.search(line) else line for line in lines]
+    if masked == lines:
+        return text, removed
+    return "\n".join(masked) + "\n", [*removed, *(["$…"] if "$…" not in removed else [])]
+
+
+def _csv_without_secrets(body: str, *, original: str) -> tuple[str, list[str]]:
+    first_line = body.lstrip("\r\n").split("\n", 1)[0]
     try:
         table = list(csv.reader(io.StringIO(body)))
     except csv.Error:
-        return text, []
+        if looks_like_secret(first_line) or looks_like_secret(body):
+            return "", ["$…"]
+        return original, []
     if not table:
-        return text, []
-    secret_columns = [i for i, name in enumerate(table[0]) if name.strip().startswith("$")]
+        return original, []
+    header = next((row for row in table if any(cell.strip() for cell in row)), table[0])
+    secret_columns = [i for i, name in enumerate(header) if name.strip().startswith("$")]
     if not secret_columns:
-        return text, []
-    removed = [table[0][i].strip() for i in secret_columns]
+        return original, []
+    removed = [header[i].strip() for i in secret_columns]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for row in table:
+        if len(row) != len(header) and any(cell.strip() for cell in row):
+            # Its cells do not line up with the header (an unquoted comma…): which one is the
+            # secret cannot be told, so the row goes. It is invalid anyway, and says so.
+            writer.writerow([SECRET_LINE_REMOVED])
+            continue
         writer.writerow([cell for i, cell in enumerate(row) if i not in secret_columns])
     return out.getvalue(), removed
 
 
 def batch_inputs_strip_secrets(inputs_json: str) -> tuple[str, list[str]]:
-    """The N-copies inputs (one JSON object) without sensitive keys; see above."""
-    stripped, removed = _jsonl_without_secrets(inputs_json, single=True)
-    return stripped, removed
+    """The N-copies inputs (one JSON object) without sensitive keys. Text that cannot be read
+    as a JSON object but seems to hold a `$key` is not shown again at all."""
+    if not inputs_json.strip():
+        return inputs_json, []
+    try:
+        value = json_parse(inputs_json)
+    except ParseError:
+        value = None
+    if not isinstance(value, dict):
+        return ("", ["$…"]) if looks_like_secret(inputs_json) else (inputs_json, [])
+    return _jsonl_without_secrets(inputs_json, single=True)
 
 
 def _jsonl_without_secrets(text: str, *, single: bool = False) -> tuple[str, list[str]]:
@@ -143,15 +195,22 @@ def _jsonl_without_secrets(text: str, *, single: bool = False) -> tuple[str, lis
     kept = []
     for line in lines:
         try:
-            value = json.loads(line) if line.strip() else None
-        except ValueError:
+            value = json_parse(line) if line.strip() else None
+        except ParseError:
             value = None
-        if isinstance(value, dict) and any(str(k).startswith("$") for k in value):
-            removed += [k for k in value if str(k).startswith("$") and k not in removed]
-            line = json.dumps(
-                {k: v for k, v in value.items() if not str(k).startswith("$")},
-                ensure_ascii=False,
-            )
+        if isinstance(value, dict):
+            if any(str(k).startswith("$") for k in value):
+                removed += [k for k in value if str(k).startswith("$") and k not in removed]
+                line = json.dumps(
+                    {k: v for k, v in value.items() if not str(k).startswith("$")},
+                    ensure_ascii=False,
+                )
+        elif line.strip() and looks_like_secret(line):
+            # Unreadable (or not an object), so its secret cannot be cut out alone: the line
+            # goes. It stays a line, so the rows keep their line numbers.
+            line = SECRET_LINE_REMOVED
+            if "$…" not in removed:
+                removed.append("$…")
         kept.append(line)
     if not removed:
         return text, []
@@ -210,9 +269,10 @@ def batch_inputs_check(
     """`count` identical runs with one set of inputs (a JSON object, or its text)."""
     if isinstance(inputs, str):
         try:
-            inputs = json.loads(inputs) if inputs.strip() else {}
-        except ValueError:
-            return RowCheck(file_errors=["The inputs are not valid JSON."])
+            inputs = json_parse(inputs) if inputs.strip() else {}
+        except ParseError as exc:
+            detail = "" if exc.syntax else f" {exc.msg}"
+            return RowCheck(file_errors=[f"The inputs are not valid JSON.{detail}"])
     if not isinstance(inputs, Mapping):
         return RowCheck(file_errors=['The inputs must be a JSON object: {"key": value, …}.'])
     if count < 1:
@@ -281,8 +341,8 @@ class _RowChecker:
             raise ValidationError("Enter true or false.")
         if spec.kind == InputKind.STRING_LIST and raw.lstrip().startswith("["):
             try:
-                return json.loads(raw)
-            except ValueError:
+                return json_parse(raw)
+            except ParseError:
                 raise ValidationError("Enter a JSON list, or one item per line.") from None
         return coerce_input(spec, raw)
 
@@ -363,8 +423,8 @@ def _parse_jsonl(text: str, checker: _RowChecker, check: RowCheck) -> list[tuple
             return []
         number = len(parsed) + 1
         try:
-            item = json.loads(raw)
-        except ValueError as exc:
+            item = json_parse(raw)
+        except ParseError as exc:  # its message never quotes the line (it may hold a secret)
             parsed.append((number, line, None, [f"not valid JSON ({exc.msg})."], set()))
             continue
         if not isinstance(item, dict):

@@ -1,0 +1,282 @@
+"""The batch page's grid (read side): one cell per (model, prompt version) of a batch, each
+compared with a baseline cell.
+
+Per cell: runs; the success rate of its outcomes (success / task failed / error — cancelled and
+rejected runs tell nothing about the model or the prompt) with its 95 % Wilson interval; the
+settled post-run checks passed; median and p90 duration of its outcomes; mean cost of the
+runs with a known cost; mean agentic and cached steps of the runs that reported them.
+
+Baseline and test: the user picks a cell (`?baseline=<cell key>`); by default it is the cell
+with the workflow's current `production` version and its default model. Every other cell shows
+its difference in success rate from the baseline and whether it is significant by **Fisher's
+exact test, two-sided, α = 0.05** (`launcher.services.stats.rate_compare`). Why Fisher: batch
+cells are small (10–50 runs, often with rates near 0 or 100 %), where the normal approximation
+behind a z- or χ²-test is unreliable; Fisher's test is exact for any size. Two-sided, because
+the user asks "is it different?" before knowing in which direction.
+
+Three queries whatever the batch's size: the aggregates (counts, sums, means in SQL, with the
+JSON columns read in SQL by `launcher.db_json`), the sorted durations (percentiles from them),
+and the workflow's labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from uuid import UUID
+
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.urls import reverse
+from django.utils.http import urlencode
+
+from launcher.db_json import JsonArrayCount, JsonNumber
+from launcher.models import Batch, PromptLabel, Run, RunStatus
+from launcher.services.stats import RateComparison, percentile, rate_compare, wilson_interval
+
+OUTCOMES = (RunStatus.SUCCESS, RunStatus.TASK_FAILED, RunStatus.ERROR)
+ALPHA = 0.05
+TEST_NAME = "Fisher's exact test, two-sided, α = 0.05"
+DEFAULT_MODEL = "default"
+STORED_PROMPT = "stored"
+
+
+def cell_key(model_id: UUID | str | None, version_id: int | None) -> str:
+    """A cell's name in a URL: `<model uuid>|default` `:` `<prompt version pk>|stored` — the
+    same values the runs list's `model=` and `prompt=` filters take."""
+    return f"{model_id or DEFAULT_MODEL}:{version_id or STORED_PROMPT}"
+
+
+@dataclass
+class GridCell:
+    key: str
+    model_id: UUID | None
+    model_name: str
+    version_id: int | None
+    version_number: int | None
+    labels: list[str]  # the workflow's labels pointing at this version now ("production")
+    runs: int
+    outcomes: int
+    succeeded: int
+    checks_passed: int
+    checks_settled: int
+    cost_runs: int
+    mean_cost: Decimal | None
+    agentic_steps: float | None
+    cached_steps: float | None
+    median_duration: timedelta | None = None
+    p90_duration: timedelta | None = None
+    durations: int = 0
+    is_baseline: bool = False
+    comparison: RateComparison | None = None
+    runs_url: str = ""
+
+    @property
+    def prompt(self) -> str:
+        return f"v{self.version_number}" if self.version_number else "Stored prompt"
+
+    @property
+    def label(self) -> str:
+        """ "Claude Sonnet · v2" — how the page names the cell."""
+        return f"{self.model_name} · {self.prompt}"
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.succeeded / self.outcomes if self.outcomes else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return wilson_interval(self.succeeded, self.outcomes) if self.outcomes else None
+
+    @property
+    def checks_rate(self) -> float | None:
+        return self.checks_passed / self.checks_settled if self.checks_settled else None
+
+    # How the page writes the numbers: "70%", "40–89%", "+20 pts".
+    @property
+    def rate_display(self) -> str:
+        return percent(self.success_rate)
+
+    @property
+    def interval_display(self) -> str:
+        interval = self.interval
+        if interval is None:
+            return ""
+        return f"{percent(interval[0], sign=False)}–{percent(interval[1])}"
+
+    @property
+    def checks_display(self) -> str:
+        return percent(self.checks_rate)
+
+    @property
+    def difference_display(self) -> str:
+        if self.comparison is None or self.comparison.difference_points is None:
+            return ""
+        points = round(self.comparison.difference_points)
+        return f"{points:+d} pts" if points else "±0 pts"
+
+    @property
+    def p_value_display(self) -> str:
+        if self.comparison is None:
+            return ""
+        p = self.comparison.p_value
+        return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def percent(fraction: float | None, *, sign: bool = True) -> str:
+    """0.7 → "70%" (or "70" without the sign); "" for None."""
+    if fraction is None:
+        return ""
+    value = round(100 * fraction)
+    return f"{value}%" if sign else str(value)
+
+
+@dataclass
+class BatchGrid:
+    cells: list[GridCell] = field(default_factory=list)
+    baseline: GridCell | None = None
+    # Why this baseline: "picked", "default", or a sentence when the default had to give way.
+    baseline_note: str = ""
+    test_name: str = TEST_NAME
+
+    def cell(self, key: str) -> GridCell | None:
+        return next((cell for cell in self.cells if cell.key == key), None)
+
+
+def batch_grid(*, batch: Batch, baseline: str | None = None) -> BatchGrid:
+    """The grid of `batch`, compared with the cell named `baseline` (a `cell_key`); an unknown
+    or missing key falls back to the default baseline."""
+    cells = _cells(batch)
+    if not cells:
+        return BatchGrid()
+    _add_durations(batch, cells)
+    runs_list = reverse("run_list")
+    for cell in cells:
+        cell.runs_url = f"{runs_list}?" + urlencode(
+            {
+                "batch": batch.pk,
+                "model": cell.model_id or DEFAULT_MODEL,
+                "prompt": cell.version_id or STORED_PROMPT,
+            }
+        )
+    grid = BatchGrid(cells=cells)
+    picked = grid.cell(baseline) if baseline else None
+    if picked is not None:
+        grid.baseline, grid.baseline_note = picked, "picked"
+    else:
+        grid.baseline, grid.baseline_note = _default_baseline(batch, cells)
+        if baseline:
+            default = (
+                "It is the production version with the workflow's default model."
+                if grid.baseline_note == "default"
+                else grid.baseline_note
+            )
+            grid.baseline_note = f"That baseline is not a cell of this batch. {default}"
+    base = grid.baseline
+    base.is_baseline = True
+    for cell in cells:
+        if cell is not base and cell.outcomes and base.outcomes:
+            cell.comparison = rate_compare(
+                cell.succeeded, cell.outcomes, base.succeeded, base.outcomes, alpha=ALPHA
+            )
+    return grid
+
+
+def _cells(batch: Batch) -> list[GridCell]:
+    rows = (
+        Run.objects.filter(batch=batch)
+        .values("model_option_id", "model_option__name", "prompt_version_id")
+        .annotate(
+            version_number=F("prompt_version__number"),
+            runs=Count("id"),
+            outcomes=Count("id", filter=Q(status__in=OUTCOMES)),
+            succeeded=Count("id", filter=Q(status=RunStatus.SUCCESS)),
+            checks_passed=Sum(JsonArrayCount("post_run_checks", "status", "success")),
+            checks_failed=Sum(JsonArrayCount("post_run_checks", "status", "failed")),
+            cost_runs=Count("cost_usd"),
+            mean_cost=Avg("cost_usd"),
+            agentic_steps=Avg(JsonNumber("usage_metadata", "total_agentic_steps")),
+            cached_steps=Avg(JsonNumber("usage_metadata", "total_cached_steps")),
+        )
+        .order_by("model_option__name", "prompt_version__number")
+    )
+    rows = list(rows)
+    labels: dict[int, list[str]] = {}
+    version_ids = {row["prompt_version_id"] for row in rows if row["prompt_version_id"]}
+    if version_ids:
+        for name, version_id in PromptLabel.objects.filter(
+            workflow_id=batch.workflow_id, version_id__in=version_ids
+        ).values_list("name", "version_id"):
+            labels.setdefault(version_id, []).append(name)
+    cells = []
+    for row in rows:
+        passed = row["checks_passed"] or 0
+        mean_cost = row["mean_cost"]
+        cells.append(
+            GridCell(
+                key=cell_key(row["model_option_id"], row["prompt_version_id"]),
+                model_id=row["model_option_id"],
+                model_name=row["model_option__name"] or "Workflow default",
+                version_id=row["prompt_version_id"],
+                version_number=row["version_number"],
+                labels=sorted(labels.get(row["prompt_version_id"], [])),
+                runs=row["runs"],
+                outcomes=row["outcomes"],
+                succeeded=row["succeeded"],
+                checks_passed=passed,
+                checks_settled=passed + (row["checks_failed"] or 0),
+                cost_runs=row["cost_runs"],
+                mean_cost=Decimal(str(mean_cost)) if mean_cost is not None else None,
+                agentic_steps=row["agentic_steps"],
+                cached_steps=row["cached_steps"],
+            )
+        )
+    # The workflow-default model first (it is what production launches use), then by name.
+    cells.sort(key=lambda c: (c.model_id is not None, c.model_name, c.version_number or 0))
+    return cells
+
+
+def _add_durations(batch: Batch, cells: list[GridCell]) -> None:
+    """Median and p90 of each cell's outcomes (a cancelled run's length says nothing), from one
+    sorted query (percentiles are not portable SQL; the durations are one small column)."""
+    by_cell: dict[tuple, list[float]] = {}
+    durations = (
+        Run.objects.filter(
+            batch=batch, status__in=OUTCOMES, started_at__isnull=False, ended_at__isnull=False
+        )
+        .annotate(
+            took=ExpressionWrapper(F("ended_at") - F("started_at"), output_field=DurationField())
+        )
+        .order_by("took")
+        .values_list("model_option_id", "prompt_version_id", "took")
+    )
+    for model_id, version_id, took in durations:
+        by_cell.setdefault((model_id, version_id), []).append(took.total_seconds())
+    for cell in cells:
+        values = by_cell.get((cell.model_id, cell.version_id))
+        if values:
+            cell.durations = len(values)
+            cell.median_duration = timedelta(seconds=percentile(values, 0.5))
+            cell.p90_duration = timedelta(seconds=percentile(values, 0.9))
+
+
+def _default_baseline(batch: Batch, cells: list[GridCell]) -> tuple[GridCell, str]:
+    """The cell with the current production version and the workflow's default model; the
+    note says what was chosen instead when the batch has no such cell."""
+    production = next(
+        (cell for cell in cells if PromptLabel.PRODUCTION in cell.labels),
+        None,
+    )
+    if production is None:
+        return cells[0], "No cell uses the production version: the baseline is the first cell."
+    version_id = production.version_id
+    metadata = batch.workflow.model_metadata or {}
+    main_agent = metadata.get("main_agent_model_id") if isinstance(metadata, dict) else None
+    for wanted in (None, main_agent):
+        for cell in cells:
+            if cell.version_id == version_id and str(cell.model_id or "") == str(wanted or ""):
+                return cell, "default"
+    return production, (
+        "No cell runs the production version with the workflow's default model: the baseline"
+        " is the production version with another model."
+    )

@@ -1,0 +1,99 @@
+"""Per-version numbers of the prompts page, from SQL aggregates: known values on SQLite (window
+query) and PostgreSQL (percentile_cont) alike, in a fixed number of queries."""
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from launcher.models import Run, RunStatus, Workflow
+from launcher.services.prompts import prompt_version_create
+from launcher.version_stats import prompt_version_stats, version_medians
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def workflow():
+    return Workflow.objects.create(id=uuid.uuid4(), name="Eligibility", main_prompt="two")
+
+
+def add(workflow, version, seconds, *, status=RunStatus.SUCCESS, cost=None, usage=None, ago=0):
+    created = timezone.now() - timedelta(days=ago)
+    run = Run.objects.create(
+        workflow=workflow,
+        prompt_mode="pinned",
+        prompt_version=version,
+        status=status,
+        started_at=created if seconds is not None else None,
+        ended_at=created + timedelta(seconds=seconds) if seconds is not None else None,
+        cost_usd=cost,
+        usage_metadata=usage,
+    )
+    Run.objects.filter(pk=run.pk).update(created_at=created)
+    return run
+
+
+def test_medians_interpolate_like_percentile_cont(workflow):
+    v1 = prompt_version_create(workflow=workflow, text="one")
+    v2 = prompt_version_create(workflow=workflow, text="two")
+    for seconds in (40, 10, 30, 20):
+        add(workflow, v1, seconds)
+    for seconds in (90, 10, 20):
+        add(workflow, v2, seconds)
+    add(workflow, v2, None, status=RunStatus.CANCELLED)  # no duration: left out
+    medians = version_medians(workflow)
+    assert medians == {v1.pk: timedelta(seconds=25), v2.pk: timedelta(seconds=20)}
+
+
+def test_counts_interval_cost_cached_share_and_first_last_use(
+    workflow, clock, django_assert_num_queries
+):
+    v1 = prompt_version_create(workflow=workflow, text="one")
+    prompt_version_create(workflow=workflow, text="two")
+    add(
+        workflow,
+        v1,
+        60,
+        cost=Decimal("0.10"),
+        usage={"total_cached_steps": 3, "total_agentic_steps": 1},
+        ago=3,
+    )
+    add(
+        workflow,
+        v1,
+        60,
+        status=RunStatus.TASK_FAILED,
+        cost=Decimal("0.30"),
+        usage={"total_cached_steps": 1, "total_agentic_steps": 3},
+        ago=1,
+    )
+    add(workflow, v1, None, status=RunStatus.CANCELLED, usage={"other": "x"}, ago=2)
+    with django_assert_num_queries(4):
+        stats = {row.version.number: row for row in prompt_version_stats(workflow)}
+    one = stats[1]
+    assert (one.runs, one.finished, one.succeeded) == (3, 2, 1)
+    assert one.success_percent == 50 and one.interval_percent == (9, 91)
+    assert one.mean_cost == Decimal("0.2")
+    assert (one.cached_steps, one.agentic_steps, one.cached_share_percent) == (4, 4, 50)
+    assert one.last_used - one.first_used == timedelta(days=2)
+    assert not one.is_stored and stats[2].is_stored  # the workflow's stored prompt is "two"
+    two = stats[2]
+    assert two.runs == 0 and two.mean_cost is None and two.cached_share_percent is None
+    assert two.first_used is None and two.interval_percent is None
+
+
+def test_the_query_count_does_not_grow_with_history(workflow, django_assert_num_queries):
+    versions = [prompt_version_create(workflow=workflow, text=f"text {n}") for n in range(5)]
+    for n in range(200):
+        add(
+            workflow,
+            versions[n % 5],
+            n + 1,
+            usage={"total_cached_steps": 1, "total_agentic_steps": 2},
+        )
+    with django_assert_num_queries(4):
+        stats = prompt_version_stats(workflow)
+    assert sum(row.runs for row in stats) == 200
