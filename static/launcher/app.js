@@ -294,6 +294,7 @@ document.addEventListener("htmx:beforeRequest", function (event) {
     var bad = document.querySelector("main [aria-invalid='true']");
     if (bad && !document.querySelector("main [autofocus]")) bad.focus();
   });
+})();
 
 // Runs list: a header checkbox [data-select-all="run"] ticks or clears every name="run" box in
 // its table; it shows as ticked (or mixed) from the rows, also after a poll swapped them.
