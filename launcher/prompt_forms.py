@@ -41,7 +41,7 @@ class LabelMoveForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
     )
     without_evidence = forms.BooleanField(
-        label="Promote without evidence (write the reason above)",
+        label="Promote without evidence (say why above)",
         required=False,
     )
 

@@ -7,6 +7,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -15,508 +16,201 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="ModelOption",
+            name='ModelOption',
             fields=[
-                (
-                    "id",
-                    models.UUIDField(
-                        help_text="The model configuration's id in Cyberdesk.",
-                        primary_key=True,
-                        serialize=False,
-                    ),
-                ),
-                ("name", models.CharField(max_length=255)),
-                ("provider", models.CharField(blank=True, max_length=100)),
-                (
-                    "model",
-                    models.CharField(
-                        blank=True, help_text="The provider's model id.", max_length=255
-                    ),
-                ),
-                ("description", models.TextField(blank=True)),
-                ("is_computer_use", models.BooleanField(default=False)),
-                ("is_archived_upstream", models.BooleanField(default=False)),
-                ("is_system_default", models.BooleanField(default=False)),
-                (
-                    "present_upstream",
-                    models.BooleanField(
-                        default=True, help_text="False once the API stopped listing it."
-                    ),
-                ),
-                (
-                    "enabled",
-                    models.BooleanField(
-                        default=True, help_text="Offered to operators (staff decide)."
-                    ),
-                ),
-                (
-                    "price_input_per_million",
-                    models.DecimalField(
-                        blank=True,
-                        decimal_places=4,
-                        help_text="USD per 1M input tokens.",
-                        max_digits=10,
-                        null=True,
-                    ),
-                ),
-                (
-                    "price_output_per_million",
-                    models.DecimalField(
-                        blank=True,
-                        decimal_places=4,
-                        help_text="USD per 1M output tokens.",
-                        max_digits=10,
-                        null=True,
-                    ),
-                ),
-                ("synced_at", models.DateTimeField(blank=True, null=True)),
+                ('id', models.UUIDField(help_text="The model configuration's id in Cyberdesk.", primary_key=True, serialize=False)),
+                ('name', models.CharField(max_length=255)),
+                ('provider', models.CharField(blank=True, max_length=100)),
+                ('model', models.CharField(blank=True, help_text="The provider's model id.", max_length=255)),
+                ('description', models.TextField(blank=True)),
+                ('is_computer_use', models.BooleanField(default=False)),
+                ('is_archived_upstream', models.BooleanField(default=False)),
+                ('is_system_default', models.BooleanField(default=False)),
+                ('present_upstream', models.BooleanField(default=True, help_text='False once the API stopped listing it.')),
+                ('enabled', models.BooleanField(default=True, help_text='Offered to operators (staff decide).')),
+                ('price_input_per_million', models.DecimalField(blank=True, decimal_places=4, help_text='USD per 1M input tokens.', max_digits=10, null=True)),
+                ('price_output_per_million', models.DecimalField(blank=True, decimal_places=4, help_text='USD per 1M output tokens.', max_digits=10, null=True)),
+                ('synced_at', models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="PromptLabel",
+            name='PromptLabel',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("name", models.SlugField()),
-                ("updated_at", models.DateTimeField(auto_now=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.SlugField()),
+                ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
-                "ordering": ["workflow", "name"],
-                "permissions": [("move_production_label", "Can move the production label")],
+                'ordering': ['workflow', 'name'],
+                'permissions': [('move_production_label', 'Can move the production label')],
             },
         ),
         migrations.CreateModel(
-            name="Workflow",
+            name='Workflow',
             fields=[
-                (
-                    "id",
-                    models.UUIDField(
-                        help_text="The workflow's id in Cyberdesk.",
-                        primary_key=True,
-                        serialize=False,
-                    ),
-                ),
-                ("name", models.CharField(blank=True, max_length=255)),
-                (
-                    "main_prompt",
-                    models.TextField(blank=True, help_text="The prompt stored on the workflow."),
-                ),
-                (
-                    "input_schema",
-                    models.JSONField(blank=True, help_text="Parsed JSON Schema.", null=True),
-                ),
-                ("model_metadata", models.JSONField(blank=True, null=True)),
-                ("tags", models.JSONField(blank=True, default=list, help_text="Tag names.")),
-                ("last_run_errored", models.BooleanField(default=False)),
-                ("has_post_run_checks", models.BooleanField(default=False)),
-                ("upstream_updated_at", models.DateTimeField(blank=True, null=True)),
-                ("synced_at", models.DateTimeField(blank=True, null=True)),
+                ('id', models.UUIDField(help_text="The workflow's id in Cyberdesk.", primary_key=True, serialize=False)),
+                ('name', models.CharField(blank=True, max_length=255)),
+                ('main_prompt', models.TextField(blank=True, help_text='The prompt stored on the workflow.')),
+                ('input_schema', models.JSONField(blank=True, help_text='Parsed JSON Schema.', null=True)),
+                ('model_metadata', models.JSONField(blank=True, null=True)),
+                ('tags', models.JSONField(blank=True, default=list, help_text='Tag names.')),
+                ('last_run_errored', models.BooleanField(default=False)),
+                ('has_post_run_checks', models.BooleanField(default=False)),
+                ('upstream_updated_at', models.DateTimeField(blank=True, null=True)),
+                ('synced_at', models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="Batch",
+            name='Batch',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("name", models.CharField(blank=True, max_length=200)),
-                (
-                    "state",
-                    models.CharField(
-                        choices=[
-                            ("submitting", "Submitting"),
-                            ("submitted", "Submitted"),
-                            ("cancelled", "Cancelled"),
-                        ],
-                        default="submitting",
-                        max_length=20,
-                    ),
-                ),
-                ("is_matrix", models.BooleanField(default=False)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="batches",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "workflow",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="batches",
-                        to="launcher.workflow",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(blank=True, max_length=200)),
+                ('state', models.CharField(choices=[('submitting', 'Submitting'), ('submitted', 'Submitted'), ('cancelled', 'Cancelled')], default='submitting', max_length=20)),
+                ('is_matrix', models.BooleanField(default=False)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='batches', to=settings.AUTH_USER_MODEL)),
+                ('workflow', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='batches', to='launcher.workflow')),
             ],
             options={
-                "verbose_name_plural": "batches",
-                "ordering": ["-created_at"],
+                'verbose_name_plural': 'batches',
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="ModelOptionChange",
+            name='ModelOptionChange',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("enabled", models.BooleanField()),
-                ("changed_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "changed_by",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "model_option",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="changes",
-                        to="launcher.modeloption",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('enabled', models.BooleanField()),
+                ('changed_at', models.DateTimeField(auto_now_add=True)),
+                ('changed_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('model_option', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='changes', to='launcher.modeloption')),
             ],
             options={
-                "ordering": ["-changed_at"],
+                'ordering': ['-changed_at'],
             },
         ),
         migrations.CreateModel(
-            name="PromptVersion",
+            name='PromptVersion',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("number", models.PositiveIntegerField(editable=False)),
-                ("text", models.TextField()),
-                ("sha256", models.CharField(editable=False, max_length=64)),
-                ("note", models.CharField(blank=True, max_length=500)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "author",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "based_on",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to="launcher.promptversion",
-                    ),
-                ),
-                (
-                    "workflow",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="prompt_versions",
-                        to="launcher.workflow",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('number', models.PositiveIntegerField(editable=False)),
+                ('text', models.TextField()),
+                ('sha256', models.CharField(editable=False, max_length=64)),
+                ('note', models.CharField(blank=True, max_length=500)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('author', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('based_on', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='launcher.promptversion')),
+                ('workflow', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='prompt_versions', to='launcher.workflow')),
             ],
             options={
-                "ordering": ["workflow", "-number"],
+                'ordering': ['workflow', '-number'],
             },
         ),
         migrations.CreateModel(
-            name="PromptLabelMove",
+            name='PromptLabelMove',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("moved_at", models.DateTimeField(auto_now_add=True)),
-                ("reason", models.CharField(blank=True, max_length=500)),
-                (
-                    "label",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="moves",
-                        to="launcher.promptlabel",
-                    ),
-                ),
-                (
-                    "moved_by",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "from_version",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to="launcher.promptversion",
-                    ),
-                ),
-                (
-                    "to_version",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to="launcher.promptversion",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('moved_at', models.DateTimeField(auto_now_add=True)),
+                ('reason', models.CharField(blank=True, max_length=500)),
+                ('label', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='moves', to='launcher.promptlabel')),
+                ('moved_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('from_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='launcher.promptversion')),
+                ('to_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='launcher.promptversion')),
             ],
             options={
-                "ordering": ["-moved_at"],
+                'ordering': ['-moved_at'],
             },
         ),
         migrations.AddField(
-            model_name="promptlabel",
-            name="version",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="labels",
-                to="launcher.promptversion",
-            ),
+            model_name='promptlabel',
+            name='version',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='labels', to='launcher.promptversion'),
         ),
         migrations.CreateModel(
-            name="Run",
+            name='Run',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "idempotency_key",
-                    models.UUIDField(
-                        default=uuid.uuid4,
-                        editable=False,
-                        help_text="Stored before sending; every (re)send of this run uses it.",
-                        unique=True,
-                    ),
-                ),
-                ("cyberdesk_id", models.UUIDField(blank=True, null=True, unique=True)),
-                ("batch_row", models.PositiveIntegerField(blank=True, null=True)),
-                (
-                    "prompt_mode",
-                    models.CharField(
-                        choices=[
-                            ("stored", "Workflow's stored prompt"),
-                            ("latest", "Latest version"),
-                            ("label", "Label"),
-                            ("pinned", "Pinned version"),
-                        ],
-                        max_length=10,
-                    ),
-                ),
-                ("prompt_label", models.CharField(blank=True, max_length=50)),
-                ("prompt_sha256", models.CharField(blank=True, max_length=64)),
-                ("input_values", models.JSONField(blank=True, default=dict)),
-                ("sensitive_input_keys", models.JSONField(blank=True, default=list)),
-                ("file_input_names", models.JSONField(blank=True, default=list)),
-                ("is_priority", models.BooleanField(default=False)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "submission",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Queued"),
-                            ("accepted", "Accepted"),
-                            ("unknown", "Outcome unknown"),
-                            ("rejected", "Rejected"),
-                        ],
-                        default="queued",
-                        max_length=10,
-                    ),
-                ),
-                ("submission_error", models.TextField(blank=True)),
-                ("submission_attempts", models.PositiveSmallIntegerField(default=0)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("pending", "Pending"),
-                            ("rejected", "Rejected"),
-                            ("scheduling", "Scheduling"),
-                            ("running", "Running"),
-                            ("running_checks", "Running checks"),
-                            ("success", "Success"),
-                            ("task_failed", "Task failed"),
-                            ("error", "Error"),
-                            ("cancelled", "Cancelled"),
-                        ],
-                        db_index=True,
-                        default="pending",
-                        max_length=20,
-                    ),
-                ),
-                (
-                    "attempt",
-                    models.PositiveSmallIntegerField(default=1, help_text="Bumped by each retry."),
-                ),
-                ("started_at", models.DateTimeField(blank=True, null=True)),
-                ("ended_at", models.DateTimeField(blank=True, null=True)),
-                ("output_data", models.JSONField(blank=True, null=True)),
-                ("errors", models.JSONField(blank=True, default=list)),
-                ("post_run_checks", models.JSONField(blank=True, default=list)),
-                ("usage_metadata", models.JSONField(blank=True, null=True)),
-                ("message_history", models.JSONField(blank=True, null=True)),
-                (
-                    "cost_usd",
-                    models.DecimalField(blank=True, decimal_places=6, max_digits=12, null=True),
-                ),
-                ("synced_at", models.DateTimeField(blank=True, db_index=True, null=True)),
-                (
-                    "batch",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="runs",
-                        to="launcher.batch",
-                    ),
-                ),
-                (
-                    "launched_by",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="runs",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "model_option",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="runs",
-                        to="launcher.modeloption",
-                    ),
-                ),
-                (
-                    "prompt_version",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="runs",
-                        to="launcher.promptversion",
-                    ),
-                ),
-                (
-                    "workflow",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="runs",
-                        to="launcher.workflow",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('idempotency_key', models.UUIDField(default=uuid.uuid4, editable=False, help_text='Stored before sending; every (re)send of this run uses it.', unique=True)),
+                ('cyberdesk_id', models.UUIDField(blank=True, null=True, unique=True)),
+                ('batch_row', models.PositiveIntegerField(blank=True, null=True)),
+                ('prompt_mode', models.CharField(choices=[('stored', "Workflow's stored prompt"), ('latest', 'Latest version'), ('label', 'Label'), ('pinned', 'Pinned version')], max_length=10)),
+                ('prompt_label', models.CharField(blank=True, max_length=50)),
+                ('prompt_sha256', models.CharField(blank=True, max_length=64)),
+                ('input_values', models.JSONField(blank=True, default=dict)),
+                ('sensitive_input_keys', models.JSONField(blank=True, default=list)),
+                ('file_input_names', models.JSONField(blank=True, default=list)),
+                ('is_priority', models.BooleanField(default=False)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('submission', models.CharField(choices=[('queued', 'Queued'), ('accepted', 'Accepted'), ('unknown', 'Outcome unknown'), ('rejected', 'Rejected')], default='queued', max_length=10)),
+                ('submission_error', models.TextField(blank=True)),
+                ('submission_attempts', models.PositiveSmallIntegerField(default=0)),
+                ('status', models.CharField(choices=[('pending', 'Pending'), ('rejected', 'Rejected'), ('scheduling', 'Scheduling'), ('running', 'Running'), ('running_checks', 'Running checks'), ('success', 'Success'), ('task_failed', 'Task failed'), ('error', 'Error'), ('cancelled', 'Cancelled')], db_index=True, default='pending', max_length=20)),
+                ('attempt', models.PositiveSmallIntegerField(default=1, help_text='Bumped by each retry.')),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('ended_at', models.DateTimeField(blank=True, null=True)),
+                ('output_data', models.JSONField(blank=True, null=True)),
+                ('errors', models.JSONField(blank=True, default=list)),
+                ('post_run_checks', models.JSONField(blank=True, default=list)),
+                ('usage_metadata', models.JSONField(blank=True, null=True)),
+                ('message_history', models.JSONField(blank=True, null=True)),
+                ('cost_usd', models.DecimalField(blank=True, decimal_places=6, max_digits=12, null=True)),
+                ('synced_at', models.DateTimeField(blank=True, db_index=True, null=True)),
+                ('batch', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='launcher.batch')),
+                ('launched_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to=settings.AUTH_USER_MODEL)),
+                ('model_option', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='launcher.modeloption')),
+                ('prompt_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='launcher.promptversion')),
+                ('workflow', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='launcher.workflow')),
             ],
             options={
-                "ordering": ["-created_at", "-id"],
-                "permissions": [("launch_run", "Can launch runs")],
+                'ordering': ['-created_at', '-id'],
+                'permissions': [('launch_run', 'Can launch runs')],
             },
         ),
         migrations.CreateModel(
-            name="WebhookEvent",
+            name='WebhookEvent',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("event_id", models.CharField(max_length=100, unique=True)),
-                ("event_type", models.CharField(max_length=50)),
-                ("cyberdesk_run_id", models.UUIDField(blank=True, db_index=True, null=True)),
-                ("payload", models.JSONField()),
-                ("received_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "applied",
-                    models.BooleanField(default=False, help_text="Whether it changed the run."),
-                ),
-                (
-                    "run",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        to="launcher.run",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('event_id', models.CharField(max_length=100, unique=True)),
+                ('event_type', models.CharField(max_length=50)),
+                ('cyberdesk_run_id', models.UUIDField(blank=True, db_index=True, null=True)),
+                ('payload', models.JSONField()),
+                ('received_at', models.DateTimeField(auto_now_add=True)),
+                ('applied', models.BooleanField(default=False, help_text='Whether it changed the run.')),
+                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='launcher.run')),
             ],
             options={
-                "ordering": ["-received_at"],
+                'ordering': ['-received_at'],
             },
         ),
         migrations.AddField(
-            model_name="promptlabel",
-            name="workflow",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="prompt_labels",
-                to="launcher.workflow",
-            ),
+            model_name='promptlabel',
+            name='workflow',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prompt_labels', to='launcher.workflow'),
         ),
         migrations.AddIndex(
-            model_name="run",
-            index=models.Index(fields=["workflow", "-created_at"], name="run_workflow_created"),
+            model_name='run',
+            index=models.Index(fields=['workflow', '-created_at'], name='run_workflow_created'),
         ),
         migrations.AddIndex(
-            model_name="run",
-            index=models.Index(fields=["batch", "status"], name="run_batch_status"),
+            model_name='run',
+            index=models.Index(fields=['batch', 'status'], name='run_batch_status'),
         ),
         migrations.AddConstraint(
-            model_name="promptversion",
-            constraint=models.UniqueConstraint(
-                fields=("workflow", "number"), name="prompt_version_number_unique"
-            ),
+            model_name='promptversion',
+            constraint=models.UniqueConstraint(fields=('workflow', 'number'), name='prompt_version_number_unique'),
         ),
         migrations.AddConstraint(
-            model_name="promptlabel",
-            constraint=models.UniqueConstraint(
-                fields=("workflow", "name"), name="prompt_label_name_unique"
-            ),
+            model_name='promptlabel',
+            constraint=models.UniqueConstraint(fields=('workflow', 'name'), name='prompt_label_name_unique'),
         ),
         migrations.AddConstraint(
-            model_name="promptlabel",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("name", "latest"), _negated=True),
-                name="prompt_label_not_latest",
-            ),
+            model_name='promptlabel',
+            constraint=models.CheckConstraint(condition=models.Q(('name', 'latest'), _negated=True), name='prompt_label_not_latest'),
         ),
     ]
