@@ -491,6 +491,14 @@ class Run(AttemptOutcome, models.Model):
             models.Index(
                 fields=["workflow", "prompt_version", "duration_ms"], name="run_version_duration"
             ),
+            # The batch grid's median and p90 per (model, version) cell, read by ordered
+            # offset; status last so the outcome filter is checked on the index entries (the
+            # index covers the query). Not a partial index: SQLite cannot match a condition
+            # against a parametrised `status IN (?, ?, ?)` and would read every row instead.
+            models.Index(
+                fields=["batch", "model_option", "prompt_version", "duration_ms", "status"],
+                name="run_batch_cell_duration",
+            ),
         ]
 
     def __str__(self) -> str:

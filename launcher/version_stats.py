@@ -150,7 +150,10 @@ def version_medians(
         # Django refuses sliced terms in a compound query on SQLite; SQLite itself accepts
         # them as subqueries, so the terms' own compiled SQL is joined here (all parameters).
         compiled = [term.query.sql_with_params() for term in terms]
-        sql = " UNION ALL ".join(f"SELECT * FROM ({term_sql})" for term_sql, _ in compiled)  # noqa: S608
+        sql = " UNION ALL ".join(
+            f"SELECT * FROM ({term_sql}) AS term_{n}"  # noqa: S608
+            for n, (term_sql, _) in enumerate(compiled)
+        )
         with connection.cursor() as cursor:
             cursor.execute(sql, [param for _, params in compiled for param in params])
             rows = cursor.fetchall()
