@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from launcher.models import Run, RunStatus
 from launcher.services.history import history_seed
@@ -100,3 +101,51 @@ def test_the_medians_read_the_duration_index_without_sorting(catalog, django_ass
             cursor.execute(f"EXPLAIN {sql}")
             plan = " ".join(row[0] for row in cursor.fetchall())
             assert "Index Only Scan using run_version_duration" in plan and "Sort" not in plan
+
+
+def test_the_batch_grid_percentiles_agree_with_percentile_cont_and_skip_the_sort(catalog):
+    import random
+
+    from launcher.batch_grid import _add_durations, _cells
+    from launcher.models import Batch
+    from launcher.services.stats import percentile
+    from tests.batch_data import add_runs
+
+    batch = Batch.objects.create(workflow=catalog.workflow, name="Durations", is_matrix=True)
+    rng = random.Random(7)
+    expected = {}
+    for number, (model, version, size) in enumerate(
+        [(None, catalog.v1, 7), (catalog.model, catalog.v1, 12), (catalog.model, catalog.v2, 1)]
+    ):
+        runs = add_runs(
+            batch, model=model, version=version, successes=size, first_row=100 * number + 1
+        )
+        values = []
+        for run in runs:
+            ms = rng.randrange(1_000, 200_000)
+            Run.objects.filter(pk=run.pk).update(duration_ms=ms)
+            values.append(ms)
+        values.sort()
+        expected[(model.pk if model else None, version.pk)] = (
+            timedelta(milliseconds=percentile(values, 0.5)),
+            timedelta(milliseconds=percentile(values, 0.9)),
+        )
+    cells = _cells(batch)
+    with CaptureQueriesContext(connection) as queries:
+        _add_durations(batch, cells)
+    got = {(c.model_id, c.version_id): (c.median_duration, c.p90_duration) for c in cells}
+    assert got == expected
+    assert len(queries.captured_queries) == 1
+    sql = queries.captured_queries[0]["sql"]
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+            assert "COVERING INDEX run_batch_cell_duration" in plan and "TEMP B-TREE" not in plan
+        else:
+            for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+                cursor.execute(f"SET LOCAL {setting} = off")
+            cursor.execute(f"EXPLAIN {sql}")
+            plan = " ".join(row[0] for row in cursor.fetchall())
+            assert "Index Only Scan using run_batch_cell_duration" in plan
+            assert "Sort" not in plan
