@@ -33,10 +33,12 @@ run: $(STAMPS)/install .env
 	@echo ""
 	@# The worker and the web server run side by side; Ctrl-C (or either one dying) stops both.
 	@# runserver is threaded: the launcher calls the sandbox on this same server.
-	@trap 'kill $$(jobs -p) 2>/dev/null' INT TERM EXIT; \
+	@# Ctrl-C is how one stops it, not an error: the recipe then exits 0 (no "make: *** Error
+	@# 143"), after both have stopped. Either one dying on its own still fails the recipe.
+	@trap 'trap - INT TERM; kill $$(jobs -p) 2>/dev/null; wait 2>/dev/null; echo " Stopped."; exit 0' INT TERM; \
 	  PORT=$(PORT) $(PY) manage.py db_worker --queue-name '*' --interval 0.5 --no-reload & \
 	  PORT=$(PORT) $(PY) manage.py runserver --noreload 127.0.0.1:$(PORT) & \
-	  wait -n; exit $$?
+	  wait -n; status=$$?; kill $$(jobs -p) 2>/dev/null; wait 2>/dev/null; exit $$status
 
 ## make test: lint, then the whole suite (browser tests included). SQLite unless DATABASE_URL.
 test: $(STAMPS)/install chromium

@@ -19,6 +19,7 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ERROR_FLAG
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpResponseRedirect
@@ -54,6 +55,7 @@ from launcher.services.prompts import (
     prompt_latest_version,
     prompt_publish,
     prompt_variable_warnings,
+    prompt_version_confirm,
     prompt_version_create,
 )
 from launcher.services.workflows import workflows_sync, workflows_sync_if_stale
@@ -62,7 +64,18 @@ admin.site.site_header = "Launcher administration"
 admin.site.site_title = "Launcher admin"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class LauncherAdmin(admin.ModelAdmin):
+    """Every Launcher ModelAdmin. A list filter or search holding U+0000 (`?name=%00`) would
+    reach PostgreSQL, which refuses it in a query (a 500): the list answers it as Django's
+    admin answers any filter it cannot apply, with the list again and `?e=1`."""
+
+    def changelist_view(self, request, extra_context=None):
+        if any("\x00" in key or "\x00" in value for key, value in request.GET.items()):
+            return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
+        return super().changelist_view(request, extra_context)
+
+
+class ReadOnlyAdmin(LauncherAdmin):
     """Rows that are written by services only: viewable, never added, changed or deleted here."""
 
     def has_add_permission(self, request, obj=None):
@@ -229,7 +242,7 @@ class PromptVersionForm(forms.Form):
 
 
 @admin.register(PromptVersion)
-class PromptVersionAdmin(admin.ModelAdmin):
+class PromptVersionAdmin(LauncherAdmin):
     list_display = ["__str__", "workflow", "note", "labels", "author", "created_at", "short_hash"]
     list_display_links = ["__str__"]
     list_filter = ["workflow", "imported_from_workflow"]
@@ -281,8 +294,10 @@ class PromptVersionAdmin(admin.ModelAdmin):
         warnings = prompt_variable_warnings(version.workflow, version.text)
         if not warnings:
             return "None"
+        # A class of our own: the admin indents a bare <ul>, out of line with the other values.
         return format_html(
-            "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((w,) for w in warnings))
+            '<ul class="variable-problems">{}</ul>',
+            format_html_join("", "<li>{}</li>", ((w,) for w in warnings)),
         )
 
     @admin.action(description="Publish to workflow…", permissions=["publish"])
@@ -305,6 +320,11 @@ class PromptVersionAdmin(admin.ModelAdmin):
                 wrap(self.publish_view),
                 name="launcher_promptversion_publish",
             ),
+            path(
+                "<int:version_id>/confirm-variables/",
+                wrap(self.confirm_variables_view),
+                name="launcher_promptversion_confirm_variables",
+            ),
             *super().get_urls(),
         ]
 
@@ -315,11 +335,31 @@ class PromptVersionAdmin(admin.ModelAdmin):
             extra_context.update(
                 can_edit=self.has_add_permission(request),
                 can_publish=self.has_publish_permission(request),
+                can_confirm=self.has_add_permission(request) and not version.variables_confirmed,
                 diff=prompt_diff(version.based_on.text, version.text) if version.based_on else None,
                 left_title=f"v{version.based_on.number}" if version.based_on else "",
                 right_title=f"v{version.number}",
             )
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def confirm_variables_view(self, request, version_id):
+        """POST: an editor confirms a saved version's unknown variables (it may become Latest)."""
+        if request.method != "POST":
+            return HttpResponseRedirect(
+                reverse("admin:launcher_promptversion_change", args=[version_id])
+            )
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        version = get_object_or_404(PromptVersion.objects.select_related("workflow"), pk=version_id)
+        prompt_version_confirm(version=version)
+        self.message_user(
+            request,
+            f"Confirmed: v{version.number} may now be offered as Latest.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(
+            reverse("admin:launcher_promptversion_change", args=[version.pk])
+        )
 
     def add_view(self, request, form_url="", extra_context=None):
         return self._version_form_view(request, based_on=None)
@@ -345,15 +385,28 @@ class PromptVersionAdmin(admin.ModelAdmin):
                 workflow = form.cleaned_data["workflow"]
                 text = form.cleaned_data["text"]
                 previewed = form.cleaned_data["previewed_sha256"] == sha256_text(text)
-                wants_save = "_save" in request.POST
-                if wants_save and (based_on is None or previewed):
-                    return self._save_version(request, form, workflow, based_on)
+                confirmed = "_save_unknown" in request.POST
+                wants_save = "_save" in request.POST or confirmed
+                # Unknown variables ({patient_nme}) are saved only when the editor says so,
+                # with "Save with unknown variables" after seeing them.
+                unknown = bool(prompt_variable_warnings(workflow, text))
+                if wants_save and (based_on is None or previewed) and (confirmed or not unknown):
+                    return self._save_version(
+                        request, form, workflow, based_on, confirmed=confirmed
+                    )
                 preview = self._preview(workflow, text, based_on)
                 form = PromptVersionForm(
                     initial={**form.cleaned_data, "previewed_sha256": sha256_text(text)},
                     based_on=based_on,
                 )
-                if wants_save:
+                if wants_save and unknown and (based_on is None or previewed):
+                    self.message_user(
+                        request,
+                        "Not saved: this text uses variables the workflow does not define. "
+                        "Correct them, or press “Save with unknown variables”.",
+                        messages.WARNING,
+                    )
+                elif wants_save:
                     self.message_user(request, "Review the changes, then save.", messages.WARNING)
         else:
             initial = {}
@@ -390,7 +443,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
             "unchanged": base is not None and base.sha256 == sha256_text(text),
         }
 
-    def _save_version(self, request, form, workflow, based_on):
+    def _save_version(self, request, form, workflow, based_on, *, confirmed=False):
         try:
             version = prompt_version_create(
                 workflow=workflow,
@@ -398,6 +451,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
                 note=form.cleaned_data["note"],
                 author=request.user,
                 based_on=based_on,
+                confirm_unknown_variables=confirmed,
             )
         except PromptError as exc:
             self.message_user(request, str(exc), messages.ERROR)
@@ -424,7 +478,8 @@ class PromptVersionAdmin(admin.ModelAdmin):
             else:
                 self.message_user(
                     request,
-                    f"v{version.number} is now the stored prompt of {version.workflow}.",
+                    # The admin capitalises a message's first letter: "v4" must not lead.
+                    f"Published: v{version.number} is now the stored prompt of {version.workflow}.",
                     messages.SUCCESS,
                 )
             return HttpResponseRedirect(
@@ -567,7 +622,7 @@ class PromptLabelMoveInline(ReadOnlyInline):
 
 
 @admin.register(PromptLabel)
-class PromptLabelAdmin(admin.ModelAdmin):
+class PromptLabelAdmin(LauncherAdmin):
     form = PromptLabelForm
     list_display = ["name", "workflow", "version", "protected", "updated_at"]
     list_filter = ["workflow", "name", "protected"]
@@ -671,7 +726,7 @@ class ModelOptionChangeInline(ReadOnlyInline):
 
 
 @admin.register(ModelOption)
-class ModelOptionAdmin(admin.ModelAdmin):
+class ModelOptionAdmin(LauncherAdmin):
     list_display = [
         "name",
         "provider",

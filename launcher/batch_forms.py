@@ -13,14 +13,17 @@ Secrets and files are never stored, so a batch carries neither (see the help tex
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
+from launcher.inputs import InputKind, InputSpec, input_specs
 from launcher.models import ModelOption, Workflow
 from launcher.selectors import model_default_name, models_offered, prompt_choices
 from launcher.services.batches import (
@@ -41,6 +44,18 @@ from launcher.services.prompts import PromptChoiceInvalid, ResolvedPrompt, promp
 DEFAULT_MODEL = "default"
 ROWS = "rows"
 COUNT = "count"
+PREVIEW_RUNS = 20  # the preview lists this many of the runs it will create, then "and N more"
+# Fields a workflow change carries over to the form for the new workflow (models and prompts
+# are the old workflow's choices, so they start again from the defaults).
+KEPT_ON_WORKFLOW_CHANGE = (
+    "token",
+    "name",
+    "source",
+    "rows_text",
+    "input_format",
+    "count",
+    "inputs_json",
+)
 ROWS_HELP = (
     "One run per row. CSV: the first line names the input keys. JSON Lines: one JSON object per "
     "line. Sensitive inputs ($name) and files cannot come from a batch — secrets are never "
@@ -75,6 +90,8 @@ class BatchForm(forms.Form):
     rows_text = forms.CharField(
         label="Rows",
         required=False,
+        # Not stripped: leading blank lines count in the line numbers the preview shows.
+        strip=False,
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
         help_text=ROWS_HELP,
     )
@@ -170,14 +187,17 @@ class BatchForm(forms.Form):
         uploaded = cleaned.get("rows_file")
         # An uploaded file replaces the pasted rows, and is shown in their place from now on,
         # so that previewing and then launching need not upload it again.
-        self.rows_text = uploaded if uploaded is not None else cleaned.get("rows_text") or ""
+        self.rows_text = _lf(uploaded if uploaded is not None else cleaned.get("rows_text") or "")
+        # Trailing line breaks mean nothing, and a textarea may add or drop one.
+        self.rows_text = self.rows_text.rstrip("\n")
         # Secrets are never kept, nor shown again: their columns leave the rows before anything.
         self.rows_text, removed = batch_rows_strip_secrets(
             self.rows_text, cleaned.get("input_format") or ""
         )
         if removed:
             self.add_error("rows_text", _secrets_removed(removed))
-        inputs_json, removed = batch_inputs_strip_secrets(cleaned.get("inputs_json") or "")
+        cleaned["inputs_json"] = _lf(cleaned.get("inputs_json") or "")
+        inputs_json, removed = batch_inputs_strip_secrets(cleaned["inputs_json"])
         if removed:
             self.data = self.data.copy()
             self.data["inputs_json"] = cleaned["inputs_json"] = inputs_json
@@ -255,8 +275,84 @@ class BatchForm(forms.Form):
         self.data["rows_text"] = self.rows_text
         self.data["previewed"] = self.fingerprint if self.is_valid() else ""
 
+    @property
+    def columns(self) -> list[InputSpec]:
+        """The columns (CSV) or keys (JSON Lines) a row may have: the workflow's inputs that a
+        batch can carry (no secrets, no files)."""
+        return batch_columns(self.workflow_obj)
+
+    @property
+    def bad_rows_shown(self) -> list[tuple]:
+        """Each bad row with its line of the file, so people see what is wrong, not only where."""
+        lines = self.rows_text.split("\n")
+        shown = []
+        for row in self.check.bad_rows:
+            content = lines[row.line - 1] if row.line and 0 < row.line <= len(lines) else ""
+            shown.append((row, content))
+        return shown
+
+    @property
+    def preview_runs(self) -> list[PreviewRun]:
+        """The first PREVIEW_RUNS runs the batch will create, in plan order (row, model, prompt)."""
+        combos = itertools.product(self.check.rows, self.chosen_models, self.chosen_prompts)
+        return [
+            PreviewRun(
+                row=row.number,
+                line=row.line,
+                model=model.name if model else "Workflow default",
+                prompt=prompt.description,
+                inputs=json.dumps(row.values, ensure_ascii=False, default=str),
+            )
+            for row, model, prompt in itertools.islice(combos, PREVIEW_RUNS)
+        ]
+
+    @property
+    def preview_more(self) -> int:
+        return max(0, self.total_runs - PREVIEW_RUNS)
+
     def models_text(self) -> Sequence[str]:
         return [m.name if m else "Workflow default" for m in self.chosen_models]
+
+
+@dataclass(frozen=True)
+class PreviewRun:
+    row: int
+    line: int | None
+    model: str
+    prompt: str
+    inputs: str  # the row's inputs as compact JSON
+
+
+def batch_columns(workflow: Workflow) -> list[InputSpec]:
+    """The inputs a batch row can fill: every schema input except secrets and files."""
+    return [
+        spec
+        for spec in input_specs(workflow.input_schema)
+        if not spec.sensitive and spec.kind != InputKind.FILE
+    ]
+
+
+def batch_form_kept(data) -> dict:
+    """What a workflow change keeps of the form (the rows stay, without secret columns)."""
+    kept = {name: data.get(name) for name in KEPT_ON_WORKFLOW_CHANGE if data.get(name)}
+    if kept.get("rows_text"):
+        kept["rows_text"], _ = batch_rows_strip_secrets(
+            _lf(kept["rows_text"]), kept.get("input_format") or ""
+        )
+    if kept.get("inputs_json"):
+        kept["inputs_json"], _ = batch_inputs_strip_secrets(kept["inputs_json"])
+    if kept.get("token"):
+        # A new workflow is a new batch: a fresh token, so it is never taken for the old one.
+        kept["token"] = str(uuid.uuid4())
+    return kept
+
+
+def _lf(text: str) -> str:
+    """Line endings as LF. A browser sends a textarea back with CRLF (HTML's form encoding),
+    while an uploaded file may have either: without this (and without ignoring trailing line
+    breaks), the preview of an uploaded file and the same rows sent back from the textarea had
+    different fingerprints, and "Launch" only previewed again."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _secrets_removed(names: list[str]) -> str:

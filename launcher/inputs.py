@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -249,7 +250,20 @@ def initial_value(spec: InputSpec, value: Any) -> Any:
         return value if isinstance(value, str) else json.dumps(value)
     if spec.kind == InputKind.BOOLEAN:
         return bool(value)
+    if spec.schema.get("format") == "date-time" and isinstance(value, str):
+        return _datetime_local(value)
     return value
+
+
+def _datetime_local(value: str) -> str:
+    """An RFC 3339 moment as <input type="datetime-local"> shows it: in UTC, without a zone."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="seconds")
 
 
 NUL_MESSAGE = "Remove the NUL character (\\0): it cannot be stored."
@@ -311,9 +325,9 @@ def _build_form_field(spec: InputSpec) -> forms.Field:
         # the attribute still tells assistive technology the field is required.
         attrs["required"] = True
         attrs["aria-required"] = "true"
-    # The label is the key itself (operators and tests find fields by it); a schema title is
-    # shown with the description.
-    help_text = " — ".join(part for part in (spec.title, spec.description) if part)
+    # The field's label stays the key (errors and the API name it so); the launch page shows the
+    # schema's title as the label with the key beside it, and the description under the field.
+    help_text = spec.description
     kwargs: dict[str, Any] = {"label": spec.key, "help_text": help_text}
 
     if spec.sensitive:
@@ -332,6 +346,8 @@ def _build_form_field(spec: InputSpec) -> forms.Field:
         return _RawField(spec=spec, widget=forms.Select(attrs=attrs, choices=choices), **kwargs)
     if spec.kind in (InputKind.NUMBER, InputKind.INTEGER):
         attrs["step"] = "1" if spec.kind == InputKind.INTEGER else "any"
+        if _is_number(spec.schema.get("multipleOf")) and spec.schema["multipleOf"] > 0:
+            attrs["step"] = spec.schema["multipleOf"]
         if spec.minimum is not None:
             attrs["min"] = spec.minimum
         if spec.maximum is not None:
@@ -339,18 +355,43 @@ def _build_form_field(spec: InputSpec) -> forms.Field:
         return _RawField(spec=spec, widget=forms.NumberInput(attrs=attrs), **kwargs)
     if spec.kind == InputKind.STRING_LIST:
         attrs["rows"] = 4
-        kwargs["help_text"] = " ".join(filter(None, [help_text, "One item per line."]))
+        kwargs["help_text"] = _sentences(help_text, "One item per line.")
         return _RawField(spec=spec, widget=forms.Textarea(attrs=attrs), **kwargs)
     if spec.kind == InputKind.JSON:
         attrs["rows"] = 4
         attrs["spellcheck"] = "false"
         if spec.in_schema:
-            kwargs["help_text"] = " ".join(filter(None, [help_text, "Type JSON."]))
+            kwargs["help_text"] = _sentences(help_text, "Type JSON.")
         return _RawField(spec=spec, widget=forms.Textarea(attrs=attrs), **kwargs)
     if spec.kind == InputKind.TEXT:
         attrs["rows"] = 4
         return _RawField(spec=spec, widget=forms.Textarea(attrs=attrs), **kwargs)
-    return _RawField(spec=spec, widget=forms.TextInput(attrs=attrs), **kwargs)
+    widget = forms.TextInput(attrs=attrs)
+    # A string's format picks the browser's own control (its picker, its keyboard on phones).
+    input_type = STRING_INPUT_TYPES.get(spec.schema.get("format"))
+    if input_type:
+        widget.input_type = input_type
+        if input_type == "datetime-local":
+            attrs["step"] = 1  # seconds may be given
+            kwargs["help_text"] = _sentences(help_text, "In UTC.")
+    return _RawField(spec=spec, widget=widget, **kwargs)
+
+
+# JSON Schema string formats → <input type>.
+STRING_INPUT_TYPES = {
+    "date": "date",
+    "date-time": "datetime-local",
+    "email": "email",
+    "uri": "url",
+    "url": "url",
+}
+_LOCAL_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+
+
+def _sentences(*parts: str) -> str:
+    """Help texts joined as sentences ("The tags. One item per line."), never run together."""
+    kept = [part.strip() for part in parts if part and part.strip()]
+    return " ".join(part if part[-1] in ".!?:" else part + "." for part in kept)
 
 
 # --- Posted strings → JSON values --------------------------------------------------------------
@@ -380,6 +421,11 @@ def coerce_input(spec: InputSpec, raw: Any) -> Any:
     if spec.kind in (InputKind.STRING, InputKind.TEXT) or (
         spec.sensitive and spec.kind not in (InputKind.NUMBER, InputKind.INTEGER)
     ):
+        if spec.schema.get("format") == "date-time" and _LOCAL_DATETIME.fullmatch(text.strip()):
+            # <input type="datetime-local"> sends "2025-03-01T14:02" with no zone; the schema
+            # wants RFC 3339, and the help text says the field is in UTC.
+            text = text.strip()
+            return text + (":00Z" if len(text) == 16 else "Z")
         return text if text != "" else None
     if text.strip() == "":
         return None
@@ -392,7 +438,8 @@ def coerce_input(spec: InputSpec, raw: Any) -> Any:
     if spec.kind == InputKind.ENUM:
         by_value = {choice_value(value): value for value in spec.choices}
         if text not in by_value:
-            raise ValidationError("Choose one of the listed values.", code="invalid_choice")
+            allowed = ", ".join(str(value) for value in spec.choices)
+            raise ValidationError(f"Choose one of: {allowed}.", code="invalid_choice")
         return by_value[text]
     if spec.kind == InputKind.JSON:
         try:

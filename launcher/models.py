@@ -28,7 +28,13 @@ class Workflow(models.Model):
     input_schema = models.JSONField(null=True, blank=True, help_text="Parsed JSON Schema.")
     model_metadata = models.JSONField(null=True, blank=True)
     tags = models.JSONField(default=list, blank=True, help_text="Tag names.")
+    # The API's workflow_metadata: an error nobody has addressed yet, since when, and its run
+    # (set and cleared by every sync, as the API says).
     last_run_errored = models.BooleanField(default=False)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error_run_id = models.UUIDField(
+        null=True, blank=True, help_text="The errored run's id in Cyberdesk."
+    )
     has_post_run_checks = models.BooleanField(default=False)
     upstream_updated_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
@@ -122,6 +128,10 @@ class PromptVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # False while the text uses variables the workflow's schema lacks ({patient_nme}) and no
+    # editor has confirmed them ("Save with unknown variables"): such a version is never
+    # "Latest" (a typo must not reach every run that asks for the latest prompt).
+    variables_confirmed = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["workflow", "-number"]
@@ -137,7 +147,10 @@ class PromptVersion(models.Model):
     def save(self, *args, **kwargs):
         # Runs record which version they used: a saved version must never change, or that
         # record would lie. "Editing" saves a new version (launcher.services.prompts).
-        if not self._state.adding:
+        if not self._state.adding and set(kwargs.get("update_fields") or ()) != {
+            "variables_confirmed"
+        }:
+            # (Confirming its variables is the one change allowed: the text stays as it was.)
             raise PromptVersionImmutable("A saved prompt version never changes; save a new one.")
         self.sha256 = sha256_text(self.text)
         super().save(*args, **kwargs)

@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from launcher.models import (
+    TERMINAL_STATUSES,
     Batch,
     ModelOption,
     PromptLabel,
@@ -89,8 +90,9 @@ def prompt_choices(workflow: Workflow) -> list[tuple[str, str]]:
         return f" {WARNING_MARK}" if prompt_variable_warnings(workflow, text) else ""
 
     choices = [("stored", str(PromptMode.STORED.label) + mark(workflow.main_prompt))]
-    if versions:
-        newest = versions[0]
+    # "Latest" is the newest version whose variables are confirmed (prompt_latest_version).
+    newest = next((version for version in versions if version.variables_confirmed), None)
+    if newest is not None:
         flag = mark(newest.text)
         choices.append(("latest", f"Latest (v{newest.number}){flag}"))
     for label in labels:
@@ -445,12 +447,43 @@ def run_filter_choices(*, batch: int | None = None) -> RunFilterChoices:
     return RunFilterChoices(workflows, models, versions, labels, users, batches)
 
 
+# --- Workflows: an unaddressed error upstream --------------------------------------------------
+
+
+def workflow_error_runs(workflows) -> dict:
+    """For each workflow with an unaddressed error (the API's `workflow_metadata`) whose run
+    Launcher launched: {workflow pk: that run's pk}, so the page can link to it. One query, and
+    none when no workflow names an errored run."""
+    wanted = {
+        w.last_error_run_id: w.pk for w in workflows if w.last_run_errored and w.last_error_run_id
+    }
+    if not wanted:
+        return {}
+    found = Run.objects.filter(cyberdesk_id__in=wanted).values_list("cyberdesk_id", "pk")
+    return {wanted[cyberdesk_id]: pk for cyberdesk_id, pk in found}
+
+
 # --- Batches (the batch page and its export) ------------------------------------------------
 
 
 @dataclass(frozen=True)
+class ProgressSegment:
+    """One part of a batch's progress bar: runs in one state now, and its share of the batch."""
+
+    key: str  # succeeded, failed, cancelled, rejected, running, queued, unknown (CSS class)
+    label: str
+    count: int
+    start: float  # percent of the bar before this segment
+    percent: float
+
+
+@dataclass(frozen=True)
 class BatchProgress:
-    """How far a batch has come. `queued` runs are not sent yet; `submitted` the API has."""
+    """How far a batch has come. `queued` runs are not sent yet; `submitted` the API has.
+
+    `segments` is the one breakdown the page shows: every run counted once, by its state now
+    (succeeded, failed, cancelled, not started, running, queued, outcome unknown), adding up to
+    `total`. (`submitted` is a running total of what was ever sent, not a state: not shown.)"""
 
     total: int
     queued: int
@@ -462,6 +495,8 @@ class BatchProgress:
     succeeded: int
     failed: int
     cancelled: int
+    waiting: int = 0  # not sent yet (status pending, outcome known)
+    pending_unknown: int = 0  # sent, but whether the API has it is not known yet
 
     @property
     def finished(self) -> int:
@@ -474,6 +509,40 @@ class BatchProgress:
     @property
     def percent(self) -> int:
         return round(100 * self.finished / self.total) if self.total else 100
+
+    @property
+    def active(self) -> int:
+        """Runs the API has and is working on (scheduling, running, running checks)."""
+        return self.scheduling + self.running
+
+    @property
+    def segments(self) -> list[ProgressSegment]:
+        parts = [
+            ("succeeded", "Succeeded", self.succeeded),
+            ("failed", "Failed", self.failed),
+            ("cancelled", "Cancelled", self.cancelled),
+            ("rejected", "Not started", self.rejected),
+            ("running", "Running", self.active),
+            ("queued", "Queued", self.waiting),
+            ("unknown", "Outcome unknown", self.pending_unknown),
+        ]
+        # Anything counted nowhere else (a status this code does not know yet) shows as queued,
+        # so the segments always add up to the batch size.
+        rest = self.total - sum(count for _, _, count in parts)
+        if rest > 0:
+            parts[5] = ("queued", "Queued", self.waiting + rest)
+        segments, start = [], 0.0
+        for key, label, count in parts:
+            percent = 100 * count / self.total if self.total else 0.0
+            segments.append(ProgressSegment(key, label, count, round(start, 3), round(percent, 3)))
+            start += percent
+        return segments
+
+    @property
+    def summary(self) -> str:
+        """The breakdown as one sentence (the bar's accessible name)."""
+        shown = [f"{s.count} {s.label.lower()}" for s in self.segments if s.count]
+        return f"{self.total} runs: " + (", ".join(shown) if shown else "none yet")
 
 
 def batch_progress(batch: Batch) -> BatchProgress:
@@ -493,18 +562,101 @@ def batch_progress(batch: Batch) -> BatchProgress:
             if (submission is None or sub == submission) and (not statuses or status in statuses)
         )
 
+    pending_unknown = total(submission=Submission.UNKNOWN, statuses=(RunStatus.PENDING,))
     return BatchProgress(
         total=total(),
         queued=total(submission=Submission.QUEUED),
         unknown=total(submission=Submission.UNKNOWN),
         rejected=total(statuses=(RunStatus.REJECTED,)),
         submitted=total(submission=Submission.ACCEPTED),
-        scheduling=total(submission=Submission.ACCEPTED, statuses=(RunStatus.SCHEDULING,)),
+        scheduling=total(statuses=(RunStatus.SCHEDULING,)),
         running=total(statuses=(RunStatus.RUNNING, RunStatus.RUNNING_CHECKS)),
         succeeded=total(statuses=(RunStatus.SUCCESS,)),
         failed=total(statuses=(RunStatus.TASK_FAILED, RunStatus.ERROR)),
         cancelled=total(statuses=(RunStatus.CANCELLED,)),
+        waiting=total(statuses=(RunStatus.PENDING,)) - pending_unknown,
+        pending_unknown=pending_unknown,
     )
+
+
+# --- A batch's lifecycle: planned → sending → running → finished (or cancelled) ---------------
+
+
+class BatchLifecycle:
+    PLANNED = "planned"
+    SENDING = "sending"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    LABELS = {
+        PLANNED: "Planned",
+        SENDING: "Sending",
+        RUNNING: "Running",
+        FINISHED: "Finished",
+        CANCELLED: "Cancelled",
+    }
+
+
+def batch_lifecycle(*, state: str, total: int, queued: int, finished: int) -> str:
+    """Where a batch is, from its own state and its runs' counts (never from `state` alone:
+    `submitted` only says the sender is done, not that the runs are).
+
+    cancelled — someone cancelled the rest; finished — every run has an outcome; planned —
+    stored, nothing sent yet; sending — the worker is sending its queued runs; running — all
+    sent, some still running."""
+    if state == Batch.State.CANCELLED:
+        return BatchLifecycle.CANCELLED
+    if finished >= total:
+        return BatchLifecycle.FINISHED
+    if state == Batch.State.SUBMITTING and queued >= total:
+        return BatchLifecycle.PLANNED
+    if state == Batch.State.SUBMITTING and queued:
+        return BatchLifecycle.SENDING
+    return BatchLifecycle.RUNNING
+
+
+def batch_progress_lifecycle(batch: Batch, progress: BatchProgress) -> str:
+    return batch_lifecycle(
+        state=batch.state, total=progress.total, queued=progress.queued, finished=progress.finished
+    )
+
+
+def batches_for_list(*, limit: int) -> list[Batch]:
+    """The newest batches with their run counts and lifecycle (`run_count`, `lifecycle`,
+    `lifecycle_label` on each). Each count is its own indexed COUNT (run_batch_created), taken
+    for the batches shown: a JOIN … GROUP BY would aggregate every run of every batch before
+    the LIMIT."""
+
+    def count(**filters):
+        return Coalesce(
+            Subquery(
+                Run.objects.filter(batch=OuterRef("pk"), **filters)
+                .order_by()
+                .values("batch")
+                .annotate(n=Count("pk"))
+                .values("n")
+            ),
+            0,
+        )
+
+    batches = list(
+        Batch.objects.select_related("workflow", "created_by")
+        .annotate(
+            run_count=count(),
+            queued_count=count(submission=Submission.QUEUED),
+            finished_count=count(status__in=TERMINAL_STATUSES),
+        )
+        .order_by("-created_at")[:limit]
+    )
+    for batch in batches:
+        batch.lifecycle = batch_lifecycle(
+            state=batch.state,
+            total=batch.run_count,
+            queued=batch.queued_count,
+            finished=batch.finished_count,
+        )
+        batch.lifecycle_label = BatchLifecycle.LABELS[batch.lifecycle]
+    return batches
 
 
 def duration_display(value: timedelta | None) -> str:

@@ -271,10 +271,29 @@ CONTENT_SECURITY_POLICY = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "server": {"format": "[{server_time}] {message}", "style": "{"},
+    },
+    # One line per request at most (launcher/console.py): no static 304s, no second line for a
+    # sandbox call, nothing from the worker's idle bookkeeping.
+    "filters": {"quiet_console": {"()": "launcher.console.QuietConsole"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["quiet_console"],
+        },
+        "server": {
+            "class": "logging.StreamHandler",
+            "formatter": "server",
+            "filters": ["quiet_console"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # runserver's request lines (Django's own handler for them, replaced to be filtered).
+        "django.server": {"handlers": ["server"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         # httpx logs every request URL at INFO, query string included (search text); the
         # Cyberdesk client writes its own line per call instead (launcher/cyberdesk/client.py).

@@ -119,9 +119,14 @@ def test_staff_without_prompt_permissions_cannot_add_or_edit(staff, v1):
 
 
 def test_an_editor_adds_a_version_and_sees_variable_warnings(editor, prompt_editor, workflow, v1):
+    values = {"workflow": WORKFLOW_ID, "text": "Use {password} on {site}", "note": "n"}
+    first = editor.post(reverse("admin:launcher_promptversion_add"), {**values, "_save": "1"})
+    # Unknown variables are saved only on purpose (issue 14).
+    assert first.status_code == 200 and PromptVersion.objects.filter(number=2).count() == 0
+    assert "Save with unknown variables" in first.content.decode()
     response = editor.post(
         reverse("admin:launcher_promptversion_add"),
-        {"workflow": WORKFLOW_ID, "text": "Use {password} on {site}", "note": "n", "_save": "1"},
+        {**values, "_save_unknown": "1"},
         follow=True,
     )
     assert response.status_code == 200
@@ -462,3 +467,20 @@ def test_saving_a_model_in_the_admin_records_the_change_and_keeps_prices(admin_u
     assert not option.enabled  # the unchecked box disables it
     assert str(option.price_input_per_million) == "2.5000"
     assert ModelOptionChange.objects.get().changed_by == admin_user
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"name": "\x00"},
+        {"label__name": "\x00"},
+        {"state": "prod\x00"},
+        {"q": "\x00"},
+    ],
+)
+def test_a_list_filter_holding_a_nul_character_is_refused_like_any_bad_filter(admin_client, query):
+    # PostgreSQL refuses U+0000 in a query: without the check these were 500s there.
+    for model in ("promptlabel", "promptlabelmove", "canary", "promptversion", "modeloption"):
+        response = admin_client.get(reverse(f"admin:launcher_{model}_changelist"), query)
+        assert response.status_code == 302, model
+        assert response["Location"].endswith("?e=1")

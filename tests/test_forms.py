@@ -110,7 +110,7 @@ def test_every_problem_is_reported_next_to_its_field(catalog):
     assert not form.is_valid()
     assert form.errors["input:customer_id"] == ["Must be at least 3 characters long."]
     assert form.errors["input:age"] == ["Enter a whole number."]
-    assert form.errors["input:region"] == ["Choose one of the listed values."]
+    assert form.errors["input:region"] == ["Choose one of: eu, us."]
     assert form.errors["input:$api_key"] == ["Must be at least 4 characters long."]
 
 

@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from launcher.inputs import (
     InputKind,
     coerce_input,
+    initial_value,
     input_payload,
     input_schema_errors,
     input_specs,
@@ -140,7 +141,7 @@ def test_posted_strings_become_json_values(key, raw, value):
         ("age", "forty", "Enter a whole number."),
         ("age", "4.5", "Enter a whole number."),
         ("ratio", "nan", "Enter a number."),
-        ("region", "mars", "Choose one of the listed values."),
+        ("region", "mars", "Choose one of: eu, us."),
         ("scores", "1\ntwo", "Each line must be a whole number."),
         ("address", "{not json", "Enter valid JSON."),
     ],
@@ -252,10 +253,62 @@ def test_a_broken_or_missing_schema_never_blocks_a_launch():
     assert input_specs(None, ["x"])[0].key == "x"
 
 
-def test_a_schema_title_is_shown_with_the_description_but_the_label_stays_the_key():
+def test_a_schema_title_leaves_the_help_text_to_the_description_and_the_label_the_key():
     spec = input_specs(
         {"properties": {"dob": {"type": "string", "title": "Date of birth", "description": "ISO"}}}
     )[0]
     field = spec.form_field()
-    assert field.label == "dob"
-    assert field.help_text == "Date of birth — ISO"
+    assert field.label == "dob"  # the page shows the title as the label (launch.html)
+    assert field.help_text == "ISO"
+
+
+def test_string_formats_get_the_browsers_own_inputs():
+    specs = input_specs(
+        {
+            "properties": {
+                "born": {"type": "string", "format": "date"},
+                "due": {"type": "string", "format": "date-time"},
+                "mail": {"type": "string", "format": "email"},
+                "site": {"type": "string", "format": "uri"},
+                "count": {"type": "number", "minimum": 0, "maximum": 10, "multipleOf": 0.5},
+            }
+        }
+    )
+    html = {spec.key: str(spec.form_field().widget.render(spec.key, None)) for spec in specs}
+
+    assert 'type="date"' in html["born"]
+    assert 'type="datetime-local"' in html["due"]
+    assert 'type="email"' in html["mail"]
+    assert 'type="url"' in html["site"]
+    assert 'min="0"' in html["count"] and 'max="10"' in html["count"]
+    assert 'step="0.5"' in html["count"]
+
+
+def test_a_local_date_time_is_sent_as_rfc3339_in_utc_and_shown_back_without_a_zone():
+    [spec] = input_specs({"properties": {"due": {"type": "string", "format": "date-time"}}})
+
+    assert coerce_input(spec, "2025-03-01T14:02") == "2025-03-01T14:02:00Z"
+    assert coerce_input(spec, "2025-03-01T14:02:30") == "2025-03-01T14:02:30Z"
+    assert initial_value(spec, "2025-03-01T16:02:30+02:00") == "2025-03-01T14:02:30"
+    assert "In UTC." in spec.form_field().help_text
+
+
+def test_help_texts_are_sentences_that_never_run_together():
+    [spec] = input_specs(
+        {
+            "properties": {
+                "tags": {"type": "array", "items": {"type": "string"}, "description": "Tags to add"}
+            }
+        }
+    )
+
+    assert spec.form_field().help_text == "Tags to add. One item per line."
+
+
+def test_an_enum_error_names_the_allowed_values():
+    [spec] = input_specs({"properties": {"size": {"enum": ["S", "M", "L"]}}})
+
+    with pytest.raises(ValidationError) as caught:
+        coerce_input(spec, "XL")
+
+    assert caught.value.messages == ["Choose one of: S, M, L."]

@@ -510,3 +510,33 @@ def test_a_sandbox_run_finishes_here_through_its_signed_webhook(live_server, set
     event = WebhookEvent.objects.get(run=run)
     assert (event.event_type, event.applied) == ("run_complete", True)
     assert "hunter2" not in json.dumps(event.payload)
+
+
+def test_each_outcome_is_named_in_the_answer(client, run, django_capture_on_commit_callbacks):
+    """Svix shows the answer in its delivery log: what Launcher did with each event."""
+
+    def answer(body):
+        return post(client, body, signed_headers(body, msg_id=f"msg_{uuid.uuid4()}")).json()
+
+    other_event = json.dumps({"event_id": "evt_other", "event_type": "workflow_updated"})
+    assert answer(other_event.encode()) == {"status": "ignored"}
+    assert answer(event_body(uuid.uuid4())) == {"status": "unknown run"}
+    Run.objects.filter(pk=run.pk).update(attempt=2)
+    assert answer(event_body(run.cyberdesk_id, status="error")) == {"status": "verifying"}
+    Run.objects.filter(pk=run.pk).update(attempt=1)
+    assert answer(event_body(run.cyberdesk_id)) == {"status": "applied"}
+    assert answer(event_body(run.cyberdesk_id)) == {"status": "no change"}  # another event id
+
+
+def test_news_about_a_run_already_finished_enqueues_nothing(
+    client, run, django_capture_on_commit_callbacks
+):
+    """Only the event that finishes a run has it finalized (its cost and history fetched once)."""
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCESS)
+    body = event_body(run.cyberdesk_id, status="success")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 200
+    assert not DBTaskResult.objects.exists()

@@ -38,7 +38,12 @@ from playwright.sync_api import expect  # noqa: E402
 
 # The browser tests' fixtures: Chromium, the live server pointed at the sandbox, a page that
 # and closing the shared API client after the run.
-from tests.browser.conftest import browser, log_in, sandbox_api  # noqa: E402, F401
+from tests.browser.conftest import (  # noqa: E402, F401
+    browser,
+    log_in,
+    matrix_batch_preview,
+    sandbox_api,
+)
 from tests.conftest import _close_the_shared_api_client  # noqa: E402, F401
 
 DESKTOP = {"width": 1280, "height": 800}
@@ -175,8 +180,10 @@ def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
     _shoot(page, "run-finished")
 
     # Retry it: both attempts are kept; the agent's steps as a timeline; the attempts compared.
-    page.on("dialog", lambda dialog: dialog.accept())  # a confirmation, if the page asks
+    page.on("dialog", lambda dialog: dialog.accept())  # a browser confirmation, if any
     page.get_by_role("button", name="Retry").click()
+    # Retry asks first, in the page's own dialog.
+    page.get_by_role("dialog").get_by_role("button", name="Yes, start attempt 2").click()
     expect(page.get_by_role("region", name="Attempts").get_by_role("listitem")).to_have_count(2)
     expect(_status(page)).to_contain_text(re.compile("Success|Task failed|Error"), timeout=20_000)
     page.locator("#timeline-heading").evaluate("el => el.scrollIntoView()")
@@ -191,27 +198,20 @@ def test_take_screenshots(browser, live_server, demo_data):  # noqa: F811
     _launch(page, INVOICE, _invoice)
     expect(_status(page)).to_contain_text("Running", timeout=20_000)
     _shoot(page, "run-running")
+    # Cancel asks first: what will happen, in a dialog; "Keep it running" leaves it be.
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    expect(page.get_by_role("dialog")).to_contain_text("Cancel run")
+    _shoot(page, "confirm-cancel")
+    page.get_by_role("dialog").get_by_role("link", name="Keep it running").click()
+    expect(page.get_by_role("dialog")).to_be_hidden()
 
     # A matrix batch: 2 models × 2 prompt versions × 3 rows, finished, with its grid.
     page.goto("/batches/new")
-    page.get_by_label("Workflow").select_option(label=ELIGIBILITY)
-    page.get_by_role("button", name="Choose workflow").click()
-    page.get_by_label("Batch name").fill("Opus vs Sonnet, v1 vs v2")
-    models = page.get_by_role("group", name="Models")
-    models.get_by_role("checkbox", name="Default model").uncheck()
-    models.get_by_role("checkbox", name="Claude Opus 4.1", exact=True).check()
-    models.get_by_role("checkbox", name="Claude Sonnet 4.5", exact=True).check()
-    prompts = page.get_by_role("group", name="Prompts")
-    prompts.get_by_role("checkbox", name="Stored prompt").uncheck()
-    prompts.get_by_role("checkbox", name="v1 — first version").check()
-    prompts.get_by_role("checkbox", name="v2 — sign in first; report the deductible").check()
-    page.get_by_label("Rows", exact=True).fill(
-        "patient_name,date_of_birth,payer\n"
-        "Ada Lovelace,1990-01-02,Cigna\n"
-        "Grace Hopper,1985-12-09,Aetna\n"
-        "Alan Turing,1992-06-23,Medicare\n"
+    matrix_batch_preview(
+        page, versions=("v1 — first version", "v2 — sign in first; report the deductible")
     )
-    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_role("table", name="Runs it will create")).to_be_visible()
+    _shoot(page, "batch-new", at="#preview-heading")
     page.get_by_role("button", name="Launch 12 runs").click()
     expect(page.get_by_role("region", name="Progress").get_by_role("status")).to_contain_text(
         "(100%)", timeout=30_000

@@ -200,15 +200,20 @@ class Workflow:
     model_metadata: ModelMetadata | None
     tags: list[str]
     is_webhooks_enabled: bool
-    last_run_errored: bool
+    last_run_errored: bool  # workflow_metadata.has_unaddressed_error
     has_post_run_checks: bool
     created_at: datetime
     updated_at: datetime
+    # When the unaddressed error's run started, and that run's id (None when there is none).
+    last_errored_run_start: datetime | None = None
+    last_errored_run_id: UUID | None = None
 
     @classmethod
     def from_api(cls, data: Any) -> Workflow:
         f = _Fields(data, "workflow")
         workflow_metadata = f.dict("workflow_metadata") or {}
+        errored = workflow_metadata.get("has_unaddressed_error") is True
+        metadata = _Fields(workflow_metadata, "workflow_metadata")
         tag_names = []
         for tag in f.list("tags"):
             name = tag.get("name") if isinstance(tag, dict) else None
@@ -223,10 +228,13 @@ class Workflow:
             model_metadata=ModelMetadata.from_api(f.any("model_metadata")),
             tags=tag_names,
             is_webhooks_enabled=f.bool("is_webhooks_enabled"),
-            last_run_errored=workflow_metadata.get("has_unaddressed_error") is True,
+            last_run_errored=errored,
             has_post_run_checks=bool(f.list("post_run_checks")),
             created_at=f.datetime("created_at", required=True),
             updated_at=f.datetime("updated_at", required=True),
+            # Only while the error is unaddressed: a cleared error names no run.
+            last_errored_run_start=metadata.datetime("last_errored_run_start") if errored else None,
+            last_errored_run_id=metadata.uuid("last_errored_run_uuid") if errored else None,
         )
 
 

@@ -132,9 +132,15 @@ def prompt_version_create(
     note: str = "",
     author=None,
     based_on: PromptVersion | None = None,
+    confirm_unknown_variables: bool = True,
     imported_from_workflow: bool = False,
 ) -> PromptVersion:
     """Save a new version numbered one after the workflow's newest.
+
+    A text with variable problems (`prompt_variable_warnings`: a `{variable}` the schema lacks…)
+    and `confirm_unknown_variables=False` is saved unconfirmed: it is not "Latest" until an
+    editor confirms it (`prompt_version_confirm`). The admin saves such a text only after the
+    editor pressed "Save with unknown variables"; an import saves it unconfirmed.
 
     Two editors saving at once must not get the same number: the workflow row is locked for
     the numbering (PostgreSQL; SQLite serialises writers with IMMEDIATE transactions), and the
@@ -144,6 +150,7 @@ def prompt_version_create(
         raise PromptTextInvalid("The prompt text cannot be empty.")
     if based_on is not None and based_on.workflow_id != workflow.pk:
         raise PromptTextInvalid("A version can only be based on a version of the same workflow.")
+    confirmed = confirm_unknown_variables or not prompt_variable_warnings(workflow, text)
     for attempt in range(2):
         try:
             with transaction.atomic():
@@ -158,6 +165,7 @@ def prompt_version_create(
                     note=note or "",
                     author=author,
                     based_on=based_on,
+                    variables_confirmed=confirmed,
                     imported_from_workflow=imported_from_workflow,
                 )
         except IntegrityError:
@@ -168,7 +176,20 @@ def prompt_version_create(
 
 
 def prompt_latest_version(workflow: Workflow) -> PromptVersion | None:
-    return PromptVersion.objects.filter(workflow=workflow).order_by("-number").first()
+    """ "Latest": the newest version whose variables are confirmed."""
+    return (
+        PromptVersion.objects.filter(workflow=workflow, variables_confirmed=True)
+        .order_by("-number")
+        .first()
+    )
+
+
+def prompt_version_confirm(*, version: PromptVersion) -> PromptVersion:
+    """An editor confirms a version's unknown variables: from now on it may be "Latest"."""
+    if not version.variables_confirmed:
+        version.variables_confirmed = True
+        version.save(update_fields=["variables_confirmed"])
+    return version
 
 
 # --- Labels -------------------------------------------------------------------------------------
@@ -513,7 +534,7 @@ def prompt_import_stored(*, workflow: Workflow, user) -> tuple[PromptVersion, bo
     """
 
     workflow = workflow_refresh(workflow)
-    newest = prompt_latest_version(workflow)
+    newest = PromptVersion.objects.filter(workflow=workflow).order_by("-number").first()
     if newest is not None and newest.sha256 == sha256_text(workflow.main_prompt):
         return newest, False
     version = prompt_version_create(
@@ -521,6 +542,8 @@ def prompt_import_stored(*, workflow: Workflow, user) -> tuple[PromptVersion, bo
         text=workflow.main_prompt,
         note="Imported from the workflow's stored prompt",
         author=user,
+        # Nobody has looked at its variables yet: not "Latest" until an editor confirms them.
+        confirm_unknown_variables=False,
         imported_from_workflow=True,
     )
     return version, True

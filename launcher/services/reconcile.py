@@ -93,7 +93,11 @@ def runs_reconcile() -> ReconcileReport:
     _refresh_stale(report)
     canaries_evaluate()  # after the refresh: each canary looks at its arms' newest outcomes
     _settle_unsubmitted(report)
-    logger.info("Reconciled runs: %s", report.as_dict())
+    counts = report.as_dict()
+    # An idle pass (every 30 s) says nothing on the console; a pass that did something does.
+    logger.log(
+        logging.INFO if any(counts.values()) else logging.DEBUG, "Reconciled runs: %s", counts
+    )
     return report
 
 

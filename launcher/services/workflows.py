@@ -59,6 +59,8 @@ def workflow_store(upstream) -> Workflow:
             "model_metadata": _model_metadata_dict(upstream.model_metadata),
             "tags": _tag_names(upstream.tags),
             "last_run_errored": bool(upstream.last_run_errored),
+            "last_error_at": getattr(upstream, "last_errored_run_start", None),
+            "last_error_run_id": getattr(upstream, "last_errored_run_id", None),
             "has_post_run_checks": bool(upstream.has_post_run_checks),
             "upstream_updated_at": upstream.updated_at,
             "synced_at": timezone.now(),

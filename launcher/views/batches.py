@@ -16,24 +16,31 @@ Permission: `launcher.launch_run` for all of it (403 otherwise), like the runs t
 from __future__ import annotations
 
 import csv
+import io
+import json
 
 from django.contrib import messages
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
-from django.http import StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import pluralize
+from django.template.defaultfilters import pluralize, slugify
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from launcher.batch_forms import BatchForm
+from launcher.batch_forms import BatchForm, batch_columns, batch_form_kept
 from launcher.batch_grid import batch_grid
 from launcher.batch_rows import batch_rows_page
 from launcher.models import TERMINAL_STATUSES, Batch, Run, Workflow
 from launcher.permissions import LAUNCH_RUN, permission_required
-from launcher.selectors import batch_export_rows, batch_progress
+from launcher.selectors import (
+    BatchLifecycle,
+    batch_export_rows,
+    batch_progress,
+    batch_progress_lifecycle,
+    batches_for_list,
+)
 from launcher.services.batches import (
     BatchRefused,
     batch_cancel_rest,
@@ -47,6 +54,7 @@ from launcher.services.batches import (
 from launcher.services.run_sync import runs_refresh_many
 from launcher.services.runs import launch_catalog_refresh
 from launcher.services.workflows import workflow_choose
+from launcher.views.confirm import Confirmation, confirm_render
 
 DETAIL = "launcher/batch_detail.html"
 PROGRESS_FRAGMENT = f"{DETAIL}#batch-progress"
@@ -60,20 +68,7 @@ LIST_LIMIT = 100
 @require_GET
 @permission_required(LAUNCH_RUN)
 def batch_list(request):
-    # Each batch's count is its own indexed COUNT (run_batch_created), taken for the 100 shown:
-    # a JOIN … GROUP BY would aggregate every run of every batch before the LIMIT.
-    run_count = (
-        Run.objects.filter(batch=OuterRef("pk"))
-        .order_by()
-        .values("batch")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    batches = (
-        Batch.objects.select_related("workflow", "created_by")
-        .annotate(run_count=Coalesce(Subquery(run_count), 0))
-        .order_by("-created_at")[:LIST_LIMIT]
-    )
+    batches = batches_for_list(limit=LIST_LIMIT)
     return render(request, "launcher/batch_list.html", {"nav": "batches", "batches": batches})
 
 
@@ -95,8 +90,13 @@ def batch_new(request):
     }
     if workflow is None:
         return render(request, NEW, context)
-    if request.method == "GET":
-        context["form"] = BatchForm(workflow=workflow)
+    if request.method == "GET" or "choose" in request.POST:
+        # A workflow chosen (htmx on change, or the "Choose workflow" button): the form for it,
+        # keeping the rows and settings typed so far; nothing is checked yet.
+        kept = batch_form_kept(request.POST) if request.method == "POST" else {}
+        context["form"] = BatchForm(workflow=workflow, initial=kept)
+        if request.htmx and request.method == "POST":
+            return render(request, f"{NEW}#batch-details", context)
         return render(request, NEW, context)
 
     form = BatchForm(request.POST, request.FILES, workflow=workflow)
@@ -127,6 +127,29 @@ def batch_new(request):
     return render(request, NEW, context)
 
 
+@require_GET
+@permission_required(LAUNCH_RUN)
+def batch_template(request, fmt: str):
+    """An empty rows file for the chosen workflow: the CSV header (every column a batch row may
+    fill), or one JSON Lines object with every key (its default, else null)."""
+    workflow, _ = workflow_choose(request.GET.get("workflow"), list(Workflow.objects.all()))
+    if workflow is None or fmt not in ("csv", "jsonl"):
+        raise Http404("No such workflow.")
+    columns = batch_columns(workflow)
+    slug = slugify(workflow.name) or "workflow"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow([spec.key for spec in columns])
+        content, content_type = buffer.getvalue(), "text/csv; charset=utf-8"
+    else:
+        example = {spec.key: spec.default if spec.has_default else None for spec in columns}
+        content = json.dumps(example, ensure_ascii=False) + "\n"
+        content_type = "application/x-ndjson; charset=utf-8"
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{slug}-rows.{fmt}"'
+    return response
+
+
 def _batch_or_404(batch_id: int) -> Batch:
     return get_object_or_404(Batch.objects.select_related("workflow", "created_by"), pk=batch_id)
 
@@ -145,9 +168,12 @@ def _progress_context(batch: Batch, *, refresh: bool = True) -> dict:
     # The worker cancelling or retrying runs changes the counts even when every run had
     # finished: keep polling until it is done.
     working = bool(batch.cancel_requested_at or batch.retry_requested_at)
+    lifecycle = batch_progress_lifecycle(batch, progress)
     return {
         "batch": batch,
         "progress": progress,
+        "lifecycle": lifecycle,
+        "lifecycle_label": BatchLifecycle.LABELS[lifecycle],
         "polling": working or not progress.is_finished,
     }
 
@@ -227,6 +253,67 @@ def _after_action(request, batch: Batch, notice: str, *, level: int = messages.S
 
 def _runs(count: int) -> str:
     return f"{count} run{pluralize(count)}"
+
+
+_FOCUS_AFTER = "#batch-progress .actions button, #progress-heading"
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def batch_cancel_confirm(request, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    progress = batch_progress(batch)
+    waiting = progress.queued
+    active = progress.total - progress.finished - waiting
+    consequences = []
+    if waiting:
+        consequences.append(f"{_runs(waiting)} not sent yet will never be sent.")
+    if active:
+        consequences.append(f"Cyberdesk stops {_runs(active)} still active; they do not finish.")
+    if progress.finished:
+        consequences.append(f"{_runs(progress.finished)} already finished keep their results.")
+    if not waiting and not active:
+        consequences.append("No run is waiting or active: nothing would change.")
+    return confirm_render(
+        request,
+        Confirmation(
+            title=f"Cancel the rest of {batch}?",
+            consequences=consequences,
+            action_url=reverse("batch_cancel", args=[batch.pk]),
+            confirm_label=f"Yes, cancel {_runs(waiting + active)}",
+            back_url=reverse("batch_detail", args=[batch.pk]),
+            back_label="Keep the batch going",
+            hx_target="#batch-progress",
+            focus_after=_FOCUS_AFTER,
+        ),
+        batch=batch,
+    )
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def batch_retry_confirm(request, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    failed = batch_progress(batch).failed
+    return confirm_render(
+        request,
+        Confirmation(
+            title=f"Retry {_runs(failed)} that failed in {batch}?",
+            consequences=[
+                f"Each of the {_runs(failed)} that failed or errored starts its next attempt, "
+                "with the same inputs, model and prompt.",
+                "The failed attempts' results stay on each run's page.",
+            ],
+            action_url=reverse("batch_retry_failed", args=[batch.pk]),
+            confirm_label=f"Yes, retry {_runs(failed)}",
+            back_url=reverse("batch_detail", args=[batch.pk]),
+            back_label="Don't retry",
+            hx_target="#batch-progress",
+            focus_after=_FOCUS_AFTER,
+            danger=False,
+        ),
+        batch=batch,
+    )
 
 
 @require_POST

@@ -29,6 +29,7 @@ from launcher.forms import LaunchForm
 from launcher.models import Run, Workflow
 from launcher.parsing import id_parse
 from launcher.permissions import LAUNCH_RUN, permission_required
+from launcher.selectors import workflow_error_runs
 from launcher.services.runs import (
     PRODUCTION,
     SAME,
@@ -65,6 +66,11 @@ def launch(request):
     if workflow is not None and workflow not in workflows:
         workflows.append(workflow)
 
+    # "Unaddressed error since …" links to that run when Launcher launched it.
+    error_runs = workflow_error_runs(workflows)
+    for item in [*workflows, workflow]:
+        if item is not None:
+            item.error_run_pk = error_runs.get(item.pk)
     context = {
         "nav": "launch",
         "workflows": workflows,

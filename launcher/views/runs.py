@@ -19,6 +19,7 @@ import uuid
 from django.contrib import messages
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -34,7 +35,7 @@ from launcher.evidence.attempts import (
 from launcher.evidence.compare import compare_counterpart
 from launcher.evidence.timeline import timeline_image
 from launcher.fingerprints import run_status_fingerprint
-from launcher.models import PromptVersion, Run, RunStatus, sha256_text
+from launcher.models import TERMINAL_STATUSES, PromptVersion, Run, RunStatus, sha256_text
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.selectors import prompt_diff
 from launcher.services.api_status import api_outage
@@ -47,6 +48,9 @@ from launcher.services.runs import (
     run_cancel,
     run_retry,
 )
+from launcher.views.confirm import Confirmation, confirm_render
+from launcher.views.run_list import _run_ids as bulk_run_ids
+from launcher.views.run_list import run_bulk_action
 
 PAGE = "launcher/run_detail.html"
 STATUS_FRAGMENT = f"{PAGE}#run-status"
@@ -221,6 +225,114 @@ def run_retry_view(request, run_id: int):
         # status region: htmx loads the page again.
         return HttpResponseClientRedirect(reverse("run_detail", args=[run.pk]))
     return redirect("run_detail", run_id=run.pk)
+
+
+# After the action's answer is swapped in: the action's own next step (Retry after Cancel, and
+# Cancel after Retry) when there is one, else the status heading. Focus never falls to <body>.
+_FOCUS_AFTER = "#run-status .actions button, #run-status-heading"
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def run_cancel_confirm(request, run_id: int):
+    run = _run_or_404(run_id, related=False)
+    consequences = [
+        f"Cyberdesk stops run {run.pk} (attempt {run.attempt}) where it is; it does not finish.",
+        "What it did so far stays on this page; you can retry it afterwards.",
+    ]
+    if run.is_finished:
+        consequences = [f"Run {run.pk} has already finished: cancelling changes nothing."]
+    return confirm_render(
+        request,
+        Confirmation(
+            title=f"Cancel run {run.pk}?",
+            consequences=consequences,
+            action_url=reverse("run_cancel", args=[run.pk]),
+            confirm_label=f"Yes, cancel run {run.pk}",
+            back_url=reverse("run_detail", args=[run.pk]),
+            back_label="Keep it running",
+            hx_target="#run-status",
+            focus_after=_FOCUS_AFTER,
+        ),
+        run=run,
+    )
+
+
+@require_GET
+@permission_required(LAUNCH_RUN)
+def run_retry_confirm(request, run_id: int):
+    run = _run_or_404(run_id, related=False)
+    return confirm_render(
+        request,
+        Confirmation(
+            title=f"Retry run {run.pk}?",
+            consequences=[
+                f"Retry starts attempt {run.attempt + 1} of this run; attempt {run.attempt}'s "
+                "results stay here.",
+                "It runs with the same inputs, model and prompt.",
+            ],
+            action_url=reverse("run_retry", args=[run.pk]),
+            confirm_label=f"Yes, start attempt {run.attempt + 1}",
+            back_url=reverse("run_detail", args=[run.pk]),
+            back_label="Don't retry",
+            hx_target="#run-status",
+            focus_after=_FOCUS_AFTER,
+            danger=False,
+        ),
+        run=run,
+    )
+
+
+@require_POST
+@permission_required(LAUNCH_RUN)
+def run_bulk_confirm(request):
+    """The runs list's "Cancel selected" / "Retry selected", confirmed first: how many of the
+    ticked runs the action applies to (the others are left alone by it anyway)."""
+    action = request.POST.get("action", "")
+    ids = bulk_run_ids(request.POST.getlist("run"))
+    query = request.POST.get("query", "")
+    back_url = reverse("run_list") + (f"?{query}" if query else "")
+    if action not in ("cancel", "retry") or not ids:
+        # Nothing to confirm: the action itself says what is missing.
+        return run_bulk_action(request)
+    ticked = len(ids)
+    active = Run.objects.filter(pk__in=ids).exclude(status__in=TERMINAL_STATUSES).count()
+    finished = ticked - active
+    if action == "cancel":
+        title = f"Cancel {_runs(active)}?"
+        consequences = [
+            f"Cyberdesk stops {_runs(active)} of the {ticked} ticked; they do not finish.",
+        ]
+        if finished:
+            consequences.append(f"{_runs(finished)} already finished: left as they are.")
+        label, back_label = f"Yes, cancel {_runs(active)}", "Keep them running"
+    else:
+        title = f"Retry {_runs(finished)}?"
+        consequences = [
+            f"Each of the {_runs(finished)} that finished starts its next attempt; the earlier "
+            "attempts' results stay on their run pages."
+        ]
+        if active:
+            consequences.append(f"{_runs(active)} still active: not retried.")
+        label, back_label = f"Yes, retry {_runs(finished)}", "Don't retry"
+    hidden = [("action", action), ("query", query), *[("run", str(pk)) for pk in ids]]
+    return confirm_render(
+        request,
+        Confirmation(
+            title=title,
+            consequences=consequences,
+            action_url=reverse("run_bulk_action"),
+            confirm_label=label,
+            back_url=back_url,
+            back_label=back_label,
+            danger=action == "cancel",
+            hidden=hidden,
+        ),
+    )
+
+
+def _runs(count: int) -> str:
+    return f"{count} run{pluralize(count)}"
 
 
 @require_GET

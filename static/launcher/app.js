@@ -4,13 +4,19 @@
 // htmx re-renders the form when Workflow or Prompt change.
 document.documentElement.classList.add("js");
 
-// Launch page: choosing a workflow or a prompt re-renders #launch-details from the server. A
-// person (or a test) may change a control while that request is in flight; the swap must not
-// undo it. So: note the values when the request leaves, and after the swap put back every
-// value that changed in the meantime (when the new form still has that control and option).
+// Launch and new batch pages: choosing a workflow or a prompt re-renders a region
+// (#launch-details, #batch-details) from the server. A person (or a test) may change a
+// control while that request is in flight; the swap must not undo it. So: note the values when
+// the request leaves, and after the swap put back every value that changed in the meantime
+// (when the new form still has that control and option).
 (function () {
-  var DETAILS = "launch-details";
   var stale = []; // controls whose own refresh was lost in a swap
+
+  var REGIONS = ["launch-details", "batch-details"];
+
+  function keepsTyped(el) {
+    return Boolean(el) && REGIONS.indexOf(el.id) !== -1;
+  }
 
   function snapshot(root) {
     var values = {};
@@ -25,24 +31,25 @@ document.documentElement.classList.add("js");
   // The snapshot travels with its own request, so overlapping requests do not mix them up.
   document.addEventListener("htmx:beforeRequest", function (event) {
     var target = event.detail.target;
-    if (target && target.id === DETAILS) event.detail.xhr.launcherSent = snapshot(target);
+    if (keepsTyped(target)) event.detail.xhr.launcherSent = snapshot(target);
   });
 
   document.addEventListener("htmx:beforeSwap", function (event) {
     var target = event.detail.target;
     var sent = event.detail.xhr && event.detail.xhr.launcherSent;
-    if (!target || target.id !== DETAILS || !sent) return;
+    if (!keepsTyped(target) || !sent) return;
     var now = snapshot(target);
     var changed = {};
     Object.keys(now).forEach(function (name) {
       if (now[name] !== sent[name]) changed[name] = now[name];
     });
     document.launcherPendingValues = changed;
+    document.launcherPendingTarget = target.id;
   });
 
   document.addEventListener("htmx:afterSwap", function () {
     var changed = document.launcherPendingValues;
-    var details = document.getElementById(DETAILS);
+    var details = document.getElementById(document.launcherPendingTarget || "");
     document.launcherPendingValues = null;
     if (!changed || !details) return;
     details.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (el) {
@@ -153,6 +160,141 @@ document.addEventListener("htmx:beforeRequest", function (event) {
     event.preventDefault();
   }
 });
+
+// Confirmations (views/confirm.py): a button that leads to one fetches its form into base.html's
+// <dialog id="confirm-dialog">, shown modal. "Keep …" closes it (without JavaScript it is a link
+// back); sending it closes it once the answer is in. Closing gives focus back to the button
+// that opened it, or, when the answer replaced that button, to [data-focus-after].
+(function () {
+  var opener = null;
+  var focusAfter = "";
+
+  function dialog() {
+    return document.getElementById("confirm-dialog");
+  }
+
+  function close() {
+    var box = dialog();
+    if (box && box.open) box.close();
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var box = dialog();
+    if (event.detail.target === box && !box.contains(event.detail.elt)) {
+      opener = document.activeElement;
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var box = dialog();
+    if (event.detail.target !== box) return;
+    var form = box.querySelector("form");
+    focusAfter = form ? form.getAttribute("data-focus-after") || "" : "";
+    if (!box.open) box.showModal();
+    var first = box.querySelector("[autofocus]") || box.querySelector("button, a[href]");
+    if (first) first.focus();
+  });
+
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("#confirm-dialog [data-close-dialog]");
+    if (!link) return;
+    event.preventDefault();
+    close();
+  });
+
+  // A confirmed action that answers with HX-Redirect (Retry: the whole run page changes) loads
+  // a new page, where focus would start on <body>: note where it should go instead.
+  document.addEventListener("htmx:beforeOnLoad", function (event) {
+    var box = dialog();
+    var form = box && box.contains(event.detail.elt) ? box.querySelector("form") : null;
+    var xhr = event.detail.xhr;
+    if (!form || !xhr || !xhr.getResponseHeader("HX-Redirect")) return;
+    try {
+      sessionStorage.setItem("launcherFocusAfter", form.getAttribute("data-focus-after") || "");
+    } catch (error) { /* storage off: focus starts at the top, as on any page */ }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var wanted = "";
+    try {
+      wanted = sessionStorage.getItem("launcherFocusAfter") || "";
+      sessionStorage.removeItem("launcherFocusAfter");
+    } catch (error) { return; }
+    var target = null;
+    wanted.split(",").forEach(function (selector) {
+      if (!target && selector.trim()) target = document.querySelector(selector.trim());
+    });
+    if (target) target.focus();
+  });
+
+  // The confirmed action answered: its region is swapped (or the page redirects); close.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var box = dialog();
+    if (box && box.contains(event.detail.elt) && event.detail.successful) close();
+  });
+
+  document.addEventListener("close", function (event) {
+    if (event.target !== dialog()) return;
+    dialog().innerHTML = "";
+    var back = opener && document.body.contains(opener) ? opener : null;
+    // data-focus-after is a list of selectors in order of preference.
+    focusAfter.split(",").forEach(function (selector) {
+      if (!back && selector.trim()) back = document.querySelector(selector.trim());
+    });
+    if (back) back.focus();
+    opener = null;
+  }, true);
+})();
+
+// Focus through swaps. A polled region is morphed (idiomorph keeps the element someone is on),
+// but when the news removes that very control (a run finishes: Cancel gives way to Retry),
+// focus would fall to <body>: move it to the region's first button, else its heading. And a
+// form sent back with errors puts focus on its first bad field.
+(function () {
+  var focusedIn = null;
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    var active = document.activeElement;
+    focusedIn = target && active && active !== document.body && target.contains(active) ? target.id : null;
+  });
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var target = event.detail.target;
+    var region = target && target.id ? document.getElementById(target.id) : null;
+    if (!region && focusedIn) region = document.getElementById(focusedIn);
+    var elt = event.detail.requestConfig && event.detail.requestConfig.elt;
+    var sentForm = elt && (elt.tagName === "FORM" || elt.tagName === "BUTTON") && !(region && region.id === "confirm-dialog");
+    if (region && sentForm && event.detail.requestConfig.verb === "post") {
+      var bad = region.querySelector("[aria-invalid='true'], .has-error input, .has-error select, .has-error textarea");
+      if (bad) {
+        bad.focus();
+        focusedIn = null;
+        return;
+      }
+    }
+    var lost = document.activeElement === document.body || document.activeElement === null;
+    if (focusedIn && lost && !(dialog() && dialog().open)) {
+      var where = document.getElementById(focusedIn);
+      var next = where && (where.querySelector(".actions button, button") || where.querySelector("h2[tabindex]") || where);
+      if (next) {
+        if (next === where && !where.hasAttribute("tabindex")) where.setAttribute("tabindex", "-1");
+        next.focus();
+      }
+    }
+    focusedIn = null;
+  });
+
+  function dialog() {
+    return document.getElementById("confirm-dialog");
+  }
+
+  // Without htmx (a full page sent back with errors): the first bad field too.
+  document.addEventListener("DOMContentLoaded", function () {
+    var bad = document.querySelector("main [aria-invalid='true']");
+    if (bad && !document.querySelector("main [autofocus]")) bad.focus();
+  });
+})();
 
 // Runs list: a header checkbox [data-select-all="run"] ticks or clears every name="run" box in
 // its table; it shows as ticked (or mixed) from the rows, also after a poll swapped them.

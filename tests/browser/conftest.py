@@ -204,3 +204,30 @@ def log_in(page, username: str, password: str = "pw") -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/")
+
+
+MATRIX_ROWS = (
+    "patient_name,date_of_birth,payer\n"
+    "Ada Lovelace,1990-01-02,Cigna\n"
+    "Grace Hopper,1985-12-09,Aetna\n"
+    "Alan Turing,1992-06-23,Medicare\n"
+)
+
+
+def matrix_batch_preview(page, *, versions: tuple[str, str]) -> None:
+    """On the new batch form: the eligibility workflow, Claude Opus 4.1 and Sonnet 4.5 ×
+    the two prompt `versions` (their checkbox names) × three rows, then Preview — the matrix
+    the browser tests and the screenshots launch."""
+    page.get_by_label("Workflow").select_option(label="Check insurance eligibility")
+    page.get_by_role("button", name="Choose workflow").click()
+    page.get_by_label("Batch name").fill("Opus vs Sonnet, v1 vs v2")
+    models = page.get_by_role("group", name="Models")
+    models.get_by_role("checkbox", name="Default model").uncheck()
+    models.get_by_role("checkbox", name="Claude Opus 4.1", exact=True).check()
+    models.get_by_role("checkbox", name="Claude Sonnet 4.5", exact=True).check()
+    prompts = page.get_by_role("group", name="Prompts")
+    prompts.get_by_role("checkbox", name="Stored prompt").uncheck()
+    for version in versions:
+        prompts.get_by_role("checkbox", name=version).check()
+    page.get_by_label("Rows", exact=True).fill(MATRIX_ROWS)
+    page.get_by_role("button", name="Preview").click()

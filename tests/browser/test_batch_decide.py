@@ -11,7 +11,7 @@ from launcher.models import Batch, Workflow
 from launcher.sandbox.seed import WORKFLOW_ELIGIBILITY
 from launcher.services.prompts import prompt_version_create
 from launcher.services.workflows import workflows_sync
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, matrix_batch_preview
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,24 +39,7 @@ def test_a_matrix_batch_is_read_against_a_baseline_and_row_by_row(
 
     # Run the matrix: 2 models × 2 versions × 3 rows.
     page.goto("/batches/new")
-    page.get_by_label("Workflow").select_option(label=ELIGIBILITY)
-    page.get_by_role("button", name="Choose workflow").click()
-    page.get_by_label("Batch name").fill("Opus vs Sonnet, v1 vs v2")
-    models = page.get_by_role("group", name="Models")
-    models.get_by_role("checkbox", name="Default model").uncheck()
-    models.get_by_role("checkbox", name="Claude Opus 4.1", exact=True).check()
-    models.get_by_role("checkbox", name="Claude Sonnet 4.5", exact=True).check()
-    prompts = page.get_by_role("group", name="Prompts")
-    prompts.get_by_role("checkbox", name="Stored prompt").uncheck()
-    prompts.get_by_role("checkbox", name="v1 — short").check()
-    prompts.get_by_role("checkbox", name="v2 — with birth date").check()
-    page.get_by_label("Rows", exact=True).fill(
-        "patient_name,date_of_birth,payer\n"
-        "Ada Lovelace,1990-01-02,Cigna\n"
-        "Grace Hopper,1985-12-09,Aetna\n"
-        "Alan Turing,1992-06-23,Medicare\n"
-    )
-    page.get_by_role("button", name="Preview").click()
+    matrix_batch_preview(page, versions=("v1 — short", "v2 — with birth date"))
     page.get_by_role("button", name="Launch 12 runs").click()
     expect(page.get_by_role("region", name="Progress").get_by_role("status")).to_contain_text(
         "12 of 12 finished (100%)", timeout=30_000

@@ -42,6 +42,8 @@ def test_launch_retry_see_both_attempts_and_compare_them(page, sandbox, operator
     run = Run.objects.get()
     first_output = Run.objects.get(pk=run.pk).output_data
     page.get_by_role("button", name="Retry").click()
+    # Retry asks first (issue 14): the dialog names the attempt it starts.
+    page.get_by_role("dialog").get_by_role("button", name="Yes, start attempt 2").click()
     attempts = page.get_by_role("region", name="Attempts")
     expect(attempts.get_by_role("listitem")).to_have_count(2)
     expect(attempts).to_contain_text("Attempt 1 ·")

@@ -94,14 +94,16 @@ def test_a_bad_input_shows_its_message_next_to_the_field_and_keeps_the_rest(
 ):
     log_in(page, operator.username)
 
-    _fill_eligibility(page, date_of_birth="next tuesday")
+    # A date field is <input type="date"> (issue 14): the browser takes only dates, so the
+    # bad input here is a required date left empty.
+    _fill_eligibility(page, date_of_birth="")
     page.get_by_label("Model").select_option(label="Claude Opus 4.1")
     page.get_by_role("button", name="Launch run").click()
 
     date_field = page.get_by_label("date_of_birth")
     expect(date_field).to_have_attribute("aria-invalid", "true")
-    expect(date_field).to_have_accessible_description(re.compile("date", re.IGNORECASE))
-    expect(date_field).to_have_value("next tuesday")
+    expect(date_field).to_have_accessible_description(re.compile("required", re.IGNORECASE))
+    expect(date_field).to_be_focused()  # the first bad field
     expect(page.get_by_label("patient_name")).to_have_value("Ada Lovelace")
     expect(page.get_by_label("payer")).to_have_value("Cigna")
     expect(page.get_by_label("Model").locator("option:checked")).to_have_text("Claude Opus 4.1")
@@ -141,6 +143,8 @@ def test_an_operator_cancels_a_running_run_and_polling_never_moves_the_page(
             pass
     assert page.evaluate("window.layoutShiftScore") == 0, "polling moved the page"
     page.get_by_role("button", name="Cancel").click()
+    # It asks first (issue 14), in a dialog.
+    page.get_by_role("dialog").get_by_role("button", name="Yes, cancel run").click()
 
     expect(_status(page)).to_contain_text("Cancelled")
     expect(page.get_by_role("button", name="Cancel")).to_have_count(0)

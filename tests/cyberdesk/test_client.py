@@ -84,6 +84,8 @@ def test_get_workflow_parses_the_schema_string_tags_and_metadata(client, api):
         has_post_run_checks=True,
         created_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
         updated_at=datetime(2025, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+        last_errored_run_start=datetime(2025, 5, 1, 9, 0, tzinfo=UTC),
+        last_errored_run_id=UUID(payloads.RUN_ID),
     )
 
 

@@ -365,3 +365,73 @@ def test_launch_again_falls_back_to_the_default_model_when_it_is_gone(catalog, a
     assert "no longer offered" in again.notes[0]
     # The stored prompt the run used, pinned by its recorded version.
     assert again.initial["prompt"] == f"version:{run.prompt_version_id}"
+
+
+def test_a_resubmitted_form_finds_its_run_even_after_the_model_was_disabled(catalog, api, operator):
+    """The "already stored?" check comes before anything else: the second submit of a form
+    returns its run, whatever changed since (it is not refused, and nothing is sent)."""
+    key = uuid.uuid4()
+    first = launch(catalog, operator, model=catalog.model, key=key)
+    catalog.model.enabled = False
+    catalog.model.save()
+
+    again = launch(catalog, operator, model=catalog.model, key=key)
+
+    assert again.pk == first.pk
+    assert len(api.creates) == 1
+
+
+def test_a_retry_whose_answer_was_lost_is_found_restarted_upstream(catalog, api, operator):
+    run = make_run(catalog.workflow, status=RunStatus.TASK_FAILED, api=api)
+    real = api._runs
+
+    def retry_then_lose_the_answer(request, method, parts):
+        answer = real(request, method, parts)
+        if parts[1:] == ["retry"]:
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        return answer
+
+    api._runs = retry_then_lose_the_answer
+
+    run_retry(run=run, user=operator)
+
+    run.refresh_from_db()
+    assert (run.attempt, run.status) == (2, RunStatus.SCHEDULING)
+    assert len(api.calls("POST", f"/v1/runs/{run.cyberdesk_id}/retry")) == 1
+
+
+def test_a_refused_retry_gives_back_this_runs_attempt_only(catalog, api, operator):
+    run = make_run(catalog.workflow, status=RunStatus.TASK_FAILED, api=api)
+    other = make_run(catalog.workflow, status=RunStatus.TASK_FAILED, api=api, attempt=2)
+    api.fail_with = 409
+
+    with pytest.raises(RunActionFailed):
+        run_retry(run=run, user=operator)
+
+    assert run.attempt == 1
+    assert Run.objects.get(pk=run.pk).attempt == 1
+    assert Run.objects.get(pk=other.pk).attempt == 2
+
+
+def test_a_lost_answer_marks_only_its_own_run_unknown(catalog, api, operator):
+    waiting = make_run(catalog.workflow, status=RunStatus.PENDING, submission=Submission.QUEUED)
+    api.create_failure = httpx.ReadTimeout("no answer")
+
+    run = launch(catalog, operator)
+
+    assert run.submission == Submission.UNKNOWN
+    assert Run.objects.get(pk=waiting.pk).submission == Submission.QUEUED
+
+
+def test_a_lost_answer_never_undoes_an_acceptance_recorded_meanwhile(catalog, api, operator):
+    def accepted_meanwhile_then_lost(request):  # e.g. the reconciler settled it first
+        Run.objects.filter(idempotency_key=request.headers["Idempotency-Key"]).update(
+            submission=Submission.ACCEPTED, cyberdesk_id=uuid.uuid4()
+        )
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    api.on_request = accepted_meanwhile_then_lost
+
+    run = launch(catalog, operator)
+
+    assert Run.objects.get(pk=run.pk).submission == Submission.ACCEPTED

@@ -115,7 +115,7 @@ def test_the_workflow_list_shows_names_tags_and_a_warning(operator_client, catal
     html = operator_client.get(URL).content.decode()
     assert f'<option value="{catalog.workflow.pk}" selected>Invoice intake</option>' in html
     assert '<span class="tag">finance</span>' in html
-    assert "Last run errored" in html
+    assert "Unaddressed error" in html and "Last run errored" not in html
 
 
 def test_the_preview_shows_the_resolved_prompt_with_variables_marked(operator_client, catalog, api):

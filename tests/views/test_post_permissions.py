@@ -82,6 +82,8 @@ POSTS: dict[str, Row] = {
     ),
     "run_bulk_action": Row(_launchers(302), data={"action": "cancel", "run": "{run}"}),
     "run_cancel": Row(_launchers(302)),
+    # The confirmation of "Cancel selected" (issue 14): a page, nothing done.
+    "run_bulk_confirm": Row(_launchers(200), data={"action": "cancel", "run": "{run}"}),
     "run_retry": Row(_launchers(302), data={}),
     "batch_new": Row(
         _launchers(200),
@@ -131,6 +133,16 @@ POSTS: dict[str, Row] = {
             "release_manager": 302,
         }
     ),
+    "admin:launcher_promptversion_confirm_variables": Row(
+        {
+            "anonymous": LOGIN,
+            "outsider": ADMIN_LOGIN,
+            "operator": ADMIN_LOGIN,
+            "staff": FORBIDDEN,  # no add_promptversion
+            "prompt_editor": 302,
+            "release_manager": 302,
+        }
+    ),
     # Prompts page: a label other than production moves on the editors' permission (200: the
     # form with its evidence comes back when nothing is posted to confirm); production, and a
     # canary on it, need move_production_label.
@@ -161,6 +173,7 @@ URL_KWARGS = {
     "number": "attempt",
     "canary_id": "canary",
     "path": "image",
+    "fmt": "fmt",
 }
 # Django's own admin views (model permissions are Django's) and the sandbox (Bearer auth,
 # tests/sandbox/test_auth.py) are not Launcher's permission checks.
@@ -191,6 +204,7 @@ def world(catalog, api):
         "attempt": "1",
         "canary": "999999",  # none: a 404 once the permission check has let the user through
         "image": "1.1",
+        "fmt": "csv",
     }
 
 

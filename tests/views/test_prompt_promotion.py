@@ -195,6 +195,36 @@ def test_an_override_needs_the_permission_and_a_reason_on_the_form(
     assert "without evidence" in history
 
 
+def test_an_override_says_its_batch_did_not_hold_enough_evidence(
+    ana_client, workflow, versions, production, ana
+):
+    # The batch the form showed is kept with the move, but it did not carry the move: the
+    # history must not read "evidence: Batch N" for it.
+    v1, v2 = versions
+    batch = make_batch(workflow, {v2: (3, 0)})
+    ana.user_permissions.add(*_perms("promote_without_evidence"))
+    ana = type(ana).objects.get(pk=ana.pk)  # permissions are cached on the instance
+    prompt_label_move(
+        workflow=workflow,
+        name="production",
+        version=v2,
+        user=ana,
+        reason="customer hotfix",
+        evidence_batch=batch,
+        without_evidence=True,
+    )
+
+    text = ana_client.get(page(workflow)).content.decode()
+    history = text[text.index('id="label-history"') :]
+
+    assert "evidence: <a" not in history
+    assert re.search(
+        rf'without evidence</span> \(not enough in <a href="'
+        rf'{reverse("batch_detail", args=[batch.pk])}">Batch {batch.pk}</a>\)',
+        history,
+    )
+
+
 def test_other_labels_move_without_evidence(ana_client, workflow, versions, ana):
     v1, v2 = versions
     prompt_label_move(workflow=workflow, name="staging", version=v1, user=ana)

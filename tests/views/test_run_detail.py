@@ -141,7 +141,7 @@ def test_an_unfinished_run_polls_its_status_region(operator_client, catalog, api
     run = make_run(catalog.workflow, api=api, synced_at=NOW)
     html = operator_client.get(_urls(run)["page"]).content.decode()
     status_url = _urls(run)["status"]
-    assert f'hx-get="{status_url}" {POLL} hx-swap="outerHTML"' in html
+    assert f'hx-get="{status_url}" {POLL} hx-swap="morph"' in html
     assert ">Cancel</button>" in html and ">Retry</button>" not in html
 
 

@@ -107,6 +107,42 @@ def test_attachments_not_stored_yet_load_after_the_page_once(operator_client, ca
     assert len(api.calls("GET", "/v1/run-attachments")) == 1  # then stored
 
 
+@pytest.fixture
+def attachments_cannot_be_stored(db):
+    """A database that refuses to write `Run.attachments`, as a busy SQLite refuses a second
+    writer: a real error from the database (a trigger), not a stand-in."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_attachments() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'database is busy'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER refuse_attachments BEFORE UPDATE OF attachments ON launcher_run "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_attachments()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER refuse_attachments BEFORE UPDATE OF attachments ON launcher_run "
+                "BEGIN SELECT RAISE(ABORT, 'database is busy'); END"
+            )
+
+
+def test_attachments_listed_but_not_stored_still_show(
+    operator_client, catalog, api, clock, attachments_cannot_be_stored
+):
+    run = finished(catalog)
+    api.attachments.append(attachment(run))
+
+    response = operator_client.get(reverse("run_attachments", args=[run.pk]), headers=HTMX)
+
+    assert response.status_code == 200
+    assert ">invoice.pdf</a>" in response.content.decode()
+    assert Run.objects.get(pk=run.pk).attachments is None  # the next viewer lists them again
+
+
 def test_without_javascript_the_attachments_link_stores_them_and_returns(
     operator_client, catalog, api, clock
 ):

@@ -121,6 +121,23 @@ def looks_like_secret(text: str) -> bool:
     return bool(_SECRET_KEY_LIKE.search(text))
 
 
+def csv_dialect(text: str) -> type[csv.Dialect]:
+    """The CSV dialect of `text`: comma, semicolon or tab separated, as `csv.Sniffer` reads its
+    first lines (spreadsheets in many locales save with ";"). Only the delimiter is taken from
+    the sniffer (its quoting guesses are less reliable than Excel's rules); comma when it
+    cannot tell."""
+    sample = "\n".join(text.splitlines()[:20])
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+    except csv.Error:
+        return csv.excel
+    return csv.excel_tab if delimiter == "\t" else _SEMICOLON if delimiter == ";" else csv.excel
+
+
+class _SEMICOLON(csv.excel):
+    delimiter = ";"
+
+
 def batch_rows_strip_secrets(text: str, input_format: str = "") -> tuple[str, list[str]]:
     """`text` without its sensitive (`$name`) columns or keys, and the names removed.
 
@@ -150,8 +167,9 @@ def _mask_lines(text: str, removed: list[str], pattern: re.Pattern) -> tuple[str
 
 def _csv_without_secrets(body: str, *, original: str) -> tuple[str, list[str]]:
     first_line = body.lstrip("\r\n").split("\n", 1)[0]
+    dialect = csv_dialect(body)  # the same delimiter the check reads the rows with
     try:
-        table = list(csv.reader(io.StringIO(body)))
+        table = list(csv.reader(io.StringIO(body), dialect))
     except csv.Error:
         if looks_like_secret(first_line) or looks_like_secret(body):
             return "", ["$…"]
@@ -164,7 +182,7 @@ def _csv_without_secrets(body: str, *, original: str) -> tuple[str, list[str]]:
         return original, []
     removed = [header[i].strip() for i in secret_columns]
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, delimiter=dialect.delimiter, lineterminator="\n")
     for row in table:
         if len(row) != len(header) and any(cell.strip() for cell in row):
             # Its cells do not line up with the header (an unquoted comma…): which one is the
@@ -364,7 +382,7 @@ class _RowChecker:
 
 
 def _parse_csv(text: str, checker: _RowChecker, check: RowCheck) -> list[tuple]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), csv_dialect(text))
     try:
         header = next(reader)
     except (StopIteration, csv.Error):
