@@ -15,29 +15,33 @@ behind a z- or χ²-test is unreliable; Fisher's test is exact for any size. Two
 the user asks "is it different?" before knowing in which direction.
 
 Three queries whatever the batch's size: the aggregates (counts, sums, means in SQL, with the
-JSON columns read in SQL by `launcher.db_json`), the sorted durations (percentiles from them),
-and the workflow's labels.
+JSON columns read in SQL by `launcher.db_json`), the durations around each cell's median and p90
+rank (read by ordered offset from the `run_batch_cell_duration` index), and the workflow's labels.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db import connection
+from django.db.models import Aggregate, Avg, Count, F, FloatField, Q, Sum, Value
 from django.urls import reverse
 from django.utils.http import urlencode
 
 from launcher.db_json import JsonArrayCount, JsonNumber
 from launcher.models import Batch, PromptLabel, Run, RunStatus
-from launcher.services.stats import RateComparison, percentile, rate_compare, wilson_interval
+from launcher.services.stats import RateComparison, rate_compare, wilson_interval
 
 OUTCOMES = (RunStatus.SUCCESS, RunStatus.TASK_FAILED, RunStatus.ERROR)
 ALPHA = 0.05
 TEST_NAME = "Fisher's exact test, two-sided, α = 0.05"
 DEFAULT_MODEL = "default"
+# SQLite caps a compound SELECT at 500 terms (two per cell).
+_TERMS_PER_QUERY = 200
 STORED_PROMPT = "stored"
 
 
@@ -197,6 +201,7 @@ def _cells(batch: Batch) -> list[GridCell]:
             mean_cost=Avg("cost_usd"),
             agentic_steps=Avg(JsonNumber("usage_metadata", "total_agentic_steps")),
             cached_steps=Avg(JsonNumber("usage_metadata", "total_cached_steps")),
+            timed=Count("duration_ms", filter=Q(status__in=OUTCOMES)),
         )
         .order_by("model_option__name", "prompt_version__number")
     )
@@ -229,6 +234,7 @@ def _cells(batch: Batch) -> list[GridCell]:
                 mean_cost=Decimal(str(mean_cost)) if mean_cost is not None else None,
                 agentic_steps=row["agentic_steps"],
                 cached_steps=row["cached_steps"],
+                durations=row["timed"],
             )
         )
     # The workflow-default model first (it is what production launches use), then by name.
@@ -236,28 +242,89 @@ def _cells(batch: Batch) -> list[GridCell]:
     return cells
 
 
+class _Percentile(Aggregate):
+    """PostgreSQL's `percentile_cont(fraction) WITHIN GROUP (ORDER BY …)`."""
+
+    function = "PERCENTILE_CONT"
+    name = "Percentile"
+    output_field = FloatField()
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+    def __init__(self, expression, *, fraction: float):
+        super().__init__(expression, fraction=float(fraction))
+
+
 def _add_durations(batch: Batch, cells: list[GridCell]) -> None:
-    """Median and p90 of each cell's outcomes (a cancelled run's length says nothing), from one
-    sorted query (percentiles are not portable SQL; the durations are one small column)."""
-    by_cell: dict[tuple, list[float]] = {}
-    durations = (
-        Run.objects.filter(
-            batch=batch, status__in=OUTCOMES, started_at__isnull=False, ended_at__isnull=False
-        )
-        .annotate(
-            took=ExpressionWrapper(F("ended_at") - F("started_at"), output_field=DurationField())
-        )
-        .order_by("took")
-        .values_list("model_option_id", "prompt_version_id", "took")
-    )
-    for model_id, version_id, took in durations:
-        by_cell.setdefault((model_id, version_id), []).append(took.total_seconds())
-    for cell in cells:
-        values = by_cell.get((cell.model_id, cell.version_id))
-        if values:
-            cell.durations = len(values)
-            cell.median_duration = timedelta(seconds=percentile(values, 0.5))
-            cell.p90_duration = timedelta(seconds=percentile(values, 0.9))
+    """Median and p90 of each cell's outcomes (a cancelled run's length says nothing), read
+    from the stored `Run.duration_ms` through the `run_batch_cell_duration` index by
+    ordered offset: per cell and percentile, only the one or two entries around its rank
+    (`percentile`'s linear interpolation, as PostgreSQL's `percentile_cont`), all cells in one
+    UNION ALL query. `cell.durations` (timed outcomes, from `_cells`) says where the ranks are;
+    nothing is sorted and no run is read whatever the batch's size."""
+    timed = Run.objects.filter(batch=batch, status__in=OUTCOMES, duration_ms__isnull=False)
+    if connection.vendor == "postgresql":
+        # percentile_cont per cell over an index-only scan of the batch's entries (a probe by
+        # offset would sort the default-model cell: PostgreSQL does not order by the next
+        # index column after `model_option_id IS NULL`).
+        by_cell = {
+            (row["model_option_id"], row["prompt_version_id"]): row
+            for row in timed.values("model_option_id", "prompt_version_id")
+            .annotate(
+                median=_Percentile("duration_ms", fraction=0.5),
+                p90=_Percentile("duration_ms", fraction=0.9),
+            )
+            .order_by()
+        }
+        for cell in cells:
+            row = by_cell.get((cell.model_id, cell.version_id))
+            if row:
+                cell.median_duration = timedelta(milliseconds=row["median"])
+                cell.p90_duration = timedelta(milliseconds=row["p90"])
+        return
+    terms = []
+    for index, cell in enumerate(cells):
+        if not cell.durations:
+            continue
+        for q in (0.5, 0.9):
+            position = q * (cell.durations - 1)
+            below, above = math.floor(position), math.ceil(position)
+            terms.append(
+                timed.filter(model_option_id=cell.model_id, prompt_version_id=cell.version_id)
+                .order_by("duration_ms")
+                .annotate(term_cell=Value(index), term_q=Value(q))
+                .values_list("term_cell", "term_q", "duration_ms")[below : above + 1]
+            )
+    if not terms:
+        # Nothing timed: one indexed read instead of the probes, so the page's query count
+        # stays the same (pinned) with or without timed runs.
+        list(timed.values_list("duration_ms")[:1])
+        return
+    # Django refuses sliced terms in a compound query on SQLite; SQLite itself accepts them
+    # as subqueries, so the terms' own compiled SQL is joined here (all values parameters).
+    compiled = [term.query.sql_with_params() for term in terms]
+    found: dict[tuple[int, float], list[int]] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(compiled), _TERMS_PER_QUERY):
+            chunk = compiled[start : start + _TERMS_PER_QUERY]
+            sql = " UNION ALL ".join(
+                f"SELECT * FROM ({term_sql}) AS term_{n}"  # noqa: S608
+                for n, (term_sql, _) in enumerate(chunk)
+            )
+            cursor.execute(sql, [param for _, params in chunk for param in params])
+            for index, q, duration in cursor.fetchall():
+                found.setdefault((index, float(q)), []).append(duration)
+    for index, cell in enumerate(cells):
+        for q in (0.5, 0.9):
+            values = sorted(found.get((index, q), []))
+            if not values:
+                continue
+            position = q * (cell.durations - 1)
+            fraction = position - math.floor(position)
+            ms = values[0] + (values[-1] - values[0]) * fraction
+            if q == 0.5:
+                cell.median_duration = timedelta(milliseconds=ms)
+            else:
+                cell.p90_duration = timedelta(milliseconds=ms)
 
 
 def _default_baseline(batch: Batch, cells: list[GridCell]) -> tuple[GridCell, str]:

@@ -5,9 +5,10 @@ successes (with a 95% Wilson interval), median duration, mean cost, the share of
 were cached, first and last use. Queries do not grow with the run history:
 
 - one aggregate query (GROUP BY version) for the counts, cost, steps and dates;
-- one query for the medians: `percentile_cont(0.5)` on PostgreSQL; elsewhere (SQLite) a window
-  query that numbers each version's durations in order and keeps only the middle one or two
-  rows per version — the database sorts, Python averages at most two values per version.
+- one query for the medians, read from the stored `Run.duration_ms` through the
+  (workflow, prompt_version, duration_ms) index: `percentile_cont(0.5)` over an index-only
+  scan on PostgreSQL; elsewhere (SQLite) each version's middle one or two index entries by
+  ordered offset, all versions in one UNION ALL (see `version_medians`). Nothing is sorted.
 """
 
 from __future__ import annotations
@@ -21,18 +22,15 @@ from django.db.models import (
     Aggregate,
     Avg,
     Count,
-    DurationField,
-    ExpressionWrapper,
-    F,
+    FloatField,
     IntegerField,
     Max,
     Min,
     Q,
     Sum,
-    Window,
 )
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, RowNumber
+from django.db.models.functions import Cast
 
 from launcher.models import PromptLabel, PromptVersion, Run, RunStatus, Workflow, sha256_text
 from launcher.services.prompts import prompt_variable_warnings
@@ -100,47 +98,77 @@ class VersionStats:
         return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def _duration():
-    return ExpressionWrapper(F("ended_at") - F("started_at"), output_field=DurationField())
-
-
 def _steps(key: str):
     return Sum(Cast(KT(f"usage_metadata__{key}"), IntegerField()))
 
 
-def version_medians(workflow: Workflow) -> dict[int, timedelta]:
-    """Median run duration per version id, in one query (see the module docstring)."""
-    runs = Run.objects.filter(
-        workflow=workflow,
-        prompt_version__isnull=False,
-        started_at__isnull=False,
-        ended_at__isnull=False,
+# SQLite caps a compound SELECT at 500 terms; one term per version, so a workflow with more
+# versions than this takes one more query per this many.
+_TERMS_PER_QUERY = 200
+
+
+def version_medians(
+    workflow: Workflow, *, counts: dict[int, int] | None = None
+) -> dict[int, timedelta]:
+    """Median run duration per version id, from the stored `Run.duration_ms` and the
+    (workflow, prompt_version, duration_ms) index, never by sorting the runs.
+
+    PostgreSQL: `percentile_cont(0.5)` per version over an index-only scan. Elsewhere
+    (SQLite): for each version, the middle one or two entries of its index range, read by
+    ordered offset (`counts` — timed runs per version — says where the middle is; the prompts
+    page passes them from its aggregate, otherwise one indexed GROUP BY counts them), all
+    versions in one UNION ALL query.
+    """
+    timed = Run.objects.filter(
+        workflow=workflow, prompt_version__isnull=False, duration_ms__isnull=False
     )
     if connection.vendor == "postgresql":
-        return {
-            row["prompt_version_id"]: row["median"]
-            for row in runs.values("prompt_version_id").annotate(
-                median=Median(_duration(), output_field=DurationField())
-            )
-        }
-    middle = (
-        runs.annotate(
-            duration=_duration(),
-            position=Window(
-                RowNumber(), partition_by=[F("prompt_version_id")], order_by=[F("duration").asc()]
-            ),
-            total=Window(Count("pk"), partition_by=[F("prompt_version_id")]),
+        rows = (
+            timed.values("prompt_version_id")
+            .annotate(median=Median("duration_ms", output_field=FloatField()))
+            .order_by()
         )
-        # The middle row (odd count) or the two middle rows (even): integer division.
-        .filter(Q(position=(F("total") + 1) / 2) | Q(position=(F("total") + 2) / 2))
-        .values_list("prompt_version_id", "duration")
-    )
-    found: dict[int, list[timedelta]] = {}
-    for version_id, duration in middle:
-        found.setdefault(version_id, []).append(duration)
-    return {
-        version_id: sum(values, timedelta()) / len(values) for version_id, values in found.items()
+        return {row["prompt_version_id"]: timedelta(milliseconds=row["median"]) for row in rows}
+    if counts is None:
+        counts = dict(
+            timed.values("prompt_version_id")
+            .annotate(n=Count("duration_ms"))
+            .order_by()
+            .values_list("prompt_version_id", "n")
+        )
+    wanted = sorted((version_id, n) for version_id, n in counts.items() if n)
+    if not wanted:
+        # Nothing timed: one indexed read instead of the probes, so the page's query count
+        # stays the same (pinned) with or without timed runs.
+        list(timed.values_list("duration_ms")[:1])
+        return {}
+    middles: dict[int, list[int]] = {}
+    for start in range(0, len(wanted), _TERMS_PER_QUERY):
+        # The middle entry (odd count) or the two middle entries (even) of each version's
+        # index range, by ordered offset; the database walks the index, it does not sort.
+        terms = [
+            timed.filter(prompt_version_id=version_id)
+            .order_by("duration_ms")
+            .values_list("prompt_version_id", "duration_ms")[(n - 1) // 2 : n // 2 + 1]
+            for version_id, n in wanted[start : start + _TERMS_PER_QUERY]
+        ]
+        # Django refuses sliced terms in a compound query on SQLite; SQLite itself accepts
+        # them as subqueries, so the terms' own compiled SQL is joined here (all parameters).
+        compiled = [term.query.sql_with_params() for term in terms]
+        sql = " UNION ALL ".join(
+            f"SELECT * FROM ({term_sql}) AS term_{n}"  # noqa: S608
+            for n, (term_sql, _) in enumerate(compiled)
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [param for _, params in compiled for param in params])
+            rows = cursor.fetchall()
+        for version_id, duration in rows:
+            middles.setdefault(version_id, []).append(duration)
+    medians = {
+        version_id: timedelta(milliseconds=sum(values) / len(values))
+        for version_id, values in middles.items()
     }
+    return medians
 
 
 def prompt_version_stats(
@@ -169,10 +197,13 @@ def prompt_version_stats(
             agentic=_steps("total_agentic_steps"),
             first_used=Min("created_at"),
             last_used=Max("created_at"),
+            timed=Count("duration_ms"),
         )
         .order_by()
     }
-    medians = version_medians(workflow)
+    medians = version_medians(
+        workflow, counts={version_id: row["timed"] for version_id, row in numbers.items()}
+    )
     stored_sha = sha256_text(workflow.main_prompt or "")
     stats = []
     for index, version in enumerate(versions):

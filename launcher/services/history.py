@@ -40,6 +40,7 @@ from launcher.models import (
     RunStatus,
     Submission,
     Workflow,
+    run_duration_ms,
 )
 from launcher.permissions import OPERATORS_GROUP
 from launcher.services.prompts import prompt_version_create
@@ -329,6 +330,7 @@ def _run(scene, *, workflow, batch, batch_row, model, version, mode, created_at)
         status=status,
         started_at=started,
         ended_at=ended,
+        duration_ms=run_duration_ms(started_at=started, ended_at=ended),  # bulk_create skips save()
         output_data=_output(workflow, model, prompt_sha, inputs, rng) if finished_ok else None,
         errors=[] if finished_ok or rejected else [_error(rng)],
         post_run_checks=_checks(rng, finished_ok) if workflow.has_post_run_checks else [],

@@ -28,7 +28,15 @@ from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client, quick_reads, types
 from launcher.failures import failure_key
-from launcher.models import STATUS_RANK, TERMINAL_STATUSES, Run, RunEvent, RunStatus, Submission
+from launcher.models import (
+    STATUS_RANK,
+    TERMINAL_STATUSES,
+    Run,
+    RunEvent,
+    RunStatus,
+    Submission,
+    run_duration_ms,
+)
 from launcher.services.api_status import api_outage, api_outage_clear, api_outage_note
 from launcher.services.run_events import run_event_record
 
@@ -158,6 +166,10 @@ def runs_apply_upstream_many(
                 updates["failure_key"] = row.failure_key = failure_key(
                     status=row.status, errors=row.errors, post_run_checks=row.post_run_checks
                 )
+            if Run._DURATION_SOURCES.intersection(updates):
+                updates["duration_ms"] = row.duration_ms = run_duration_ms(
+                    started_at=row.started_at, ended_at=row.ended_at
+                )
             if updates:
                 written.append(row)
                 fields.update(updates)
@@ -205,6 +217,7 @@ _SYNCED_FIELDS = (
     "cost_usd",
     "attachments",
     "synced_at",
+    "duration_ms",
 )
 
 
