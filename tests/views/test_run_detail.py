@@ -145,6 +145,21 @@ def test_an_unfinished_run_polls_its_status_region(operator_client, catalog, api
     assert ">Cancel</button>" in html and ">Retry</button>" not in html
 
 
+def test_only_a_page_with_javascript_says_it_updates_by_itself(
+    operator_client, catalog, api, clock
+):
+    # Without JavaScript nothing polls: the promise is hidden (`html:not(.js) .js-only`).
+    run = make_run(catalog.workflow, api=api, synced_at=NOW)
+    html = operator_client.get(_urls(run)["page"]).content.decode()
+    assert '<span class="muted js-only">— this page updates by itself.</span>' in html
+
+
+def test_a_finished_run_without_a_cost_yet_says_so(operator_client, catalog, clock):
+    run = finished_run(catalog, cost_usd=None)  # the worker fetches the cost after the finish
+    html = operator_client.get(_urls(run)["page"]).content.decode()
+    assert "<dt>LLM cost</dt><dd>not reported yet</dd>" in html
+
+
 def test_the_fragment_stops_polling_once_the_run_finishes(operator_client, catalog, api, clock):
     run = make_run(catalog.workflow, api=api, synced_at=NOW - timedelta(seconds=5))
     url = _urls(run)["status"]
