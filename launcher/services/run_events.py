@@ -103,3 +103,24 @@ def run_events_record_many(
         ],
         batch_size=500,
     )
+
+
+def run_events_record_changed(
+    *,
+    candidate_ids: list[int],
+    changed: dict[str, Any],
+    kind: str,
+    source: str,
+    actor=None,
+    detail: dict | None = None,
+) -> None:
+    """The same entry for those of `candidate_ids` that one UPDATE just changed: the runs that
+    now match `changed` (field lookups). A run another writer took in between does not match
+    and gets no entry. Ids are read 500 at a time, so the IN lists stay bounded."""
+    for start in range(0, len(candidate_ids), 500):
+        run_ids = Run.objects.filter(
+            pk__in=candidate_ids[start : start + 500], **changed
+        ).values_list("pk", flat=True)
+        run_events_record_many(
+            run_ids=list(run_ids), kind=kind, source=source, actor=actor, detail=detail
+        )

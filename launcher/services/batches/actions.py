@@ -29,7 +29,7 @@ from launcher.services.batches.workers import (
     database_turn,
     run_workers,
 )
-from launcher.services.run_events import run_events_record_many
+from launcher.services.run_events import run_events_record_changed
 from launcher.services.runs import RunActionFailed, run_cancel, run_retry
 
 logger = logging.getLogger(__name__)
@@ -93,19 +93,14 @@ def batch_cancel_rest(*, batch: Batch, user) -> BatchActionRequested:
         )
         # History: who cancelled the runs that were never sent (one its sender took meanwhile
         # is not cancelled by this update and gets no entry here).
-        for start in range(0, len(queued), 500):
-            cancelled = Run.objects.filter(
-                pk__in=queued[start : start + 500],
-                status=RunStatus.CANCELLED,
-                submission_error=CANCELLED_BEFORE_SENDING,
-            ).values_list("pk", flat=True)
-            run_events_record_many(
-                run_ids=list(cancelled),
-                kind=RunEvent.Kind.CANCEL_REQUESTED,
-                source=RunEvent.Source.USER,
-                actor=user,
-                detail={"before_sending": True, "batch": batch.pk},
-            )
+        run_events_record_changed(
+            candidate_ids=queued,
+            changed={"status": RunStatus.CANCELLED, "submission_error": CANCELLED_BEFORE_SENDING},
+            kind=RunEvent.Kind.CANCEL_REQUESTED,
+            source=RunEvent.Source.USER,
+            actor=user,
+            detail={"before_sending": True, "batch": batch.pk},
+        )
         active = _active_upstream(batch).count()
         already_asked = locked.cancel_requested_at is not None
         requested_at = (locked.cancel_requested_at or timezone.now()) if active else None

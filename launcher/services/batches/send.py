@@ -45,7 +45,7 @@ from launcher.services.batches.workers import (
     RATE_LIMIT_MAX_WAIT,
     UNREACHABLE_MAX_WAIT,
 )
-from launcher.services.run_events import run_event_record, run_events_record_many
+from launcher.services.run_events import run_event_record, run_events_record_changed
 from launcher.services.run_sync import run_apply_upstream, runs_apply_upstream_many
 from launcher.services.runs import run_request
 
@@ -338,15 +338,10 @@ def _reject_rest(batch: Batch, message: str) -> None:
     )
     # History: the runs that were queued and are now rejected by this update (one sent
     # meanwhile by another sender is accepted, not rejected, and gets no entry).
-    for start in range(0, len(queued), 500):
-        rejected = Run.objects.filter(
-            pk__in=queued[start : start + 500],
-            submission=Submission.REJECTED,
-            submission_error=error,
-        ).values_list("pk", flat=True)
-        run_events_record_many(
-            run_ids=list(rejected),
-            kind=RunEvent.Kind.REJECTED,
-            source=RunEvent.Source.BATCH,
-            detail={"message": error[:500]},
-        )
+    run_events_record_changed(
+        candidate_ids=queued,
+        changed={"submission": Submission.REJECTED, "submission_error": error},
+        kind=RunEvent.Kind.REJECTED,
+        source=RunEvent.Source.BATCH,
+        detail={"message": error[:500]},
+    )
