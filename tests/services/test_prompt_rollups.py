@@ -5,8 +5,10 @@ chunk's many), costs and retries."""
 import random
 import uuid
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 
 from launcher.cyberdesk import types
 from launcher.models import PromptVersionRollup, Run, RunStatus, Submission, Workflow
@@ -156,3 +158,14 @@ def test_a_bulk_insert_counts_its_runs_as_launched(workflow, clock):
     row = PromptVersionRollup.objects.get(prompt_version=version)
     assert (row.runs, row.first_used, row.last_used) == (6, NOW, NOW + timedelta(hours=1))
     assert kept() == recounted()
+
+
+def test_the_command_recounts_counters_that_drifted(workflow):
+    version = prompt_version_create(workflow=workflow, text="one")
+    launch(workflow, version)
+    PromptVersionRollup.objects.update(runs=99, finished=5)
+    out = StringIO()
+    call_command("prompt_rollups_rebuild", stdout=out)
+    row = PromptVersionRollup.objects.get(prompt_version=version)
+    assert (row.runs, row.finished) == (1, 0)
+    assert "Recounted 1 prompt versions" in out.getvalue()
