@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 
@@ -190,10 +190,22 @@ def _counted_from_runs(run_model, rollup_model) -> dict:
 def prompt_rollups_rebuild(*, run_model=Run, rollup_model=PromptVersionRollup) -> int:
     """Recompute every version's counters from the runs (replacing what was kept); return how
     many versions have runs. Run it after writes that skip the hooks (bulk inserts such as
-    `seed_history`), or to check the counters. One transaction; runs changing meanwhile wait
-    on nothing, so run it when the history is quiet for an exact result. (The data migration
-    passes its historical models.)"""
+    `seed_history`), or to check the counters. (The data migration passes its historical
+    models.)
+
+    Exact while runs keep moving: on PostgreSQL the counters' table is locked (EXCLUSIVE: reads
+    go on, increments wait) before the runs are read, so a change not yet committed when they
+    are read adds its increment after this commits, onto the recount; on SQLite the
+    transaction takes the write lock as it begins (`transaction_mode` IMMEDIATE), so no other
+    write interleaves.
+    """
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"LOCK TABLE {connection.ops.quote_name(rollup_model._meta.db_table)}"  # noqa: S608
+                    " IN EXCLUSIVE MODE"
+                )
         rollups = _counted_from_runs(run_model, rollup_model)
         rollup_model.objects.all().delete()
         rollup_model.objects.bulk_create(rollups.values(), batch_size=500)
