@@ -533,16 +533,17 @@ class Run(AttemptOutcome, models.Model):
             kwargs["update_fields"] = update_fields = {*update_fields, "failure_key"}
         if update_fields is not None and self._DURATION_SOURCES.intersection(update_fields):
             kwargs["update_fields"] = {*update_fields, "duration_ms"}
-        inserting = self._state.adding
+        if not self._state.adding or self.prompt_version_id is None:
+            super().save(*args, **kwargs)
+            return
+        # Every single-row insert (a launch) is counted on its version's counters in the
+        # inserting transaction; later changes are counted by run_sync, the one place statuses
+        # move. (Bulk inserts count themselves: see services/prompt_rollups.)
+        from launcher.services.prompt_rollups import prompt_rollups_count_launched
+
         with transaction.atomic():
             super().save(*args, **kwargs)
-            if inserting:
-                # Every single-row insert (a launch) is counted on its version's counters in
-                # the inserting transaction; later changes are counted by run_sync, the one
-                # place statuses move. (Bulk inserts count themselves: see prompt_rollups.)
-                from launcher.services.prompt_rollups import prompt_rollups_count_launched
-
-                prompt_rollups_count_launched([self])
+            prompt_rollups_count_launched([self])
 
 
 class PromptVersionRollup(models.Model):
