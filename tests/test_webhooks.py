@@ -457,9 +457,8 @@ def test_the_check_the_late_event_asked_for_settles_the_run_from_the_api(
 def test_it_answers_with_a_handful_of_queries(client, run, django_assert_max_num_queries):
     body = event_body(run.cyberdesk_id, status="success")
 
-    # 10 before the run history; +2 for its entries (webhook received, status changed); +1
-    # for its prompt version's counters (one F() UPDATE in the same transaction).
-    with django_assert_max_num_queries(13):
+    # 10 before the run history; +2 for its entries (webhook received, status changed).
+    with django_assert_max_num_queries(12):
         response = post(client, body, signed_headers(body))
 
     assert response.status_code == 200
