@@ -9,7 +9,7 @@ import hashlib
 import uuid
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 
 from launcher import failures
@@ -533,7 +533,48 @@ class Run(AttemptOutcome, models.Model):
             kwargs["update_fields"] = update_fields = {*update_fields, "failure_key"}
         if update_fields is not None and self._DURATION_SOURCES.intersection(update_fields):
             kwargs["update_fields"] = {*update_fields, "duration_ms"}
-        super().save(*args, **kwargs)
+        if not self._state.adding or self.prompt_version_id is None:
+            super().save(*args, **kwargs)
+            return
+        # Every single-row insert (a launch) is counted on its version's counters in the
+        # inserting transaction; later changes are counted by run_sync, the one place statuses
+        # move. (Bulk inserts count themselves: see services/prompt_rollups.)
+        from launcher.services.prompt_rollups import prompt_rollups_count_launched
+
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            prompt_rollups_count_launched([self])
+
+
+class PromptVersionRollup(models.Model):
+    """How a prompt version's runs went, kept as counters so the prompts page reads one row per
+    version instead of grouping every run of the workflow (`version_stats`).
+
+    Kept exact by `launcher.services.prompt_rollups`, with F() increments in the same
+    transaction as the change they count (a launch, an upstream answer, a cost). Each run
+    counts once, as its current (latest) attempt: a retry takes the finished attempt's outcome,
+    cost and steps back out, and the new attempt adds its own when it ends. `prompt_rollups_rebuild`
+    recomputes every row from the runs.
+    """
+
+    prompt_version = models.OneToOneField(
+        PromptVersion, on_delete=models.CASCADE, primary_key=True, related_name="rollup"
+    )
+    runs = models.BigIntegerField(default=0)
+    finished = models.BigIntegerField(default=0)  # reached an outcome: success/task failed/error
+    succeeded = models.BigIntegerField(default=0)
+    # Costs in millionths of a dollar (Run.cost_usd has 6 decimals): integer sums stay exact
+    # on SQLite, where decimal arithmetic goes through floats.
+    cost_micro_usd = models.BigIntegerField(default=0)
+    cost_runs = models.BigIntegerField(default=0)  # runs with a known cost (the mean's divisor)
+    cached_steps = models.BigIntegerField(default=0)
+    agentic_steps = models.BigIntegerField(default=0)
+    timed = models.BigIntegerField(default=0)  # runs with a duration: where the median sits
+    first_used = models.DateTimeField(null=True, blank=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Rollup of version {self.prompt_version_id}"
 
 
 class BatchChunk(models.Model):

@@ -1,10 +1,11 @@
 """The read side of the prompts page: how each prompt version's runs went.
 
-Per version, from SQL aggregates (never by loading the runs): runs, finished runs and
+Per version, never by loading or grouping the runs: runs, finished runs and
 successes (with a 95% Wilson interval), median duration, mean cost, the share of steps that
 were cached, first and last use. Queries do not grow with the run history:
 
-- one aggregate query (GROUP BY version) for the counts, cost, steps and dates;
+- one read of the kept per-version counters (`PromptVersionRollup`, moved with the runs by
+  `services/prompt_rollups`) for the counts, cost, steps and dates;
 - one query for the medians, read from the stored `Run.duration_ms` through the
   (workflow, prompt_version, duration_ms) index: `percentile_cont(0.5)` over an index-only
   scan on PostgreSQL; elsewhere (SQLite) each version's middle one or two index entries by
@@ -18,25 +19,19 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import (
-    Aggregate,
-    Avg,
-    Count,
-    FloatField,
-    IntegerField,
-    Max,
-    Min,
-    Q,
-    Sum,
-)
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models import Aggregate, Count, FloatField
 
-from launcher.models import PromptLabel, PromptVersion, Run, RunStatus, Workflow, sha256_text
+from launcher.models import (
+    PromptLabel,
+    PromptVersion,
+    PromptVersionRollup,
+    Run,
+    Workflow,
+    sha256_text,
+)
+from launcher.services.prompt_rollups import MICRO
 from launcher.services.prompts import prompt_variable_warnings
 from launcher.services.stats import wilson_interval
-
-OUTCOMES = (RunStatus.SUCCESS, RunStatus.TASK_FAILED, RunStatus.ERROR)
 
 
 class Median(Aggregate):
@@ -96,10 +91,6 @@ class VersionStats:
         if hours:
             return f"{hours}h {minutes:02d}m"
         return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
-
-
-def _steps(key: str):
-    return Sum(Cast(KT(f"usage_metadata__{key}"), IntegerField()))
 
 
 # SQLite caps a compound SELECT at 500 terms; one term per version, so a workflow with more
@@ -184,46 +175,37 @@ def prompt_version_stats(
     names: dict[int, list[str]] = {}
     for label in labels:
         names.setdefault(label.version_id, []).append(label.name)
+    # Kept counters, one row per version (`services/prompt_rollups`): no scan of the runs.
     numbers = {
-        row["prompt_version_id"]: row
-        for row in Run.objects.filter(workflow=workflow, prompt_version__isnull=False)
-        .values("prompt_version_id")
-        .annotate(
-            runs=Count("pk"),
-            finished=Count("pk", filter=Q(status__in=OUTCOMES)),
-            succeeded=Count("pk", filter=Q(status=RunStatus.SUCCESS)),
-            mean_cost=Avg("cost_usd"),
-            cached=_steps("total_cached_steps"),
-            agentic=_steps("total_agentic_steps"),
-            first_used=Min("created_at"),
-            last_used=Max("created_at"),
-            timed=Count("duration_ms"),
-        )
-        .order_by()
+        rollup.prompt_version_id: rollup
+        for rollup in PromptVersionRollup.objects.filter(prompt_version__workflow=workflow)
     }
     medians = version_medians(
-        workflow, counts={version_id: row["timed"] for version_id, row in numbers.items()}
+        workflow, counts={version_id: rollup.timed for version_id, rollup in numbers.items()}
     )
     stored_sha = sha256_text(workflow.main_prompt or "")
     stats = []
     for index, version in enumerate(versions):
-        row = numbers.get(version.pk, {})
-        mean_cost = row.get("mean_cost")
+        rollup = numbers.get(version.pk) or PromptVersionRollup()
         stats.append(
             VersionStats(
                 version=version,
                 labels=sorted(names.get(version.pk, [])),
                 is_latest=index == 0,
                 is_stored=version.sha256 == stored_sha,
-                runs=row.get("runs", 0),
-                finished=row.get("finished", 0),
-                succeeded=row.get("succeeded", 0),
+                runs=rollup.runs,
+                finished=rollup.finished,
+                succeeded=rollup.succeeded,
                 median_duration=medians.get(version.pk),
-                mean_cost=Decimal(mean_cost) if mean_cost is not None else None,
-                cached_steps=row.get("cached") or 0,
-                agentic_steps=row.get("agentic") or 0,
-                first_used=row.get("first_used"),
-                last_used=row.get("last_used"),
+                mean_cost=(
+                    Decimal(rollup.cost_micro_usd) / MICRO / rollup.cost_runs
+                    if rollup.cost_runs
+                    else None
+                ),
+                cached_steps=rollup.cached_steps,
+                agentic_steps=rollup.agentic_steps,
+                first_used=rollup.first_used,
+                last_used=rollup.last_used,
                 warnings=prompt_variable_warnings(workflow, version.text),
             )
         )

@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from launcher.models import Run, RunStatus, Workflow
+from launcher.services.prompt_rollups import prompt_rollups_rebuild
 from launcher.services.prompts import prompt_version_create
 from launcher.version_stats import prompt_version_stats, version_medians
 
@@ -33,6 +34,8 @@ def add(workflow, version, seconds, *, status=RunStatus.SUCCESS, cost=None, usag
         usage_metadata=usage,
     )
     Run.objects.filter(pk=run.pk).update(created_at=created)
+    # Runs made here skip the launch and sync hooks that keep the counters: recount them.
+    prompt_rollups_rebuild()
     return run
 
 

@@ -43,6 +43,7 @@ from launcher.models import (
     run_duration_ms,
 )
 from launcher.permissions import OPERATORS_GROUP
+from launcher.services.prompt_rollups import prompt_rollups_rebuild
 from launcher.services.prompts import prompt_version_create
 
 HISTORY_USERS = ("history-olivia", "history-omar", "history-ines")
@@ -158,6 +159,8 @@ def history_seed(
                 if added % (CHUNK * 10) == 0:
                     say(f"{added} of {missing} runs")
         added += _insert(chunk)
+    # bulk_create skips the hooks that keep the prompts page's counters: recount them.
+    prompt_rollups_rebuild()
     batches = plan.small_batches + (1 if big_batch else 0)
     return HistoryReport(
         existing=existing,

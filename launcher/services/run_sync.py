@@ -38,6 +38,11 @@ from launcher.models import (
     run_duration_ms,
 )
 from launcher.services.api_status import api_outage, api_outage_clear, api_outage_note
+from launcher.services.prompt_rollups import (
+    contribution,
+    prompt_rollups_apply,
+    prompt_rollups_delta_add,
+)
 from launcher.services.run_events import run_event_record
 
 logger = logging.getLogger(__name__)
@@ -106,11 +111,16 @@ def _apply(
         locked = Run.objects.select_for_update().get(pk=run.pk)
         was_finished = locked.is_finished
         previous_status = locked.status
+        counted = contribution(locked)
         updates = _changes(locked, upstream, restart=restart)
         if updates:
             for field, value in updates.items():
                 setattr(locked, field, value)
             locked.save(update_fields=list(updates))
+            # The version's counters move with the run, under the same lock and transaction.
+            deltas: dict = {}
+            prompt_rollups_delta_add(deltas, locked, counted)
+            prompt_rollups_apply(deltas)
             if updates.get("submission") == Submission.ACCEPTED:
                 run_event_record(
                     run=locked,
@@ -145,19 +155,21 @@ def runs_apply_upstream_many(
             row.pk: row
             for row in Run.objects.select_for_update()
             .filter(pk__in=[run.pk for run, _ in answers])
-            .only(*_SYNCED_FIELDS)
+            .only(*_SYNCED_FIELDS, "prompt_version")
         }
         written: list[Run] = []
         fields: set[str] = set()
         finished_ids: list[int] = []
         events: list[RunEvent] = []
         now = timezone.now()
+        deltas: dict = {}  # per version, applied once for the whole chunk
         for run, upstream in answers:
             row = locked.get(run.pk)
             if row is None:
                 continue
             was_finished = row.is_finished
             previous_status = row.status
+            counted = contribution(row)
             updates = _changes(row, upstream, restart=False)
             for field, value in updates.items():
                 setattr(row, field, value)
@@ -173,6 +185,7 @@ def runs_apply_upstream_many(
             if updates:
                 written.append(row)
                 fields.update(updates)
+                prompt_rollups_delta_add(deltas, row, counted)
                 if not was_finished and row.is_finished:
                     finished_ids.append(row.pk)
             if updates.get("submission") == Submission.ACCEPTED:
@@ -185,6 +198,7 @@ def runs_apply_upstream_many(
             # Each row gets every field any row changed: the others are the values just read
             # under the lock, so they are written back unchanged.
             Run.objects.bulk_update(written, sorted(fields), batch_size=500)
+            prompt_rollups_apply(deltas)
         if events:
             RunEvent.objects.bulk_create(events, batch_size=500)
     if finished_ids:
@@ -492,7 +506,14 @@ def run_cost_fetch(run: Run) -> None:
     except InvalidOperation:
         logger.warning("Run %s: unreadable cost %r", run.pk, costs.total_cost_usd)
         return
-    Run.objects.filter(pk=run.pk, cost_usd__isnull=True).update(cost_usd=cost)
+    with transaction.atomic():
+        recorded = Run.objects.filter(pk=run.pk, cost_usd__isnull=True).update(cost_usd=cost)
+        if recorded:  # not already recorded by a racing fetch: count it once, with the write
+            counted = contribution(run)
+            run.cost_usd = cost
+            deltas: dict = {}
+            prompt_rollups_delta_add(deltas, run, counted)
+            prompt_rollups_apply(deltas)
     run.cost_usd = cost
 
 

@@ -14,7 +14,7 @@ import time_machine
 from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
-from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
+from launcher.models import Batch, PromptMode, PromptVersionRollup, Run, RunStatus, Submission
 from launcher.services.batches import (
     CANCELLED_BEFORE_SENDING,
     CLAIM_TTL,
@@ -33,6 +33,7 @@ from launcher.services.batches import (
     batch_submit,
 )
 from launcher.services.batches.chunks import CHUNK_LEASE, chunk_claim
+from launcher.services.prompt_rollups import prompt_rollups_rebuild
 from launcher.services.prompts import prompt_resolve_choice
 from tests.fake_cyberdesk import FakeCyberdesk, serve
 from tests.launch_api import NOW, Catalog, make_model, make_run, make_workflow
@@ -415,6 +416,25 @@ def test_every_queued_run_is_sent_with_its_own_key_and_choices(catalog, operator
     assert {b["main_prompt"] for b in bodies} == {catalog.v2.text}
     batch.refresh_from_db()
     assert batch.state == Batch.State.SUBMITTED
+
+
+def test_a_batch_counts_its_runs_on_their_versions_counters_as_planned_and_sent(
+    catalog, operator, api
+):
+    def kept():
+        return {
+            row.prompt_version_id: (row.runs, row.finished, row.first_used, row.last_used)
+            for row in PromptVersionRollup.objects.all()
+        }
+
+    before = dict(kept())
+    batch = plan(catalog, operator, rows=3, models=(None, catalog.model), choices=("latest",))
+    planned = kept()
+    assert planned[catalog.v2.pk][0] == before.get(catalog.v2.pk, (0,))[0] + 6
+    submit(batch)
+    assert kept() == planned  # sending moves nothing counted (scheduling is no outcome)
+    prompt_rollups_rebuild()
+    assert kept() == planned
 
 
 @pytest.mark.django_db(transaction=True)

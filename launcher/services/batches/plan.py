@@ -25,6 +25,7 @@ from launcher.models import (
 from launcher.services.batches.chunks import chunks_plan
 from launcher.services.batches.rows import BatchRow, batch_blocker, max_runs
 from launcher.services.canary import canary_route, canary_running
+from launcher.services.prompt_rollups import prompt_rollups_count_inserted
 from launcher.services.prompts import ResolvedPrompt
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ def batch_create(
                 token=token,
             )
             chunks = chunks_plan(batch=batch, run_ids=run_ids)
+            # Counted as launched in the inserting transaction (bulk inserts skip any hook).
+            prompt_rollups_count_inserted(Run.objects.filter(batch=batch))
             transaction.on_commit(lambda: _enqueue_submit(batch.pk, chunks=chunks))
     except IntegrityError:
         # The same form again: its runs (and batch) already exist.
