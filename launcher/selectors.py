@@ -546,6 +546,22 @@ class BatchProgress:
         return f"{self.total} runs: " + (", ".join(shown) if shown else "none yet")
 
 
+# The statuses a run can still leave, named positively: `status IN (…)` seeks these few
+# entries of the run_batch_status index, where `NOT IN (terminal)` reads the whole batch.
+UNFINISHED_STATUSES = tuple(s for s in RunStatus.values if s not in TERMINAL_STATUSES)
+
+
+def batch_unfinished_sent_runs(batch: Batch) -> list[Run]:
+    """The batch's runs the API has and that have not finished: what a poll refreshes. Its
+    cost follows the runs in flight, not the batch's size (no ordering: the default
+    newest-first order would make the database walk every run of the batch instead)."""
+    return list(
+        Run.objects.filter(
+            batch=batch, status__in=UNFINISHED_STATUSES, cyberdesk_id__isnull=False
+        ).order_by()
+    )
+
+
 def batch_progress(batch: Batch) -> BatchProgress:
     """Counts by submission and status, in one query."""
     counts: dict[tuple[str, str], int] = {
