@@ -498,7 +498,13 @@ class Run(AttemptOutcome, models.Model):
             models.Index(fields=["batch", "status", "submission"], name="run_batch_status"),
             # The batch page: its "By input row" pages and its failure clusters.
             models.Index(fields=["batch", "batch_row"], name="run_batch_row"),
-            models.Index(fields=["batch", "failure_key"], name="run_batch_failure"),
+            # Failure clusters: the batch's failed runs (status IN failed) by key, index-only
+            # for the totals and the largest clusters (cyberdesk_id: "retryable"), and a seek
+            # for the runs still without a key.
+            models.Index(
+                fields=["batch", "status", "failure_key", "cyberdesk_id"],
+                name="run_batch_failed_key",
+            ),
             # The prompts page's medians: per version, the durations in order (SQLite reads
             # the middle entries by offset, PostgreSQL's percentile_cont an index-only scan).
             models.Index(
