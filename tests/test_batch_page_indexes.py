@@ -103,3 +103,39 @@ def test_the_grid_numbers_are_stored_by_save_and_by_the_bulk_write(catalog):
     # A JSON true is not a step count (as the grid's JSON aggregate read it).
     assert numbers[saved.pk] == [2, 1, 12.0, None]
     assert numbers[bulk.pk] == [1, 1, 7.5, 3.0]
+
+
+def test_the_migration_backfills_the_grid_numbers_as_save_derives_them(catalog):
+    import importlib
+
+    from django.apps import apps
+
+    from launcher.models import run_cell_numbers
+    from tests.launch_api import make_run
+
+    migration = importlib.import_module("launcher.migrations.0014_batchpage_batch_pages")
+    shapes = [
+        ([{"status": "success"}, {"status": "failed"}, {"status": "success"}], None),
+        ("not a list", {"total_agentic_steps": 4, "total_cached_steps": 1.5}),
+        ([], {"total_agentic_steps": "n/a", "total_cached_steps": True}),
+        ([None, {"name": "x"}], []),
+    ]
+    runs = []
+    for checks, usage in shapes:
+        run = make_run(catalog.workflow, status=RunStatus.SUCCESS)
+        # As before the migration: the JSON written, the numbers not derived yet.
+        Run.objects.filter(pk=run.pk).update(
+            post_run_checks=checks,
+            usage_metadata=usage,
+            checks_passed=0,
+            checks_failed=0,
+            agentic_steps=None,
+            cached_steps=None,
+        )
+        runs.append((run.pk, checks, usage))
+
+    migration.backfill_cell_numbers(apps, None)
+
+    for pk, checks, usage in runs:
+        stored = Run.objects.filter(pk=pk).values(*Run._CELL_FIELDS).get()
+        assert stored == run_cell_numbers(post_run_checks=checks, usage_metadata=usage)
