@@ -388,6 +388,29 @@ def run_duration_ms(*, started_at, ended_at) -> int | None:
     return round((ended_at - started_at).total_seconds() * 1000)
 
 
+def _usage_number(usage_metadata, key: str) -> float | None:
+    value = usage_metadata.get(key) if isinstance(usage_metadata, dict) else None
+    # As the JSON aggregates read it: a JSON number only (true/false are not counts).
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def run_cell_numbers(*, post_run_checks, usage_metadata) -> dict:
+    """A run's numbers for the batch grid (`Run.checks_passed` … `Run.cached_steps`), stored
+    so the grid sums an index instead of parsing every run's JSON. One function for save()
+    and for the bulk writes that skip it."""
+    checks = (
+        [c for c in post_run_checks or [] if isinstance(c, dict)]
+        if isinstance(post_run_checks, list)
+        else []
+    )
+    return {
+        "checks_passed": sum(1 for c in checks if c.get("status") == "success"),
+        "checks_failed": sum(1 for c in checks if c.get("status") == "failed"),
+        "agentic_steps": _usage_number(usage_metadata, "total_agentic_steps"),
+        "cached_steps": _usage_number(usage_metadata, "total_cached_steps"),
+    }
+
+
 class Run(AttemptOutcome, models.Model):
     """One run Launcher launched, with the three choices it carried and its last known state."""
 
@@ -475,6 +498,13 @@ class Run(AttemptOutcome, models.Model):
     # skip it) so that medians and percentiles read an index in order instead of computing
     # and sorting every run's duration. None while either end is unknown.
     duration_ms = models.BigIntegerField(null=True, blank=True, editable=False)
+    # The batch grid's per-run numbers from post_run_checks and usage_metadata, kept like
+    # duration_ms (`run_cell_numbers`), so a batch's grid is an index-only GROUP BY
+    # (run_batch_cell_duration covers them) instead of reading every run's JSON.
+    checks_passed = models.PositiveSmallIntegerField(default=0, editable=False)
+    checks_failed = models.PositiveSmallIntegerField(default=0, editable=False)
+    agentic_steps = models.FloatField(null=True, blank=True, editable=False)
+    cached_steps = models.FloatField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -498,18 +528,36 @@ class Run(AttemptOutcome, models.Model):
             models.Index(fields=["batch", "status", "submission"], name="run_batch_status"),
             # The batch page: its "By input row" pages and its failure clusters.
             models.Index(fields=["batch", "batch_row"], name="run_batch_row"),
-            models.Index(fields=["batch", "failure_key"], name="run_batch_failure"),
+            # Failure clusters: the batch's failed runs (status IN failed) by key, index-only
+            # for the totals and the largest clusters (cyberdesk_id: "retryable"), and a seek
+            # for the runs still without a key.
+            models.Index(
+                fields=["batch", "status", "failure_key", "cyberdesk_id"],
+                name="run_batch_failed_key",
+            ),
             # The prompts page's medians: per version, the durations in order (SQLite reads
             # the middle entries by offset, PostgreSQL's percentile_cont an index-only scan).
             models.Index(
                 fields=["workflow", "prompt_version", "duration_ms"], name="run_version_duration"
             ),
             # The batch grid's median and p90 per (model, version) cell, read by ordered
-            # offset; status last so the outcome filter is checked on the index entries (the
+            # offset; status next so the outcome filter is checked on the index entries (the
             # index covers the query). Not a partial index: SQLite cannot match a condition
             # against a parametrised `status IN (?, ?, ?)` and would read every row instead.
+            # The cell numbers after it make the grid's GROUP BY index-only too.
             models.Index(
-                fields=["batch", "model_option", "prompt_version", "duration_ms", "status"],
+                fields=[
+                    "batch",
+                    "model_option",
+                    "prompt_version",
+                    "duration_ms",
+                    "status",
+                    "cost_usd",
+                    "checks_passed",
+                    "checks_failed",
+                    "agentic_steps",
+                    "cached_steps",
+                ],
                 name="run_batch_cell_duration",
             ),
         ]
@@ -520,6 +568,8 @@ class Run(AttemptOutcome, models.Model):
     # What the failure key is derived from: a save() that writes any of them writes the key too.
     _FAILURE_SOURCES = frozenset({"status", "errors", "post_run_checks"})
     _DURATION_SOURCES = frozenset({"started_at", "ended_at"})
+    _CELL_SOURCES = frozenset({"post_run_checks", "usage_metadata"})
+    _CELL_FIELDS = ("checks_passed", "checks_failed", "agentic_steps", "cached_steps")
 
     def save(self, *args, **kwargs):
         self.duration_ms = run_duration_ms(started_at=self.started_at, ended_at=self.ended_at)
@@ -532,7 +582,14 @@ class Run(AttemptOutcome, models.Model):
         if update_fields is not None and self._FAILURE_SOURCES.intersection(update_fields):
             kwargs["update_fields"] = update_fields = {*update_fields, "failure_key"}
         if update_fields is not None and self._DURATION_SOURCES.intersection(update_fields):
-            kwargs["update_fields"] = {*update_fields, "duration_ms"}
+            kwargs["update_fields"] = update_fields = {*update_fields, "duration_ms"}
+        numbers = run_cell_numbers(
+            post_run_checks=self.post_run_checks, usage_metadata=self.usage_metadata
+        )
+        for field, value in numbers.items():
+            setattr(self, field, value)
+        if update_fields is not None and self._CELL_SOURCES.intersection(update_fields):
+            kwargs["update_fields"] = {*update_fields, *self._CELL_FIELDS}
         if not self._state.adding or self.prompt_version_id is None:
             super().save(*args, **kwargs)
             return

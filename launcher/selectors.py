@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -545,6 +546,22 @@ class BatchProgress:
         return f"{self.total} runs: " + (", ".join(shown) if shown else "none yet")
 
 
+# The statuses a run can still leave, named positively: `status IN (…)` seeks these few
+# entries of the run_batch_status index, where `NOT IN (terminal)` reads the whole batch.
+UNFINISHED_STATUSES = tuple(s for s in RunStatus.values if s not in TERMINAL_STATUSES)
+
+
+def batch_unfinished_sent_runs(batch: Batch) -> list[Run]:
+    """The batch's runs the API has and that have not finished: what a poll refreshes. Its
+    cost follows the runs in flight, not the batch's size (no ordering: the default
+    newest-first order would make the database walk every run of the batch instead)."""
+    return list(
+        Run.objects.filter(
+            batch=batch, status__in=UNFINISHED_STATUSES, cyberdesk_id__isnull=False
+        ).order_by()
+    )
+
+
 def batch_progress(batch: Batch) -> BatchProgress:
     """Counts by submission and status, in one query."""
     counts: dict[tuple[str, str], int] = {
@@ -671,15 +688,84 @@ def duration_display(value: timedelta | None) -> str:
     return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def batch_export_rows(batch: Batch) -> Iterator[list[Any]]:
-    """The batch's runs as CSV rows (header first): outcome, timing, cost, each input in a column
-    of its own (sensitive values are never stored, so never exported), outputs as JSON."""
-    runs = list(
+# Runs per read of the export: memory stays bounded by one chunk, whatever the batch's size.
+EXPORT_CHUNK = 1000
+# Only what a row of the export shows: the message history, attachments and raw answers of a
+# run are the heavy part of its row and are never read here.
+_EXPORT_FIELDS = (
+    "pk",
+    "cyberdesk_id",
+    "batch_row",
+    "status",
+    "submission",
+    "started_at",
+    "ended_at",
+    "cost_usd",
+    "post_run_checks",
+    "errors",
+    "submission_error",
+    "input_values",
+    "output_data",
+    "model_option__name",
+    "prompt_version__number",
+)
+
+
+def batch_input_keys(batch: Batch) -> list[str]:
+    """Every input name used by the batch's runs (the export's input columns), sorted. The
+    database lists the JSON keys itself, so the header costs one query and no run is loaded."""
+    # The table is named literally (no string building): Run's db_table is launcher_run.
+    if connection.vendor == "postgresql":
+        sql = (
+            "SELECT DISTINCT jsonb_object_keys(input_values) FROM launcher_run "
+            "WHERE batch_id = %s AND jsonb_typeof(input_values) = 'object'"
+        )
+    elif connection.vendor == "sqlite":
+        sql = (
+            "SELECT DISTINCT j.key FROM launcher_run AS r, json_each(r.input_values) AS j "
+            "WHERE r.batch_id = %s AND json_type(r.input_values) = 'object'"
+        )
+    else:  # another database: read the inputs column alone, a chunk at a time
+        values = Run.objects.filter(batch=batch).values_list("input_values", flat=True)
+        return sorted({key for inputs in values.iterator(EXPORT_CHUNK) for key in inputs or {}})
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [batch.pk])
+        return sorted(key for (key,) in cursor.fetchall())
+
+
+def batch_export_runs(batch: Batch, *, chunk: int = EXPORT_CHUNK) -> Iterator[Run]:
+    """The batch's runs by input row, read in keyset chunks (`(batch_row, pk) > last … LIMIT
+    chunk` on the run_batch_row index): each read costs the same however deep in the batch, and
+    no read holds more than one chunk. Runs without a row (none from the planner) come last."""
+    runs = (
         Run.objects.filter(batch=batch)
         .select_related("model_option", "prompt_version")
-        .order_by("batch_row", "pk")
+        .only(*_EXPORT_FIELDS)
     )
-    input_keys = sorted({key for run in runs for key in (run.input_values or {})})
+    after: Q | None = None
+    while True:
+        page = runs.filter(batch_row__isnull=False)
+        page = page.filter(after) if after is not None else page
+        found = list(page.order_by("batch_row", "pk")[:chunk])
+        yield from found
+        if len(found) < chunk:
+            break
+        last = found[-1]
+        after = Q(batch_row__gt=last.batch_row) | Q(batch_row=last.batch_row, pk__gt=last.pk)
+    last_pk = 0
+    while True:
+        found = list(runs.filter(batch_row__isnull=True, pk__gt=last_pk).order_by("pk")[:chunk])
+        yield from found
+        if len(found) < chunk:
+            break
+        last_pk = found[-1].pk
+
+
+def batch_export_rows(batch: Batch) -> Iterator[list[Any]]:
+    """The batch's runs as CSV rows (header first): outcome, timing, cost, each input in a column
+    of its own (sensitive values are never stored, so never exported), outputs as JSON. A
+    generator: the header goes out before any run is read, then one chunk at a time."""
+    input_keys = batch_input_keys(batch)
     yield [
         "run",
         "cyberdesk_id",
@@ -698,7 +784,7 @@ def batch_export_rows(batch: Batch) -> Iterator[list[Any]]:
         *[f"input:{key}" for key in input_keys],
         "output_data",
     ]
-    for run in runs:
+    for run in batch_export_runs(batch):
         checks = [c for c in run.post_run_checks or [] if isinstance(c, dict)]
         inputs = run.input_values or {}
         yield [

@@ -128,7 +128,8 @@ def test_the_cells_numbers(catalog, batch):
         {"total_agentic_steps": "n/a", "total_cached_steps": None},
     ]
     for run, metadata in zip(runs, usage, strict=False):
-        Run.objects.filter(pk=run.pk).update(usage_metadata=metadata)
+        run.usage_metadata = metadata
+        run.save(update_fields=["usage_metadata"])  # save() stores the grid's step numbers
     # A cancelled and a queued run count as runs, not as outcomes.
     add_runs(batch, version=catalog.v1, successes=1, first_row=20)[0]
     Run.objects.filter(batch=batch, batch_row=20).update(status=RunStatus.CANCELLED)

@@ -40,6 +40,7 @@ from launcher.models import (
     RunStatus,
     Submission,
     Workflow,
+    run_cell_numbers,
     run_duration_ms,
 )
 from launcher.permissions import OPERATORS_GROUP
@@ -299,7 +300,18 @@ _WORDS = [
 _ACTIONS = ("screenshot", "left_click", "type", "key", "scroll", "wait")
 
 
-def _run(scene, *, workflow, batch, batch_row, model, version, mode, created_at) -> Run:
+def _run(scene, **choices) -> Run:
+    run = _run_unsaved(scene, **choices)
+    # bulk_create skips save(): the grid's stored numbers are derived here.
+    numbers = run_cell_numbers(
+        post_run_checks=run.post_run_checks, usage_metadata=run.usage_metadata
+    )
+    for field, value in numbers.items():
+        setattr(run, field, value)
+    return run
+
+
+def _run_unsaved(scene, *, workflow, batch, batch_row, model, version, mode, created_at) -> Run:
     rng = scene.rng
     status = rng.choices(
         [status for status, _ in STATUS_WEIGHTS], [weight for _, weight in STATUS_WEIGHTS]

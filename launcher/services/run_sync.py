@@ -35,6 +35,7 @@ from launcher.models import (
     RunEvent,
     RunStatus,
     Submission,
+    run_cell_numbers,
     run_duration_ms,
 )
 from launcher.services.api_status import api_outage, api_outage_clear, api_outage_note
@@ -182,6 +183,13 @@ def runs_apply_upstream_many(
                 updates["duration_ms"] = row.duration_ms = run_duration_ms(
                     started_at=row.started_at, ended_at=row.ended_at
                 )
+            if Run._CELL_SOURCES.intersection(updates):
+                numbers = run_cell_numbers(
+                    post_run_checks=row.post_run_checks, usage_metadata=row.usage_metadata
+                )
+                for field, value in numbers.items():
+                    updates[field] = value
+                    setattr(row, field, value)
             if updates:
                 written.append(row)
                 fields.update(updates)
@@ -232,6 +240,7 @@ _SYNCED_FIELDS = (
     "attachments",
     "synced_at",
     "duration_ms",
+    *Run._CELL_FIELDS,
 )
 
 

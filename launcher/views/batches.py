@@ -32,13 +32,14 @@ from django_htmx.http import trigger_client_event
 from launcher.batch_forms import BatchForm, batch_columns, batch_form_kept
 from launcher.batch_grid import batch_grid
 from launcher.batch_rows import batch_rows_page
-from launcher.models import TERMINAL_STATUSES, Batch, Run, Workflow
+from launcher.models import Batch, Workflow
 from launcher.permissions import LAUNCH_RUN, permission_required
 from launcher.selectors import (
     BatchLifecycle,
     batch_export_rows,
     batch_progress,
     batch_progress_lifecycle,
+    batch_unfinished_sent_runs,
     batches_for_list,
 )
 from launcher.services.batches import (
@@ -156,11 +157,7 @@ def _batch_or_404(batch_id: int) -> Batch:
 
 def _progress_context(batch: Batch, *, refresh: bool = True) -> dict:
     if refresh:
-        unfinished = list(
-            Run.objects.filter(batch=batch, cyberdesk_id__isnull=False).exclude(
-                status__in=TERMINAL_STATUSES
-            )
-        )
+        unfinished = batch_unfinished_sent_runs(batch)
         if unfinished:
             # At most one list call per workflow per interval, however many people watch.
             runs_refresh_many(unfinished, viewer=True)

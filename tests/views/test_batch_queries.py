@@ -18,6 +18,7 @@ import pytest
 from django.urls import reverse
 
 from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
+from launcher.selectors import batch_export_runs, batch_input_keys
 from tests.fake_cyberdesk import FakeCyberdesk, serve, upstream_run
 from tests.launch_api import NOW, make_model, make_workflow
 
@@ -273,10 +274,36 @@ def test_the_export_costs_the_same_however_many_runs(
     url = reverse("batch_export", args=[batch.pk])
     operator_client.get(url)
 
-    # session, user, 2 for the permission; the batch; its runs with model and version
-    with django_assert_num_queries(6):
+    # session, user, 2 for the permission; the batch; the input names (the header); its runs
+    # with model and version, one keyset chunk (1,000 runs) per read; the runs without a row
+    with django_assert_num_queries(8):
         response = operator_client.get(url)
         body = b"".join(response.streaming_content).decode()  # the rows are made while streamed
 
     assert len(body.strip().splitlines()) == 1 + runs
     assert api.requests == []
+
+
+def test_the_export_reads_every_run_once_in_row_order_a_chunk_at_a_time(
+    catalog, operator, django_assert_num_queries
+):
+    batch = matrix_batch(catalog, operator, 30)
+    # A run without a row (never from the planner) still goes out, after the rest.
+    stray = Run.objects.create(workflow=catalog.workflow, batch=batch, prompt_mode="stored")
+    expected = list(
+        Run.objects.filter(batch=batch, batch_row__isnull=False)
+        .order_by("batch_row", "pk")
+        .values_list("pk", flat=True)
+    ) + [stray.pk]
+
+    # 30 runs with a row in chunks of 7: 5 reads (the last one short); the rowless: 1 read.
+    with django_assert_num_queries(6):
+        exported = [run.pk for run in batch_export_runs(batch, chunk=7)]
+
+    assert exported == expected
+
+
+def test_the_export_header_lists_every_input_name_from_the_database(catalog, operator):
+    batch = matrix_batch(catalog, operator, 8)
+
+    assert batch_input_keys(batch) == ["customer_id", "extra_0", "extra_1", "extra_2", "extra_3"]

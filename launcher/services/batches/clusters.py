@@ -65,7 +65,7 @@ class BatchClusters:
 def batch_failure_clusters(*, batch: Batch) -> BatchClusters:
     """The batch's failure clusters, largest first (ties: the earliest failure first)."""
     _fill_missing_keys(batch)
-    failed = Run.objects.filter(batch=batch, status__in=FAILED_STATUSES)
+    failed = Run.objects.filter(batch=batch, status__in=FAILED_STATUSES).order_by()
     totals = failed.aggregate(runs=Count("id"), clusters=Count("failure_key", distinct=True))
     result = BatchClusters(failed=totals["runs"], total=totals["clusters"])
     if not result.failed:
@@ -123,9 +123,11 @@ def _fill_missing_keys(batch: Batch) -> None:
     has a key (at least "error:(no error message)"), so an empty one means "not derived yet".
     One indexed query that finds nothing in the steady state."""
     missing = list(
-        Run.objects.filter(batch=batch, failure_key="", status__in=FAILED_STATUSES).only(
-            "id", "status", "errors", "post_run_checks"
-        )[:FILL_LIMIT]
+        Run.objects.filter(batch=batch, failure_key="", status__in=FAILED_STATUSES)
+        .only("id", "status", "errors", "post_run_checks")
+        # No ordering: the default newest-first one walks the whole batch by run_batch_created
+        # instead of seeking (batch, failed status, "") in run_batch_failed_key.
+        .order_by()[:FILL_LIMIT]
     )
     for run in missing:
         run.failure_key = failure_key(
