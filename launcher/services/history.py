@@ -26,7 +26,7 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from launcher.models import (
@@ -162,6 +162,7 @@ def history_seed(
         added += _insert(chunk)
     # bulk_create skips the hooks that keep the prompts page's counters: recount them.
     prompt_rollups_rebuild()
+    _statistics_refresh()
     batches = plan.small_batches + (1 if big_batch else 0)
     return HistoryReport(
         existing=existing,
@@ -471,3 +472,13 @@ def _created_at_as_given():
         yield
     finally:
         field.auto_now_add = previous
+
+
+def _statistics_refresh() -> None:
+    """PostgreSQL plans from table statistics, and a bulk load leaves them stale until
+    autovacuum gets round to it (minutes later, or never on a short-lived bench database).
+    A real history's tables are analyzed; so is a seeded one, at once (SQLite's planner
+    reads the indexes themselves and needs nothing)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")

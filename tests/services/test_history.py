@@ -88,3 +88,18 @@ def test_without_workflows_it_says_what_to_do(db, settings):
         api.fail_with = 503
         with pytest.raises(CommandError, match="sync_workflows"):
             call_command("seed_history", "--runs", "10", stdout=StringIO(), stderr=StringIO())
+
+
+def test_on_postgresql_the_seeded_tables_are_analyzed_so_pages_are_planned_on_real_counts(
+    mirror,
+):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("table statistics are PostgreSQL's (SQLite plans from its indexes)")
+    history_seed(runs=600, big_batch_runs=200)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [Run._meta.db_table])
+        (estimated_rows,) = cursor.fetchone()
+    assert estimated_rows == Run.objects.count()  # a fresh table says -1 until analyzed
