@@ -179,6 +179,7 @@ def test_it_refuses_a_delivery_missing_a_signature_header(client, run, missing):
     response = post(client, body, headers)
 
     assert response.status_code == 400
+    assert response.json() == {"detail": "missing signature headers"}
     assert not WebhookEvent.objects.exists()
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
@@ -291,7 +292,24 @@ def test_it_refuses_everything_when_no_secret_is_configured(client, run, setting
     response = post(client, body, signed_headers(body))
 
     assert response.status_code == 503
+    assert response.json() == {"detail": "webhooks are not configured"}
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("unreadable", ["whsec_not base64!!", "whsec_%%%"])
+def test_it_refuses_everything_when_the_secret_is_unreadable(client, run, settings, unreadable):
+    """A mistyped secret is a configuration error answered 503 (Svix redelivers once it is
+    fixed), never a 200 that would drop the event, and never a pass."""
+    settings.CYBERDESK_WEBHOOK_SECRET = unreadable
+    body = event_body(run.cyberdesk_id)
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 503
+    assert response.json() == {"detail": "webhooks are not configured"}
+    assert not WebhookEvent.objects.exists()
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
 
 
 def test_a_signed_body_that_is_not_json_is_a_bad_request(client):
