@@ -1,13 +1,12 @@
 """run_apply_upstream, run_refresh (compare-and-set) and runs_refresh_many."""
 
 import threading
-import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_tasks_db.models import DBTaskResult
 
@@ -354,18 +353,50 @@ class TestRefresh:
         assert refreshed.cost_usd is None
 
 
+class _LockReleases:
+    """Counts the moments a lock may have been released: a statement finished (autocommit) or
+    a transaction committed. A thread refused with "table is locked" waits for the count to
+    move past the value it read before trying, so a release between its refusal and its wait
+    is not missed, and it never waits for time to pass."""
+
+    def __init__(self):
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def note(self):
+        with self.changed:
+            self.count += 1
+            self.changed.notify_all()
+
+    def wait_past(self, seen: int):
+        with self.changed:
+            # The bound only turns a lock never released (a bug) into a failure, not a hang.
+            moved = self.changed.wait_for(lambda: self.count != seen, timeout=20)
+        assert moved, "a SQLite table lock was never released"
+
+
+_lock_releases = _LockReleases()
+
+
 def wait_while_sqlite_table_is_locked(execute, sql, params, many, context):
     """The in-memory SQLite test database shares one cache between threads and answers
     "table is locked" at once, where a real SQLite file (WAL, 20 s timeout) waits for the lock.
-    Wait here instead, so the threads contend the way they would in production."""
-    for _ in range(2000):
+    Wait here instead, until another thread has finished a statement or committed, so the
+    threads contend the way they would in production."""
+    db = context["connection"]
+    while True:
+        seen = _lock_releases.count
         try:
-            return execute(sql, params, many, context)
+            result = execute(sql, params, many, context)
         except OperationalError as exc:
-            if connection.vendor != "sqlite" or "locked" not in str(exc):
+            if db.vendor != "sqlite" or "locked" not in str(exc):
                 raise
-            time.sleep(0.005)  # a lock wait, not a wait for time to pass
-    return execute(sql, params, many, context)
+            _lock_releases.wait_past(seen)
+            continue
+        if db.in_atomic_block:
+            transaction.on_commit(_lock_releases.note, using=db.alias)
+        _lock_releases.note()
+        return result
 
 
 @pytest.mark.django_db(transaction=True)
