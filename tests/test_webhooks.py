@@ -224,6 +224,7 @@ def test_it_refuses_a_body_changed_after_signing(client, run):
     response = post(client, tampered, headers)
 
     assert response.status_code == 401
+    assert response.json() == {"detail": "invalid signature"}
     assert not WebhookEvent.objects.exists()
 
 
@@ -315,8 +316,35 @@ def test_it_refuses_everything_when_the_secret_is_unreadable(client, run, settin
 def test_a_signed_body_that_is_not_json_is_a_bad_request(client):
     body = b"not json at all"
 
-    assert post(client, body, signed_headers(body)).status_code == 400
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("body is not readable JSON: ")
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"run_complete"', b"null", b"42"])
+def test_a_signed_body_that_is_not_a_json_object_is_a_bad_request(client, body):
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "body is not a JSON object"}
+    assert not WebhookEvent.objects.exists()
+
+
+def test_a_lone_surrogate_in_the_news_is_stored_as_a_replacement_character(client, run):
+    """An agent's screen text may hold half a surrogate pair ("\\ud800"), which no UTF-8 page
+    or database can hold. Refused, the event would be redelivered for days and the run never
+    finish here; it is kept with U+FFFD instead, like a NUL."""
+    body = event_body(run.cyberdesk_id, output_data={"screen": "a\ud800b"})
+    assert b"\\ud800" in body  # json.dumps escapes it: the wire form Cyberdesk would send
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 200
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
+    assert run.output_data == {"screen": "a\ufffdb"}
 
 
 def test_a_signed_run_complete_without_a_readable_run_is_a_bad_request(client):
