@@ -438,6 +438,46 @@ def test_other_event_types_are_recorded_without_touching_runs(client, run):
     assert run.status == RunStatus.RUNNING
 
 
+def test_an_event_without_a_type_is_a_run_complete_when_it_carries_a_run(client, run):
+    """Cyberdesk sends only run_complete; a payload that leaves the type out still finishes
+    the run it carries, and one that carries no run is recorded as "unknown"."""
+    typed = json.loads(event_body(run.cyberdesk_id, event_id="e-run"))
+    del typed["event_type"]
+    with_run = json.dumps(typed).encode()
+    without_run = json.dumps({"event_id": "e-none", "data": {}}).encode()
+
+    assert post(client, with_run, signed_headers(with_run)).json() == {"status": "applied"}
+    assert post(client, without_run, signed_headers(without_run)).json() == {"status": "ignored"}
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
+    types = dict(WebhookEvent.objects.values_list("event_id", "event_type"))
+    assert types == {"e-run": "run_complete", "e-none": "unknown"}
+
+
+def test_an_event_type_is_stored_cut_to_its_column(client):
+    body = json.dumps({"event_id": "e-long", "event_type": "x" * 80}).encode()
+
+    assert post(client, body, signed_headers(body)).status_code == 200
+    assert WebhookEvent.objects.get().event_type == "x" * 50
+
+
+def test_an_event_id_longer_than_its_column_is_refused(client):
+    """Cut, two different ids could collide into one and the second delivery be taken for a
+    redelivery; so an id the column cannot hold whole is refused (and none is ever that long)."""
+    longest = "e" * 100
+    too_long = "e" * 101
+    fits = json.dumps({"event_id": longest, "event_type": "workflow_updated"}).encode()
+    refused = json.dumps({"event_id": too_long, "event_type": "workflow_updated"}).encode()
+
+    assert post(client, fits, signed_headers(fits)).status_code == 200
+    response = post(client, refused, signed_headers(refused))
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "event id too long"}
+    assert list(WebhookEvent.objects.values_list("event_id", flat=True)) == [longest]
+
+
 def test_finishing_a_run_leaves_fetching_its_cost_to_the_worker(
     client, run, django_capture_on_commit_callbacks
 ):
