@@ -350,7 +350,10 @@ def test_a_lone_surrogate_in_the_news_is_stored_as_a_replacement_character(clien
 def test_a_signed_run_complete_without_a_readable_run_is_a_bad_request(client):
     body = json.dumps({"event_id": "e1", "event_type": "run_complete", "run": {"id": 7}}).encode()
 
-    assert post(client, body, signed_headers(body)).status_code == 400
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("unreadable run: ")
     assert not WebhookEvent.objects.exists()
 
 
