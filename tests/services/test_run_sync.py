@@ -8,11 +8,13 @@ from decimal import Decimal
 import pytest
 from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from launcher.cyberdesk import types
-from launcher.models import Run, RunStatus, Submission, Workflow
+from launcher.cyberdesk import errors, types
+from launcher.models import Run, RunEvent, RunStatus, Submission, Workflow
 from launcher.services import run_sync
+from launcher.services.api_status import api_outage_note
 from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
 from tests.launch_api import NOW
 
@@ -632,6 +634,47 @@ class TestRefreshMany:
         task = DBTaskResult.objects.get()
         assert task.task_path == "launcher.tasks.run_finalize_task"
         assert task.args_kwargs["args"] == [run.pk]
+
+    @pytest.mark.parametrize("viewer", [False, True])
+    def test_the_news_is_recorded_with_its_source(self, workflow, api, clock, viewer):
+        run = make_run(workflow, api, upstream_status="running_checks")
+
+        assert run_sync.runs_refresh_many([run], viewer=viewer, source="batch") == 1
+        run_sync.runs_refresh_many(  # the default source: a page's poll
+            [make_run(workflow, api, upstream_status="running_checks")], viewer=viewer
+        )
+
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING_CHECKS
+        sources = RunEvent.objects.filter(kind=RunEvent.Kind.STATUS).values_list(
+            "source", flat=True
+        )
+        assert sorted(sources) == ["batch", "poll"]
+
+    def test_a_viewer_tries_nothing_while_an_outage_is_noted_and_the_worker_still_does(
+        self, workflow, api, clock
+    ):
+        run = make_run(workflow, api, upstream_status="running_checks")
+        api_outage_note(errors.Unavailable("could not connect"))
+
+        assert run_sync.runs_refresh_many([run], viewer=True) == 0
+        assert api.requests == []
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+        assert run_sync.runs_refresh_many([run]) == 1  # not a viewer: it may wait on the API
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING_CHECKS
+
+    @pytest.mark.parametrize("viewer", [False, True])
+    def test_stale_after_is_the_claims_window(self, workflow, api, clock, viewer):
+        """A caller's own window (the reconciler's, longer than the poll interval) decides
+        which runs are due: one refreshed within it is neither claimed nor asked about."""
+        run = make_run(workflow, api, upstream_status="running_checks", synced_at=timezone.now())
+        clock.shift(run_sync.refresh_interval() + timedelta(seconds=1))
+
+        window = run_sync.refresh_interval() * 10
+        assert run_sync.runs_refresh_many([run], stale_after=window, viewer=viewer) == 0
+        assert api.requests == []
+
+        assert run_sync.runs_refresh_many([run], viewer=viewer) == 1  # due by the default
 
     def test_the_api_being_down_changes_nothing(self, workflow, api, clock):
         run = make_run(workflow, api)
