@@ -14,7 +14,7 @@ from django_tasks_db.models import DBTaskResult
 from launcher.cyberdesk import errors, types
 from launcher.models import Run, RunEvent, RunStatus, Submission, Workflow
 from launcher.services import run_sync
-from launcher.services.api_status import api_outage_note
+from launcher.services.api_status import api_outage, api_outage_note
 from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
 from tests.launch_api import NOW
 
@@ -325,6 +325,7 @@ class TestRefresh:
         refreshed = run_sync.run_refresh(run)
 
         assert refreshed.status == RunStatus.RUNNING
+        assert api_outage() is not None  # pages stop trying until it answers again
         # The failed attempt still counts: the next poll within the interval does not hammer.
         calls = len(api.requests)
         run_sync.run_refresh(refreshed)
@@ -342,6 +343,45 @@ class TestRefresh:
         clock.shift(timedelta(seconds=10))
         run_sync.run_refresh(refreshed)
         assert api.calls["GET llm-costs"] == 1
+
+    def test_a_run_finished_by_a_webhook_during_the_call_is_not_finalized_again(
+        self, workflow, api, clock
+    ):
+        """The claim saw the run unfinished; the webhook that finished it while the poll waited
+        on the API has already queued its finalizing, so the poll fetches no cost of its own."""
+        run = make_run(workflow, api, upstream_status="success")
+        upstream = types.Run.from_api(api.runs[str(run.cyberdesk_id)])
+
+        def webhook_lands_meanwhile(request):
+            if request.url.path.endswith(str(run.cyberdesk_id)):
+                run_sync.run_apply_upstream(Run.objects.get(pk=run.pk), upstream, source="webhook")
+
+        api.on_request = webhook_lands_meanwhile
+
+        refreshed = run_sync.run_refresh(run)
+
+        assert refreshed.status == RunStatus.SUCCESS
+        assert api.calls["GET llm-costs"] == 0
+
+    @pytest.mark.parametrize(
+        ("how", "source"), [("refresh", "poll"), ("apply", "poll"), ("apply_as_webhook", "webhook")]
+    )
+    def test_a_status_change_is_recorded_with_its_source_and_both_statuses(
+        self, workflow, api, clock, how, source
+    ):
+        run = make_run(workflow, api, upstream_status="running_checks")
+        upstream = types.Run.from_api(api.runs[str(run.cyberdesk_id)])
+
+        if how == "refresh":
+            run_sync.run_refresh(run)  # a page's poll: the default source
+        elif how == "apply":
+            run_sync.run_apply_upstream(run, upstream)
+        else:
+            run_sync.run_apply_upstream(run, upstream, source="webhook")
+
+        event = RunEvent.objects.get(run=run, kind=RunEvent.Kind.STATUS)
+        assert event.source == source
+        assert event.detail == {"from": "running", "to": "running_checks"}
 
     def test_a_cost_the_api_will_not_give_stays_unknown(self, workflow, api, clock):
         run = make_run(workflow, api, upstream_status="success")
