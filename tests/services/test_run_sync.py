@@ -64,6 +64,29 @@ def parsed(**fields) -> types.Run:
 
 @pytest.mark.django_db
 class TestApplyUpstream:
+    def test_news_of_a_launch_whose_outcome_was_unknown_records_its_acceptance_once(self, workflow):
+        """The reconciler (or a webhook) seeing the run upstream settles the launch: one
+        "accepted" entry naming the upstream id, and none for later news."""
+        cyberdesk_id = uuid.uuid4()
+        run = Run.objects.create(
+            workflow=workflow,
+            prompt_mode="stored",
+            submission=Submission.UNKNOWN,
+            status=RunStatus.PENDING,
+        )
+
+        run_sync.run_apply_upstream(
+            run, parsed(run_id=cyberdesk_id, status="running"), source="reconciler"
+        )
+        run_sync.run_apply_upstream(run, parsed(run_id=cyberdesk_id, status="running_checks"))
+
+        run.refresh_from_db()
+        assert (run.submission, run.cyberdesk_id) == (Submission.ACCEPTED, cyberdesk_id)
+        accepted = RunEvent.objects.filter(run=run, kind=RunEvent.Kind.ACCEPTED)
+        assert [(e.source, e.detail) for e in accepted] == [
+            ("reconciler", {"cyberdesk_id": str(cyberdesk_id)})
+        ]
+
     def test_it_copies_status_and_results(self, workflow):
         run = make_run(workflow)
         ended = NOW.isoformat()
