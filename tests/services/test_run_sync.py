@@ -211,6 +211,48 @@ class TestApplyUpstream:
         assert run.status == RunStatus.SCHEDULING
         assert (run.errors, run.output_data, run.ended_at, run.cost_usd) == ([], None, None, None)
 
+    def test_a_retry_answer_that_already_carries_values_replaces_the_old_attempts(self, workflow):
+        """The fresh attempt replaces the finished one wholesale: whatever the retry's answer
+        carries is the new attempt's, even when it is already under way."""
+        run = make_run(
+            workflow,
+            status=RunStatus.ERROR,
+            started_at=NOW - timedelta(hours=1),
+            ended_at=NOW - timedelta(minutes=50),
+            output_data={"partial": True},
+            errors=["Machine lost"],
+            post_run_checks=[{"status": "error", "name": "old"}],
+            usage_metadata={"total_agentic_steps": 99},
+            message_history=[{"role": "assistant", "content": "old"}],
+        )
+        Run.objects.filter(pk=run.pk).update(attempt=2)
+        started = (NOW - timedelta(seconds=5)).isoformat()
+        ended = NOW.isoformat()
+
+        run_sync.run_apply_upstream(
+            run,
+            parsed(
+                run_id=run.cyberdesk_id,
+                status="running",
+                started_at=started,
+                ended_at=ended,
+                output_data={"fresh": 1},
+                error=["new"],
+                post_run_checks=[{"status": "success", "name": "new"}],
+                usage_metadata={"total_agentic_steps": 1},
+                run_message_history=[{"role": "assistant", "content": "new"}],
+            ),
+            restart=True,
+        )
+
+        run.refresh_from_db()
+        assert run.status == RunStatus.RUNNING
+        assert (run.started_at, run.ended_at) == (NOW - timedelta(seconds=5), NOW)
+        assert (run.output_data, run.errors) == ({"fresh": 1}, ["new"])
+        assert run.post_run_checks == [{"status": "success", "name": "new"}]
+        assert run.usage_metadata == {"total_agentic_steps": 1}
+        assert run.message_history == [{"role": "assistant", "content": "new"}]
+
     def test_seeing_the_run_upstream_settles_an_unknown_launch(self, workflow):
         run = make_run(workflow, status=RunStatus.PENDING, cyberdesk_id=None)
         Run.objects.filter(pk=run.pk).update(
