@@ -224,6 +224,7 @@ class TestApplyUpstream:
             post_run_checks=[{"status": "error", "name": "old"}],
             usage_metadata={"total_agentic_steps": 99},
             message_history=[{"role": "assistant", "content": "old"}],
+            attachments=[{"filename": "old.pdf"}],
         )
         Run.objects.filter(pk=run.pk).update(attempt=2)
         started = (NOW - timedelta(seconds=5)).isoformat()
@@ -252,6 +253,7 @@ class TestApplyUpstream:
         assert run.post_run_checks == [{"status": "success", "name": "new"}]
         assert run.usage_metadata == {"total_agentic_steps": 1}
         assert run.message_history == [{"role": "assistant", "content": "new"}]
+        assert run.attachments is None  # the new attempt's are fetched when it finishes
 
     def test_seeing_the_run_upstream_settles_an_unknown_launch(self, workflow):
         run = make_run(workflow, status=RunStatus.PENDING, cyberdesk_id=None)
