@@ -164,6 +164,48 @@ class TestApplyUpstream:
 
         assert Run.objects.get(pk=run.pk).status == RunStatus.CANCELLED
 
+    def test_a_finished_runs_results_are_kept_and_only_its_gaps_filled(self, workflow):
+        """A second terminal event (a late poll, a webhook redelivered under another id) may
+        fill what is missing (the message history a list call left out), never replace."""
+        run = make_run(
+            workflow,
+            status=RunStatus.SUCCESS,
+            ended_at=NOW,
+            output_data={"total": 3},
+            usage_metadata={"total_agentic_steps": 12},
+        )
+
+        run_sync.run_apply_upstream(
+            run,
+            parsed(
+                run_id=run.cyberdesk_id,
+                status="success",
+                ended_at=(NOW + timedelta(minutes=1)).isoformat(),
+                output_data={"total": 4},
+                usage_metadata={"total_agentic_steps": 13},
+                run_message_history=[{"role": "assistant"}],
+            ),
+        )
+
+        run.refresh_from_db()
+        assert (run.output_data, run.ended_at) == ({"total": 3}, NOW)
+        assert run.usage_metadata == {"total_agentic_steps": 12}
+        assert run.message_history == [{"role": "assistant"}]
+
+    def test_an_unfinished_runs_values_follow_the_news(self, workflow):
+        run = make_run(workflow, usage_metadata={"total_agentic_steps": 1})
+
+        run_sync.run_apply_upstream(
+            run,
+            parsed(
+                run_id=run.cyberdesk_id,
+                status="running",
+                usage_metadata={"total_agentic_steps": 2},
+            ),
+        )
+
+        assert Run.objects.get(pk=run.pk).usage_metadata == {"total_agentic_steps": 2}
+
     def test_a_projection_never_erases_what_we_know(self, workflow):
         run = make_run(
             workflow,
