@@ -14,7 +14,7 @@ import time_machine
 from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
-from launcher.models import Batch, PromptMode, Run, RunStatus, Submission
+from launcher.models import Batch, PromptMode, Run, RunEvent, RunStatus, Submission
 from launcher.services.batches import (
     CANCELLED_BEFORE_SENDING,
     CLAIM_TTL,
@@ -31,6 +31,7 @@ from launcher.services.batches import (
     batch_retry_upstream,
     batch_rows_check,
     batch_submit,
+    send,
 )
 from launcher.services.batches.chunks import CHUNK_LEASE, chunk_claim
 from launcher.services.prompts import prompt_resolve_choice
@@ -527,6 +528,15 @@ def test_a_bad_api_key_stops_the_batch_and_rejects_the_rest_unsent(catalog, oper
     assert report.fatal and report.remaining == 0
     assert len(creates(api)) == 1
     assert set(batch.runs.values_list("status", flat=True)) == {RunStatus.REJECTED}
+    # History: one "rejected" entry per run, saying why; rejecting the rest again (a task run
+    # twice) finds nothing queued and writes none.
+    send._reject_rest(batch, report.fatal)
+    rejected = RunEvent.objects.filter(run__batch=batch, kind=RunEvent.Kind.REJECTED)
+    assert sorted(rejected.values_list("run_id", flat=True)) == sorted(
+        batch.runs.values_list("pk", flat=True)
+    )
+    unsent = [e for e in rejected if e.detail["message"].startswith("Not sent: ")]
+    assert len(unsent) == 2  # the first run was sent and refused; the other two never sent
 
 
 def test_a_lost_answer_leaves_the_run_unknown_for_the_reconciler(catalog, operator, api):
