@@ -539,6 +539,22 @@ def test_a_bad_api_key_stops_the_batch_and_rejects_the_rest_unsent(catalog, oper
     assert len(unsent) == 2  # the first run was sent and refused; the other two never sent
 
 
+def test_rejecting_the_rest_touches_only_this_batchs_queued_runs(catalog, operator, api):
+    batch = plan(catalog, operator, rows=3)
+    other = plan(catalog, operator, rows=1)
+    accepted = batch.runs.order_by("pk").first()
+    Run.objects.filter(pk=accepted.pk).update(submission=Submission.ACCEPTED)
+
+    send._reject_rest(batch, "the batch stopped")
+
+    assert Run.objects.get(pk=accepted.pk).submission == Submission.ACCEPTED
+    assert other.runs.get().submission == Submission.QUEUED
+    rest = batch.runs.exclude(pk=accepted.pk)
+    assert {(r.submission, r.submission_error) for r in rest} == {
+        (Submission.REJECTED, "Not sent: the batch stopped")
+    }
+
+
 def test_a_lost_answer_leaves_the_run_unknown_for_the_reconciler(catalog, operator, api):
     batch = plan(catalog, operator, rows=2)
     api.lose_create_answers = 1
