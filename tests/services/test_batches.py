@@ -555,6 +555,20 @@ def test_rejecting_the_rest_touches_only_this_batchs_queued_runs(catalog, operat
     }
 
 
+def test_a_refusal_never_rejects_a_run_accepted_meanwhile(catalog, operator, api):
+    """Another sender (a taken-over chunk) may have sent the same run, with the same key, and
+    been accepted: the late refusal of this one must not overwrite that."""
+    batch = plan(catalog, operator, rows=1)
+    run = batch.runs.get()
+    Run.objects.filter(pk=run.pk).update(submission=Submission.ACCEPTED, status=RunStatus.RUNNING)
+
+    send._reject(run, "Cyberdesk refused it.")
+
+    run.refresh_from_db()
+    assert (run.submission, run.status) == (Submission.ACCEPTED, RunStatus.RUNNING)
+    assert not RunEvent.objects.filter(run=run, kind=RunEvent.Kind.REJECTED).exists()
+
+
 def test_a_lost_answer_leaves_the_run_unknown_for_the_reconciler(catalog, operator, api):
     batch = plan(catalog, operator, rows=2)
     api.lose_create_answers = 1
