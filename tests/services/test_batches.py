@@ -647,6 +647,16 @@ def test_queued_runs_are_never_sent_after_cancel(catalog, operator, api):
     assert set(batch.runs.values_list("status", flat=True)) == {RunStatus.CANCELLED}
 
 
+def test_another_batch_cancelled_does_not_stop_this_one(catalog, operator, api):
+    other = plan(catalog, operator, rows=1)
+    batch_cancel_rest(batch=other, user=operator)
+    batch = plan(catalog, operator, rows=2)
+
+    report = submit(batch)
+
+    assert report.accepted == 2 and len(creates(api)) == 2
+
+
 # --- Acting on a batch: the request's part ------------------------------------------------------
 
 
