@@ -732,6 +732,8 @@ def test_a_run_arriving_after_the_cancel_is_cancelled_upstream_too(catalog, oper
     assert run.submission == Submission.ACCEPTED and run.status == RunStatus.CANCELLED
     assert len(launch_api.calls("PATCH", f"/v1/runs/{run.cyberdesk_id}")) == 1
     assert launch_api.runs[str(run.cyberdesk_id)]["status"] == "cancelled"
+    accepted = RunEvent.objects.get(run=run, kind=RunEvent.Kind.ACCEPTED)
+    assert accepted.source == RunEvent.Source.BATCH
 
 
 def test_retry_failed_records_the_runs_and_their_attempts_and_calls_nothing(
