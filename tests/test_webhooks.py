@@ -179,6 +179,7 @@ def test_it_refuses_a_delivery_missing_a_signature_header(client, run, missing):
     response = post(client, body, headers)
 
     assert response.status_code == 400
+    assert response.json() == {"detail": "missing signature headers"}
     assert not WebhookEvent.objects.exists()
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
@@ -223,6 +224,7 @@ def test_it_refuses_a_body_changed_after_signing(client, run):
     response = post(client, tampered, headers)
 
     assert response.status_code == 401
+    assert response.json() == {"detail": "invalid signature"}
     assert not WebhookEvent.objects.exists()
 
 
@@ -291,20 +293,67 @@ def test_it_refuses_everything_when_no_secret_is_configured(client, run, setting
     response = post(client, body, signed_headers(body))
 
     assert response.status_code == 503
+    assert response.json() == {"detail": "webhooks are not configured"}
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("unreadable", ["whsec_not base64!!", "whsec_%%%"])
+def test_it_refuses_everything_when_the_secret_is_unreadable(client, run, settings, unreadable):
+    """A mistyped secret is a configuration error answered 503 (Svix redelivers once it is
+    fixed), never a 200 that would drop the event, and never a pass."""
+    settings.CYBERDESK_WEBHOOK_SECRET = unreadable
+    body = event_body(run.cyberdesk_id)
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 503
+    assert response.json() == {"detail": "webhooks are not configured"}
+    assert not WebhookEvent.objects.exists()
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
 
 
 def test_a_signed_body_that_is_not_json_is_a_bad_request(client):
     body = b"not json at all"
 
-    assert post(client, body, signed_headers(body)).status_code == 400
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("body is not readable JSON: ")
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"run_complete"', b"null", b"42"])
+def test_a_signed_body_that_is_not_a_json_object_is_a_bad_request(client, body):
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "body is not a JSON object"}
+    assert not WebhookEvent.objects.exists()
+
+
+def test_a_lone_surrogate_in_the_news_is_stored_as_a_replacement_character(client, run):
+    """An agent's screen text may hold half a surrogate pair ("\\ud800"), which no UTF-8 page
+    or database can hold. Refused, the event would be redelivered for days and the run never
+    finish here; it is kept with U+FFFD instead, like a NUL."""
+    body = event_body(run.cyberdesk_id, output_data={"screen": "a\ud800b"})
+    assert b"\\ud800" in body  # json.dumps escapes it: the wire form Cyberdesk would send
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 200
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
+    assert run.output_data == {"screen": "a\ufffdb"}
 
 
 def test_a_signed_run_complete_without_a_readable_run_is_a_bad_request(client):
     body = json.dumps({"event_id": "e1", "event_type": "run_complete", "run": {"id": 7}}).encode()
 
-    assert post(client, body, signed_headers(body)).status_code == 400
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("unreadable run: ")
     assert not WebhookEvent.objects.exists()
 
 
@@ -390,6 +439,46 @@ def test_other_event_types_are_recorded_without_touching_runs(client, run):
     assert WebhookEvent.objects.get().event_type == "workflow_updated"
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
+
+
+def test_an_event_without_a_type_is_a_run_complete_when_it_carries_a_run(client, run):
+    """Cyberdesk sends only run_complete; a payload that leaves the type out still finishes
+    the run it carries, and one that carries no run is recorded as "unknown"."""
+    typed = json.loads(event_body(run.cyberdesk_id, event_id="e-run"))
+    del typed["event_type"]
+    with_run = json.dumps(typed).encode()
+    without_run = json.dumps({"event_id": "e-none", "data": {}}).encode()
+
+    assert post(client, with_run, signed_headers(with_run)).json() == {"status": "applied"}
+    assert post(client, without_run, signed_headers(without_run)).json() == {"status": "ignored"}
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
+    types = dict(WebhookEvent.objects.values_list("event_id", "event_type"))
+    assert types == {"e-run": "run_complete", "e-none": "unknown"}
+
+
+def test_an_event_type_is_stored_cut_to_its_column(client):
+    body = json.dumps({"event_id": "e-long", "event_type": "x" * 80}).encode()
+
+    assert post(client, body, signed_headers(body)).status_code == 200
+    assert WebhookEvent.objects.get().event_type == "x" * 50
+
+
+def test_an_event_id_longer_than_its_column_is_refused(client):
+    """Cut, two different ids could collide into one and the second delivery be taken for a
+    redelivery; so an id the column cannot hold whole is refused (and none is ever that long)."""
+    longest = "e" * 100
+    too_long = "e" * 101
+    fits = json.dumps({"event_id": longest, "event_type": "workflow_updated"}).encode()
+    refused = json.dumps({"event_id": too_long, "event_type": "workflow_updated"}).encode()
+
+    assert post(client, fits, signed_headers(fits)).status_code == 200
+    response = post(client, refused, signed_headers(refused))
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "event id too long"}
+    assert list(WebhookEvent.objects.values_list("event_id", flat=True)) == [longest]
 
 
 def test_finishing_a_run_leaves_fetching_its_cost_to_the_worker(

@@ -14,7 +14,15 @@ import time_machine
 from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
-from launcher.models import Batch, PromptMode, PromptVersionRollup, Run, RunStatus, Submission
+from launcher.models import (
+    Batch,
+    PromptMode,
+    PromptVersionRollup,
+    Run,
+    RunEvent,
+    RunStatus,
+    Submission,
+)
 from launcher.services.batches import (
     CANCELLED_BEFORE_SENDING,
     CLAIM_TTL,
@@ -31,6 +39,7 @@ from launcher.services.batches import (
     batch_retry_upstream,
     batch_rows_check,
     batch_submit,
+    send,
 )
 from launcher.services.batches.chunks import CHUNK_LEASE, chunk_claim
 from launcher.services.prompt_rollups import prompt_rollups_rebuild
@@ -547,6 +556,45 @@ def test_a_bad_api_key_stops_the_batch_and_rejects_the_rest_unsent(catalog, oper
     assert report.fatal and report.remaining == 0
     assert len(creates(api)) == 1
     assert set(batch.runs.values_list("status", flat=True)) == {RunStatus.REJECTED}
+    # History: one "rejected" entry per run, saying why; rejecting the rest again (a task run
+    # twice) finds nothing queued and writes none.
+    send._reject_rest(batch, report.fatal)
+    rejected = RunEvent.objects.filter(run__batch=batch, kind=RunEvent.Kind.REJECTED)
+    assert sorted(rejected.values_list("run_id", flat=True)) == sorted(
+        batch.runs.values_list("pk", flat=True)
+    )
+    unsent = [e for e in rejected if e.detail["message"].startswith("Not sent: ")]
+    assert len(unsent) == 2  # the first run was sent and refused; the other two never sent
+
+
+def test_rejecting_the_rest_touches_only_this_batchs_queued_runs(catalog, operator, api):
+    batch = plan(catalog, operator, rows=3)
+    other = plan(catalog, operator, rows=1)
+    accepted = batch.runs.order_by("pk").first()
+    Run.objects.filter(pk=accepted.pk).update(submission=Submission.ACCEPTED)
+
+    send._reject_rest(batch, "the batch stopped")
+
+    assert Run.objects.get(pk=accepted.pk).submission == Submission.ACCEPTED
+    assert other.runs.get().submission == Submission.QUEUED
+    rest = batch.runs.exclude(pk=accepted.pk)
+    assert {(r.submission, r.submission_error) for r in rest} == {
+        (Submission.REJECTED, "Not sent: the batch stopped")
+    }
+
+
+def test_a_refusal_never_rejects_a_run_accepted_meanwhile(catalog, operator, api):
+    """Another sender (a taken-over chunk) may have sent the same run, with the same key, and
+    been accepted: the late refusal of this one must not overwrite that."""
+    batch = plan(catalog, operator, rows=1)
+    run = batch.runs.get()
+    Run.objects.filter(pk=run.pk).update(submission=Submission.ACCEPTED, status=RunStatus.RUNNING)
+
+    send._reject(run, "Cyberdesk refused it.")
+
+    run.refresh_from_db()
+    assert (run.submission, run.status) == (Submission.ACCEPTED, RunStatus.RUNNING)
+    assert not RunEvent.objects.filter(run=run, kind=RunEvent.Kind.REJECTED).exists()
 
 
 def test_a_lost_answer_leaves_the_run_unknown_for_the_reconciler(catalog, operator, api):
@@ -627,6 +675,16 @@ def test_queued_runs_are_never_sent_after_cancel(catalog, operator, api):
     assert set(batch.runs.values_list("status", flat=True)) == {RunStatus.CANCELLED}
 
 
+def test_another_batch_cancelled_does_not_stop_this_one(catalog, operator, api):
+    other = plan(catalog, operator, rows=1)
+    batch_cancel_rest(batch=other, user=operator)
+    batch = plan(catalog, operator, rows=2)
+
+    report = submit(batch)
+
+    assert report.accepted == 2 and len(creates(api)) == 2
+
+
 # --- Acting on a batch: the request's part ------------------------------------------------------
 
 
@@ -702,6 +760,8 @@ def test_a_run_arriving_after_the_cancel_is_cancelled_upstream_too(catalog, oper
     assert run.submission == Submission.ACCEPTED and run.status == RunStatus.CANCELLED
     assert len(launch_api.calls("PATCH", f"/v1/runs/{run.cyberdesk_id}")) == 1
     assert launch_api.runs[str(run.cyberdesk_id)]["status"] == "cancelled"
+    accepted = RunEvent.objects.get(run=run, kind=RunEvent.Kind.ACCEPTED)
+    assert accepted.source == RunEvent.Source.BATCH
 
 
 def test_retry_failed_records_the_runs_and_their_attempts_and_calls_nothing(

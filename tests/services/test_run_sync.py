@@ -1,19 +1,20 @@
 """run_apply_upstream, run_refresh (compare-and-set) and runs_refresh_many."""
 
 import threading
-import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from launcher.cyberdesk import types
-from launcher.models import Run, RunStatus, Submission, Workflow
+from launcher.cyberdesk import errors, types
+from launcher.models import Run, RunEvent, RunStatus, Submission, Workflow
 from launcher.services import run_sync
+from launcher.services.api_status import api_outage, api_outage_note
 from tests.fake_cyberdesk import FakeCyberdesk, upstream_run
 from tests.launch_api import NOW
 
@@ -63,6 +64,29 @@ def parsed(**fields) -> types.Run:
 
 @pytest.mark.django_db
 class TestApplyUpstream:
+    def test_news_of_a_launch_whose_outcome_was_unknown_records_its_acceptance_once(self, workflow):
+        """The reconciler (or a webhook) seeing the run upstream settles the launch: one
+        "accepted" entry naming the upstream id, and none for later news."""
+        cyberdesk_id = uuid.uuid4()
+        run = Run.objects.create(
+            workflow=workflow,
+            prompt_mode="stored",
+            submission=Submission.UNKNOWN,
+            status=RunStatus.PENDING,
+        )
+
+        run_sync.run_apply_upstream(
+            run, parsed(run_id=cyberdesk_id, status="running"), source="reconciler"
+        )
+        run_sync.run_apply_upstream(run, parsed(run_id=cyberdesk_id, status="running_checks"))
+
+        run.refresh_from_db()
+        assert (run.submission, run.cyberdesk_id) == (Submission.ACCEPTED, cyberdesk_id)
+        accepted = RunEvent.objects.filter(run=run, kind=RunEvent.Kind.ACCEPTED)
+        assert [(e.source, e.detail) for e in accepted] == [
+            ("reconciler", {"cyberdesk_id": str(cyberdesk_id)})
+        ]
+
     def test_it_copies_status_and_results(self, workflow):
         run = make_run(workflow)
         ended = NOW.isoformat()
@@ -140,6 +164,48 @@ class TestApplyUpstream:
 
         assert Run.objects.get(pk=run.pk).status == RunStatus.CANCELLED
 
+    def test_a_finished_runs_results_are_kept_and_only_its_gaps_filled(self, workflow):
+        """A second terminal event (a late poll, a webhook redelivered under another id) may
+        fill what is missing (the message history a list call left out), never replace."""
+        run = make_run(
+            workflow,
+            status=RunStatus.SUCCESS,
+            ended_at=NOW,
+            output_data={"total": 3},
+            usage_metadata={"total_agentic_steps": 12},
+        )
+
+        run_sync.run_apply_upstream(
+            run,
+            parsed(
+                run_id=run.cyberdesk_id,
+                status="success",
+                ended_at=(NOW + timedelta(minutes=1)).isoformat(),
+                output_data={"total": 4},
+                usage_metadata={"total_agentic_steps": 13},
+                run_message_history=[{"role": "assistant"}],
+            ),
+        )
+
+        run.refresh_from_db()
+        assert (run.output_data, run.ended_at) == ({"total": 3}, NOW)
+        assert run.usage_metadata == {"total_agentic_steps": 12}
+        assert run.message_history == [{"role": "assistant"}]
+
+    def test_an_unfinished_runs_values_follow_the_news(self, workflow):
+        run = make_run(workflow, usage_metadata={"total_agentic_steps": 1})
+
+        run_sync.run_apply_upstream(
+            run,
+            parsed(
+                run_id=run.cyberdesk_id,
+                status="running",
+                usage_metadata={"total_agentic_steps": 2},
+            ),
+        )
+
+        assert Run.objects.get(pk=run.pk).usage_metadata == {"total_agentic_steps": 2}
+
     def test_a_projection_never_erases_what_we_know(self, workflow):
         run = make_run(
             workflow,
@@ -186,6 +252,50 @@ class TestApplyUpstream:
         run.refresh_from_db()
         assert run.status == RunStatus.SCHEDULING
         assert (run.errors, run.output_data, run.ended_at, run.cost_usd) == ([], None, None, None)
+
+    def test_a_retry_answer_that_already_carries_values_replaces_the_old_attempts(self, workflow):
+        """The fresh attempt replaces the finished one wholesale: whatever the retry's answer
+        carries is the new attempt's, even when it is already under way."""
+        run = make_run(
+            workflow,
+            status=RunStatus.ERROR,
+            started_at=NOW - timedelta(hours=1),
+            ended_at=NOW - timedelta(minutes=50),
+            output_data={"partial": True},
+            errors=["Machine lost"],
+            post_run_checks=[{"status": "error", "name": "old"}],
+            usage_metadata={"total_agentic_steps": 99},
+            message_history=[{"role": "assistant", "content": "old"}],
+            attachments=[{"filename": "old.pdf"}],
+        )
+        Run.objects.filter(pk=run.pk).update(attempt=2)
+        started = (NOW - timedelta(seconds=5)).isoformat()
+        ended = NOW.isoformat()
+
+        run_sync.run_apply_upstream(
+            run,
+            parsed(
+                run_id=run.cyberdesk_id,
+                status="running",
+                started_at=started,
+                ended_at=ended,
+                output_data={"fresh": 1},
+                error=["new"],
+                post_run_checks=[{"status": "success", "name": "new"}],
+                usage_metadata={"total_agentic_steps": 1},
+                run_message_history=[{"role": "assistant", "content": "new"}],
+            ),
+            restart=True,
+        )
+
+        run.refresh_from_db()
+        assert run.status == RunStatus.RUNNING
+        assert (run.started_at, run.ended_at) == (NOW - timedelta(seconds=5), NOW)
+        assert (run.output_data, run.errors) == ({"fresh": 1}, ["new"])
+        assert run.post_run_checks == [{"status": "success", "name": "new"}]
+        assert run.usage_metadata == {"total_agentic_steps": 1}
+        assert run.message_history == [{"role": "assistant", "content": "new"}]
+        assert run.attachments is None  # the new attempt's are fetched when it finishes
 
     def test_seeing_the_run_upstream_settles_an_unknown_launch(self, workflow):
         run = make_run(workflow, status=RunStatus.PENDING, cyberdesk_id=None)
@@ -324,6 +434,7 @@ class TestRefresh:
         refreshed = run_sync.run_refresh(run)
 
         assert refreshed.status == RunStatus.RUNNING
+        assert api_outage() is not None  # pages stop trying until it answers again
         # The failed attempt still counts: the next poll within the interval does not hammer.
         calls = len(api.requests)
         run_sync.run_refresh(refreshed)
@@ -342,6 +453,45 @@ class TestRefresh:
         run_sync.run_refresh(refreshed)
         assert api.calls["GET llm-costs"] == 1
 
+    def test_a_run_finished_by_a_webhook_during_the_call_is_not_finalized_again(
+        self, workflow, api, clock
+    ):
+        """The claim saw the run unfinished; the webhook that finished it while the poll waited
+        on the API has already queued its finalizing, so the poll fetches no cost of its own."""
+        run = make_run(workflow, api, upstream_status="success")
+        upstream = types.Run.from_api(api.runs[str(run.cyberdesk_id)])
+
+        def webhook_lands_meanwhile(request):
+            if request.url.path.endswith(str(run.cyberdesk_id)):
+                run_sync.run_apply_upstream(Run.objects.get(pk=run.pk), upstream, source="webhook")
+
+        api.on_request = webhook_lands_meanwhile
+
+        refreshed = run_sync.run_refresh(run)
+
+        assert refreshed.status == RunStatus.SUCCESS
+        assert api.calls["GET llm-costs"] == 0
+
+    @pytest.mark.parametrize(
+        ("how", "source"), [("refresh", "poll"), ("apply", "poll"), ("apply_as_webhook", "webhook")]
+    )
+    def test_a_status_change_is_recorded_with_its_source_and_both_statuses(
+        self, workflow, api, clock, how, source
+    ):
+        run = make_run(workflow, api, upstream_status="running_checks")
+        upstream = types.Run.from_api(api.runs[str(run.cyberdesk_id)])
+
+        if how == "refresh":
+            run_sync.run_refresh(run)  # a page's poll: the default source
+        elif how == "apply":
+            run_sync.run_apply_upstream(run, upstream)
+        else:
+            run_sync.run_apply_upstream(run, upstream, source="webhook")
+
+        event = RunEvent.objects.get(run=run, kind=RunEvent.Kind.STATUS)
+        assert event.source == source
+        assert event.detail == {"from": "running", "to": "running_checks"}
+
     def test_a_cost_the_api_will_not_give_stays_unknown(self, workflow, api, clock):
         run = make_run(workflow, api, upstream_status="success")
         api.on_request = lambda request: (
@@ -354,18 +504,50 @@ class TestRefresh:
         assert refreshed.cost_usd is None
 
 
+class _LockReleases:
+    """Counts the moments a lock may have been released: a statement finished (autocommit) or
+    a transaction committed. A thread refused with "table is locked" waits for the count to
+    move past the value it read before trying, so a release between its refusal and its wait
+    is not missed, and it never waits for time to pass."""
+
+    def __init__(self):
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def note(self):
+        with self.changed:
+            self.count += 1
+            self.changed.notify_all()
+
+    def wait_past(self, seen: int):
+        with self.changed:
+            # The bound only turns a lock never released (a bug) into a failure, not a hang.
+            moved = self.changed.wait_for(lambda: self.count != seen, timeout=20)
+        assert moved, "a SQLite table lock was never released"
+
+
+_lock_releases = _LockReleases()
+
+
 def wait_while_sqlite_table_is_locked(execute, sql, params, many, context):
     """The in-memory SQLite test database shares one cache between threads and answers
     "table is locked" at once, where a real SQLite file (WAL, 20 s timeout) waits for the lock.
-    Wait here instead, so the threads contend the way they would in production."""
-    for _ in range(2000):
+    Wait here instead, until another thread has finished a statement or committed, so the
+    threads contend the way they would in production."""
+    db = context["connection"]
+    while True:
+        seen = _lock_releases.count
         try:
-            return execute(sql, params, many, context)
+            result = execute(sql, params, many, context)
         except OperationalError as exc:
-            if connection.vendor != "sqlite" or "locked" not in str(exc):
+            if db.vendor != "sqlite" or "locked" not in str(exc):
                 raise
-            time.sleep(0.005)  # a lock wait, not a wait for time to pass
-    return execute(sql, params, many, context)
+            _lock_releases.wait_past(seen)
+            continue
+        if db.in_atomic_block:
+            transaction.on_commit(_lock_releases.note, using=db.alias)
+        _lock_releases.note()
+        return result
 
 
 @pytest.mark.django_db(transaction=True)
@@ -601,6 +783,47 @@ class TestRefreshMany:
         task = DBTaskResult.objects.get()
         assert task.task_path == "launcher.tasks.run_finalize_task"
         assert task.args_kwargs["args"] == [run.pk]
+
+    @pytest.mark.parametrize("viewer", [False, True])
+    def test_the_news_is_recorded_with_its_source(self, workflow, api, clock, viewer):
+        run = make_run(workflow, api, upstream_status="running_checks")
+
+        assert run_sync.runs_refresh_many([run], viewer=viewer, source="batch") == 1
+        run_sync.runs_refresh_many(  # the default source: a page's poll
+            [make_run(workflow, api, upstream_status="running_checks")], viewer=viewer
+        )
+
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING_CHECKS
+        sources = RunEvent.objects.filter(kind=RunEvent.Kind.STATUS).values_list(
+            "source", flat=True
+        )
+        assert sorted(sources) == ["batch", "poll"]
+
+    def test_a_viewer_tries_nothing_while_an_outage_is_noted_and_the_worker_still_does(
+        self, workflow, api, clock
+    ):
+        run = make_run(workflow, api, upstream_status="running_checks")
+        api_outage_note(errors.Unavailable("could not connect"))
+
+        assert run_sync.runs_refresh_many([run], viewer=True) == 0
+        assert api.requests == []
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+        assert run_sync.runs_refresh_many([run]) == 1  # not a viewer: it may wait on the API
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING_CHECKS
+
+    @pytest.mark.parametrize("viewer", [False, True])
+    def test_stale_after_is_the_claims_window(self, workflow, api, clock, viewer):
+        """A caller's own window (the reconciler's, longer than the poll interval) decides
+        which runs are due: one refreshed within it is neither claimed nor asked about."""
+        run = make_run(workflow, api, upstream_status="running_checks", synced_at=timezone.now())
+        clock.shift(run_sync.refresh_interval() + timedelta(seconds=1))
+
+        window = run_sync.refresh_interval() * 10
+        assert run_sync.runs_refresh_many([run], stale_after=window, viewer=viewer) == 0
+        assert api.requests == []
+
+        assert run_sync.runs_refresh_many([run], viewer=viewer) == 1  # due by the default
 
     def test_the_api_being_down_changes_nothing(self, workflow, api, clock):
         run = make_run(workflow, api)
