@@ -41,7 +41,7 @@ from launcher.services.batches import (
     batch_submit,
     send,
 )
-from launcher.services.batches.chunks import CHUNK_LEASE, chunk_claim
+from launcher.services.batches.chunks import CHUNK_LEASE, CHUNK_RENEW_EVERY, chunk_claim
 from launcher.services.prompt_rollups import prompt_rollups_rebuild
 from launcher.services.prompts import prompt_resolve_choice
 from tests.fake_cyberdesk import FakeCyberdesk, serve
@@ -673,6 +673,31 @@ def test_queued_runs_are_never_sent_after_cancel(catalog, operator, api):
 
     assert report.accepted == 0 and creates(api) == []
     assert set(batch.runs.values_list("status", flat=True)) == {RunStatus.CANCELLED}
+
+
+def test_a_cancel_landing_mid_chunk_stops_the_sender_at_its_next_check(catalog, operator, api):
+    """The runs a sender already holds in memory are not sent once the batch is cancelled: it
+    looks at the batch's state each time it renews the chunk's lease (mutmut: `_cancelled`
+    with its `pk` or `state` condition dropped never saw the cancel and sent all six)."""
+    batch = plan(catalog, operator, rows=6)  # one chunk
+    clock = Clock()
+    sent = {"count": 0}
+
+    def cancel_during_the_second_create(request):
+        if request.method == "POST":
+            sent["count"] += 1
+            if sent["count"] == 2:
+                batch_cancel_rest(batch=batch, user=operator)
+                clock.now += CHUNK_RENEW_EVERY  # the sender's next check is due
+        return None
+
+    api.on_request = cancel_during_the_second_create
+    report = submit(batch, clock)
+
+    assert len(creates(api)) == 2  # the one in flight lands; the four held back are not sent
+    assert report.accepted == 2
+    assert batch.runs.filter(submission=Submission.QUEUED).count() == 0
+    assert batch.runs.filter(status=RunStatus.CANCELLED).count() == 6
 
 
 def test_another_batch_cancelled_does_not_stop_this_one(catalog, operator, api):
