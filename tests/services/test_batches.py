@@ -11,11 +11,13 @@ from datetime import timedelta
 import httpx
 import pytest
 import time_machine
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from launcher import tasks
 from launcher.models import (
     Batch,
+    BatchChunk,
     PromptMode,
     PromptVersionRollup,
     Run,
@@ -698,6 +700,34 @@ def test_a_cancel_landing_mid_chunk_stops_the_sender_at_its_next_check(catalog, 
     assert report.accepted == 2
     assert batch.runs.filter(submission=Submission.QUEUED).count() == 0
     assert batch.runs.filter(status=RunStatus.CANCELLED).count() == 6
+
+
+def test_a_sender_that_lost_its_chunk_stops_sending_it(catalog, operator, api):
+    """A lease that ran out and was taken over belongs to the new holder: the old sender stops
+    at its next renewal and leaves the rest queued for it (mutmut: `lease_lost = run.stop =
+    False` kept sending all six, beside the new holder)."""
+    batch = plan(catalog, operator, rows=6)  # one chunk
+    clock = Clock()
+    sent = {"count": 0}
+
+    def taken_over_during_the_second_create(request):
+        if request.method == "POST":
+            sent["count"] += 1
+            if sent["count"] == 2:
+                BatchChunk.objects.filter(batch=batch).update(
+                    holder="another-worker", lease_until=timezone.now() + CHUNK_LEASE
+                )
+                clock.now += CHUNK_RENEW_EVERY  # the sender's renewal is due
+        return None
+
+    api.on_request = taken_over_during_the_second_create
+    report = submit(batch, clock)
+
+    assert len(creates(api)) == 2
+    assert report.accepted == 2
+    assert batch.runs.filter(submission=Submission.QUEUED).count() == 4  # the new holder's
+    chunk = BatchChunk.objects.get(batch=batch)
+    assert chunk.holder == "another-worker" and chunk.done_at is None
 
 
 def test_another_batch_cancelled_does_not_stop_this_one(catalog, operator, api):
