@@ -677,24 +677,34 @@ def test_queued_runs_are_never_sent_after_cancel(catalog, operator, api):
     assert set(batch.runs.values_list("status", flat=True)) == {RunStatus.CANCELLED}
 
 
+def submit_with_a_check_due_at_the_second_create(batch, api, meanwhile):
+    """Send `batch` one run at a time; during the second create, do `meanwhile` (what another
+    request or worker does) and move the sender's clock to its next lease renewal, where it
+    looks at the lease and the batch's state."""
+    clock = Clock()
+    sent = {"count": 0}
+
+    def on_request(request):
+        if request.method == "POST":
+            sent["count"] += 1
+            if sent["count"] == 2:
+                meanwhile()
+                clock.now += CHUNK_RENEW_EVERY
+        return None
+
+    api.on_request = on_request
+    return submit(batch, clock)
+
+
 def test_a_cancel_landing_mid_chunk_stops_the_sender_at_its_next_check(catalog, operator, api):
     """The runs a sender already holds in memory are not sent once the batch is cancelled: it
     looks at the batch's state each time it renews the chunk's lease (mutmut: `_cancelled`
     with its `pk` or `state` condition dropped never saw the cancel and sent all six)."""
     batch = plan(catalog, operator, rows=6)  # one chunk
-    clock = Clock()
-    sent = {"count": 0}
 
-    def cancel_during_the_second_create(request):
-        if request.method == "POST":
-            sent["count"] += 1
-            if sent["count"] == 2:
-                batch_cancel_rest(batch=batch, user=operator)
-                clock.now += CHUNK_RENEW_EVERY  # the sender's next check is due
-        return None
-
-    api.on_request = cancel_during_the_second_create
-    report = submit(batch, clock)
+    report = submit_with_a_check_due_at_the_second_create(
+        batch, api, lambda: batch_cancel_rest(batch=batch, user=operator)
+    )
 
     assert len(creates(api)) == 2  # the one in flight lands; the four held back are not sent
     assert report.accepted == 2
@@ -707,21 +717,14 @@ def test_a_sender_that_lost_its_chunk_stops_sending_it(catalog, operator, api):
     at its next renewal and leaves the rest queued for it (mutmut: `lease_lost = run.stop =
     False` kept sending all six, beside the new holder)."""
     batch = plan(catalog, operator, rows=6)  # one chunk
-    clock = Clock()
-    sent = {"count": 0}
 
-    def taken_over_during_the_second_create(request):
-        if request.method == "POST":
-            sent["count"] += 1
-            if sent["count"] == 2:
-                BatchChunk.objects.filter(batch=batch).update(
-                    holder="another-worker", lease_until=timezone.now() + CHUNK_LEASE
-                )
-                clock.now += CHUNK_RENEW_EVERY  # the sender's renewal is due
-        return None
-
-    api.on_request = taken_over_during_the_second_create
-    report = submit(batch, clock)
+    report = submit_with_a_check_due_at_the_second_create(
+        batch,
+        api,
+        lambda: BatchChunk.objects.filter(batch=batch).update(
+            holder="another-worker", lease_until=timezone.now() + CHUNK_LEASE
+        ),
+    )
 
     assert len(creates(api)) == 2
     assert report.accepted == 2
