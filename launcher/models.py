@@ -572,24 +572,12 @@ class Run(AttemptOutcome, models.Model):
     _CELL_FIELDS = ("checks_passed", "checks_failed", "agentic_steps", "cached_steps")
 
     def save(self, *args, **kwargs):
-        self.duration_ms = run_duration_ms(started_at=self.started_at, ended_at=self.ended_at)
-        # A derived column, like PromptVersion.sha256: every status change goes through save()
-        # (run_sync's locked update), so the key never lags the run it describes.
-        self.failure_key = failures.failure_key(
-            status=self.status, errors=self.errors, post_run_checks=self.post_run_checks
-        )
+        # Every status change goes through save() (run_sync's locked update) or the bulk write
+        # that calls derived_refresh too, so the derived columns never lag the run.
         update_fields = kwargs.get("update_fields")
-        if update_fields is not None and self._FAILURE_SOURCES.intersection(update_fields):
-            kwargs["update_fields"] = update_fields = {*update_fields, "failure_key"}
-        if update_fields is not None and self._DURATION_SOURCES.intersection(update_fields):
-            kwargs["update_fields"] = update_fields = {*update_fields, "duration_ms"}
-        numbers = run_cell_numbers(
-            post_run_checks=self.post_run_checks, usage_metadata=self.usage_metadata
-        )
-        for field, value in numbers.items():
-            setattr(self, field, value)
-        if update_fields is not None and self._CELL_SOURCES.intersection(update_fields):
-            kwargs["update_fields"] = {*update_fields, *self._CELL_FIELDS}
+        derived = self.derived_refresh(update_fields or ())
+        if update_fields is not None and derived:
+            kwargs["update_fields"] = {*update_fields, *derived}
         if not self._state.adding or self.prompt_version_id is None:
             super().save(*args, **kwargs)
             return
@@ -601,6 +589,30 @@ class Run(AttemptOutcome, models.Model):
         with transaction.atomic():
             super().save(*args, **kwargs)
             prompt_rollups_count_launched([self])
+
+    def derived_refresh(self, changed=()) -> set[str]:
+        """Recompute the stored derived columns (duration, failure key, the grid's cell
+        numbers) from the values in memory, like PromptVersion.sha256; return the names of
+        those whose sources are among `changed`, which a write of `changed` must write too.
+        save() calls it, and so does run_sync's bulk write, which bypasses save()."""
+        self.duration_ms = run_duration_ms(started_at=self.started_at, ended_at=self.ended_at)
+        self.failure_key = failures.failure_key(
+            status=self.status, errors=self.errors, post_run_checks=self.post_run_checks
+        )
+        numbers = run_cell_numbers(
+            post_run_checks=self.post_run_checks, usage_metadata=self.usage_metadata
+        )
+        for field, value in numbers.items():
+            setattr(self, field, value)
+        changed = set(changed)
+        derived: set[str] = set()
+        if self._FAILURE_SOURCES & changed:
+            derived.add("failure_key")
+        if self._DURATION_SOURCES & changed:
+            derived.add("duration_ms")
+        if self._CELL_SOURCES & changed:
+            derived.update(self._CELL_FIELDS)
+        return derived
 
 
 class PromptVersionRollup(models.Model):

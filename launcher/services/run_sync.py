@@ -27,7 +27,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from launcher.cyberdesk import errors, get_client, quick_reads, types
-from launcher.failures import failure_key
 from launcher.models import (
     STATUS_RANK,
     TERMINAL_STATUSES,
@@ -35,8 +34,6 @@ from launcher.models import (
     RunEvent,
     RunStatus,
     Submission,
-    run_cell_numbers,
-    run_duration_ms,
 )
 from launcher.services.api_status import api_outage, api_outage_clear, api_outage_note
 from launcher.services.prompt_rollups import (
@@ -174,22 +171,9 @@ def runs_apply_upstream_many(
             updates = _changes(row, upstream, restart=False)
             for field, value in updates.items():
                 setattr(row, field, value)
-            if Run._FAILURE_SOURCES.intersection(updates):
-                # bulk_update skips Run.save(), which derives the key on the single path.
-                updates["failure_key"] = row.failure_key = failure_key(
-                    status=row.status, errors=row.errors, post_run_checks=row.post_run_checks
-                )
-            if Run._DURATION_SOURCES.intersection(updates):
-                updates["duration_ms"] = row.duration_ms = run_duration_ms(
-                    started_at=row.started_at, ended_at=row.ended_at
-                )
-            if Run._CELL_SOURCES.intersection(updates):
-                numbers = run_cell_numbers(
-                    post_run_checks=row.post_run_checks, usage_metadata=row.usage_metadata
-                )
-                for field, value in numbers.items():
-                    updates[field] = value
-                    setattr(row, field, value)
+            # bulk_update skips Run.save(), which derives these on the single path.
+            for field in row.derived_refresh(updates):
+                updates[field] = getattr(row, field)
             if updates:
                 written.append(row)
                 fields.update(updates)
