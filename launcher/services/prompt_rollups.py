@@ -103,6 +103,14 @@ def prompt_rollups_delta_add(
         totals[name] += value
 
 
+def prompt_rollups_record(run: Run, before: Contribution) -> None:
+    """Add how one run moved since `before` to its version's counters; call inside the
+    transaction that wrote the run."""
+    deltas: dict[int, dict[str, int]] = {}
+    prompt_rollups_delta_add(deltas, run, before)
+    prompt_rollups_apply(deltas)
+
+
 def prompt_rollups_count_launched(runs: Iterable[Run]) -> None:
     """Count newly inserted runs (launches): `runs`, first and last use, and whatever they
     already carry (a run is inserted pending, so usually nothing more). Call in the inserting

@@ -40,6 +40,7 @@ from launcher.services.prompt_rollups import (
     contribution,
     prompt_rollups_apply,
     prompt_rollups_delta_add,
+    prompt_rollups_record,
 )
 from launcher.services.run_events import run_event_record
 
@@ -116,9 +117,7 @@ def _apply(
                 setattr(locked, field, value)
             locked.save(update_fields=list(updates))
             # The version's counters move with the run, under the same lock and transaction.
-            deltas: dict = {}
-            prompt_rollups_delta_add(deltas, locked, counted)
-            prompt_rollups_apply(deltas)
+            prompt_rollups_record(locked, counted)
             if updates.get("submission") == Submission.ACCEPTED:
                 run_event_record(
                     run=locked,
@@ -504,9 +503,7 @@ def run_cost_fetch(run: Run) -> None:
         if recorded:  # not already recorded by a racing fetch: count it once, with the write
             counted = contribution(run)
             run.cost_usd = cost
-            deltas: dict = {}
-            prompt_rollups_delta_add(deltas, run, counted)
-            prompt_rollups_apply(deltas)
+            prompt_rollups_record(run, counted)
     run.cost_usd = cost
 
 
