@@ -646,6 +646,32 @@ class PromptVersionRollup(models.Model):
         return f"Rollup of version {self.prompt_version_id}"
 
 
+class PromptVersionDurationBucket(models.Model):
+    """How many of a prompt version's timed runs fall in one duration bucket (log-spaced,
+    `services/prompt_rollups.DURATION_EDGES_MS`), kept beside `PromptVersionRollup` and
+    exactly like it, so a median is found by reading these few rows and then walking one
+    bucket's durations, not every duration of the version (`version_stats.version_medians`).
+    A row is made the first time a run lands in its bucket; one whose runs left keeps 0."""
+
+    # No index of its own: the unique (prompt_version, bucket) index starts with it.
+    prompt_version = models.ForeignKey(
+        PromptVersion, on_delete=models.CASCADE, related_name="duration_buckets", db_index=False
+    )
+    bucket = models.PositiveSmallIntegerField()
+    runs = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The increments' upsert (ON CONFLICT) and the medians' read both go through it.
+            models.UniqueConstraint(
+                fields=["prompt_version", "bucket"], name="prompt_version_duration_bucket"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Version {self.prompt_version_id}, bucket {self.bucket}: {self.runs} runs"
+
+
 class BatchChunk(models.Model):
     """A slice of a batch's runs (ids `first_run_id`..`last_run_id` of that batch) that one
     sender works on at a time. Any worker may claim an open chunk whose lease is free; the

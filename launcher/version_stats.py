@@ -6,10 +6,12 @@ were cached, first and last use. Queries do not grow with the run history:
 
 - one read of the kept per-version counters (`PromptVersionRollup`, moved with the runs by
   `services/prompt_rollups`) for the counts, cost, steps and dates;
-- one query for the medians, read from the stored `Run.duration_ms` through the
-  (workflow, prompt_version, duration_ms) index: `percentile_cont(0.5)` over an index-only
-  scan on PostgreSQL; elsewhere (SQLite) each version's middle one or two index entries by
-  ordered offset, all versions in one UNION ALL (see `version_medians`). Nothing is sorted.
+- two queries for the medians, the same on SQLite and PostgreSQL: the kept duration buckets
+  of the workflow's versions (`PromptVersionDurationBucket`) say which bucket holds each
+  version's middle run(s) and how many runs lie below it; then one ordered-offset probe per
+  version inside that bucket of the (workflow, prompt_version, duration_ms) index, all
+  versions in one UNION ALL (see `version_medians`). Exact, and the walk is one bucket's
+  runs, not the version's. Nothing is sorted.
 """
 
 from __future__ import annotations
@@ -19,27 +21,19 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Aggregate, Count, FloatField
 
 from launcher.models import (
     PromptLabel,
     PromptVersion,
+    PromptVersionDurationBucket,
     PromptVersionRollup,
     Run,
     Workflow,
     sha256_text,
 )
-from launcher.services.prompt_rollups import MICRO
+from launcher.services.prompt_rollups import MICRO, duration_bucket_low
 from launcher.services.prompts import prompt_variable_warnings
 from launcher.services.stats import wilson_interval
-
-
-class Median(Aggregate):
-    """PostgreSQL's `percentile_cont(0.5) WITHIN GROUP (ORDER BY …)`: the interpolated median."""
-
-    function = "PERCENTILE_CONT"
-    name = "Median"
-    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
 
 
 @dataclass(frozen=True)
@@ -98,53 +92,92 @@ class VersionStats:
 _TERMS_PER_QUERY = 200
 
 
-def version_medians(
-    workflow: Workflow, *, counts: dict[int, int] | None = None
-) -> dict[int, timedelta]:
-    """Median run duration per version id, from the stored `Run.duration_ms` and the
-    (workflow, prompt_version, duration_ms) index, never by sorting the runs.
+@dataclass(frozen=True)
+class _Probe:
+    """Where a version's middle run(s) sit: the first of them is the `offset`-th duration
+    (0-based) from `low` up, and there are `count` (1 for an odd number of runs, else 2)."""
 
-    PostgreSQL: `percentile_cont(0.5)` per version over an index-only scan. Elsewhere
-    (SQLite): for each version, the middle one or two entries of its index range, read by
-    ordered offset (`counts` — timed runs per version — says where the middle is; the prompts
-    page passes them from its aggregate, otherwise one indexed GROUP BY counts them), all
-    versions in one UNION ALL query.
+    version_id: int
+    low: int | None  # the median's bucket's lowest duration; None: bucket 0, no bound
+    offset: int
+    count: int
+
+
+def _probe(version_id: int, buckets: list[tuple[int, int]]) -> _Probe | None:
+    """From a version's (bucket, runs) in bucket order, where its middle one or two runs are.
+    The second of two middle runs may lie in a later bucket: the probe reads on past its
+    bucket's end, in duration order, to the next timed run, which is that one."""
+    total = sum(runs for _, runs in buckets)
+    if not total:
+        return None
+    first = (total - 1) // 2  # rank of the first middle run; the second is total // 2
+    below = 0
+    for bucket, runs in buckets:
+        if first < below + runs:
+            return _Probe(
+                version_id,
+                low=duration_bucket_low(bucket),
+                offset=first - below,
+                count=total // 2 - first + 1,
+            )
+        below += runs
+    return None
+
+
+def version_medians(workflow: Workflow) -> dict[int, timedelta]:
+    """Median run duration per version id, exact, from the kept duration buckets and the
+    stored `Run.duration_ms` on the (workflow, prompt_version, duration_ms) index; never by
+    sorting, nor by walking more than one bucket's durations. Two queries whatever the
+    history (one more per `_TERMS_PER_QUERY` versions with runs), on SQLite and PostgreSQL
+    alike:
+
+    1. the buckets of the workflow's versions (a few dozen rows per version, by the unique
+       (version, bucket) index): for each version the bucket holding its middle run(s) and
+       how many of its runs lie below that bucket (`_probe`);
+    2. per version, its middle one or two durations read by ordered offset from that
+       bucket's lowest duration (`duration_ms >= low ORDER BY duration_ms LIMIT 1|2 OFFSET
+       rank − runs below`: a range of the index, at most one bucket long), all versions in
+       one UNION ALL.
+
+    The two reads are separate statements: a run finishing between them can move one page's
+    median by one rank; the next read is exact again.
     """
+    buckets: dict[int, list[tuple[int, int]]] = {}
+    rows = (
+        PromptVersionDurationBucket.objects.filter(prompt_version__workflow=workflow, runs__gt=0)
+        .order_by("prompt_version_id", "bucket")
+        .values_list("prompt_version_id", "bucket", "runs")
+    )
+    for version_id, bucket, runs in rows:
+        buckets.setdefault(version_id, []).append((bucket, runs))
+    probes = [
+        probe
+        for version_id, version_buckets in sorted(buckets.items())
+        if (probe := _probe(version_id, version_buckets)) is not None
+    ]
     timed = Run.objects.filter(
         workflow=workflow, prompt_version__isnull=False, duration_ms__isnull=False
     )
-    if connection.vendor == "postgresql":
-        rows = (
-            timed.values("prompt_version_id")
-            .annotate(median=Median("duration_ms", output_field=FloatField()))
-            .order_by()
-        )
-        return {row["prompt_version_id"]: timedelta(milliseconds=row["median"]) for row in rows}
-    if counts is None:
-        counts = dict(
-            timed.values("prompt_version_id")
-            .annotate(n=Count("duration_ms"))
-            .order_by()
-            .values_list("prompt_version_id", "n")
-        )
-    wanted = sorted((version_id, n) for version_id, n in counts.items() if n)
-    if not wanted:
+    if not probes:
         # Nothing timed: one indexed read instead of the probes, so the page's query count
         # stays the same (pinned) with or without timed runs.
         list(timed.values_list("duration_ms")[:1])
         return {}
     middles: dict[int, list[int]] = {}
-    for start in range(0, len(wanted), _TERMS_PER_QUERY):
-        # The middle entry (odd count) or the two middle entries (even) of each version's
-        # index range, by ordered offset; the database walks the index, it does not sort.
-        terms = [
-            timed.filter(prompt_version_id=version_id)
-            .order_by("duration_ms")
-            .values_list("prompt_version_id", "duration_ms")[(n - 1) // 2 : n // 2 + 1]
-            for version_id, n in wanted[start : start + _TERMS_PER_QUERY]
-        ]
-        # Django refuses sliced terms in a compound query on SQLite; SQLite itself accepts
-        # them as subqueries, so the terms' own compiled SQL is joined here (all parameters).
+    for start in range(0, len(probes), _TERMS_PER_QUERY):
+        terms = []
+        for probe in probes[start : start + _TERMS_PER_QUERY]:
+            term = timed.filter(prompt_version_id=probe.version_id)
+            if probe.low is not None:
+                term = term.filter(duration_ms__gte=probe.low)
+            # The database walks the index from the bucket's start; it does not sort.
+            terms.append(
+                term.order_by("duration_ms").values_list("prompt_version_id", "duration_ms")[
+                    probe.offset : probe.offset + probe.count
+                ]
+            )
+        # Django refuses sliced terms in a compound query; both databases accept them as
+        # subqueries, so the terms' own compiled SQL is joined here (all parameters).
         compiled = [term.query.sql_with_params() for term in terms]
         sql = " UNION ALL ".join(
             f"SELECT * FROM ({term_sql}) AS term_{n}"  # noqa: S608
@@ -155,18 +188,17 @@ def version_medians(
             rows = cursor.fetchall()
         for version_id, duration in rows:
             middles.setdefault(version_id, []).append(duration)
-    medians = {
+    return {
         version_id: timedelta(milliseconds=sum(values) / len(values))
         for version_id, values in middles.items()
     }
-    return medians
 
 
 def prompt_version_stats(
     workflow: Workflow, *, labels: list[PromptLabel] | None = None
 ) -> list[VersionStats]:
-    """Every version of a workflow, newest first, with its labels and numbers. Four queries
-    whatever the number of versions or runs (three when the workflow's `labels` are passed)."""
+    """Every version of a workflow, newest first, with its labels and numbers. Five queries
+    whatever the number of versions or runs (four when the workflow's `labels` are passed)."""
     versions = list(
         PromptVersion.objects.filter(workflow=workflow).select_related("author").order_by("-number")
     )
@@ -180,9 +212,7 @@ def prompt_version_stats(
         rollup.prompt_version_id: rollup
         for rollup in PromptVersionRollup.objects.filter(prompt_version__workflow=workflow)
     }
-    medians = version_medians(
-        workflow, counts={version_id: rollup.timed for version_id, rollup in numbers.items()}
-    )
+    medians = version_medians(workflow)
     stored_sha = sha256_text(workflow.main_prompt or "")
     stats = []
     for index, version in enumerate(versions):

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from launcher.models import Run, RunStatus
 from launcher.services.history import history_seed
+from launcher.services.prompt_rollups import prompt_rollups_rebuild
 from launcher.services.prompts import prompt_version_create
 from launcher.version_stats import version_medians
 from tests.launch_api import make_run
@@ -84,10 +85,16 @@ def test_the_medians_read_the_duration_index_without_sorting(catalog, django_ass
     versions = [prompt_version_create(workflow=workflow, text=f"text {n}") for n in range(3)]
     for n in range(30):
         run = make_run(workflow, status=RunStatus.SUCCESS)
-        Run.objects.filter(pk=run.pk).update(prompt_version=versions[n % 3], duration_ms=n)
-    with django_assert_num_queries(1) as queries:
-        version_medians(workflow, counts={version.pk: 10 for version in versions})
-    sql = queries.captured_queries[0]["sql"]
+        Run.objects.filter(pk=run.pk).update(prompt_version=versions[n % 3], duration_ms=n * 700)
+    prompt_rollups_rebuild()  # the queryset update skips the hooks that keep the buckets
+    with django_assert_num_queries(2) as queries:  # the buckets, then the probes
+        medians = version_medians(workflow)
+    # Version k holds (3j + k) × 700 ms for j = 0…9: its middle two are j = 4 and 5.
+    assert medians == {
+        version.pk: timedelta(milliseconds=(13.5 + k) * 700) for k, version in enumerate(versions)
+    }
+    sql = queries.captured_queries[1]["sql"]
+    assert sql.count("UNION ALL") == 2  # one probe per version, in one query
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             cursor.execute(f"EXPLAIN QUERY PLAN {sql}")

@@ -1,6 +1,9 @@
-"""Per-version numbers of the prompts page, from SQL aggregates: known values on SQLite (window
-query) and PostgreSQL (percentile_cont) alike, in a fixed number of queries."""
+"""Per-version numbers of the prompts page, from the kept counters and duration buckets: known
+values, exact medians (against `statistics.median`) on SQLite and PostgreSQL alike, in a fixed
+number of queries."""
 
+import random
+import statistics
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -9,9 +12,9 @@ import pytest
 from django.utils import timezone
 
 from launcher.models import Run, RunStatus, Workflow
-from launcher.services.prompt_rollups import prompt_rollups_rebuild
+from launcher.services.prompt_rollups import DURATION_EDGES_MS, prompt_rollups_rebuild
 from launcher.services.prompts import prompt_version_create
-from launcher.version_stats import prompt_version_stats, version_medians
+from launcher.version_stats import _probe, prompt_version_stats, version_medians
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +77,7 @@ def test_counts_interval_cost_cached_share_and_first_last_use(
         ago=1,
     )
     add(workflow, v1, None, status=RunStatus.CANCELLED, usage={"other": "x"}, ago=2)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         stats = {row.version.number: row for row in prompt_version_stats(workflow)}
     one = stats[1]
     assert (one.runs, one.finished, one.succeeded) == (3, 2, 1)
@@ -97,6 +100,69 @@ def test_the_query_count_does_not_grow_with_history(workflow, django_assert_num_
             n + 1,
             usage={"total_cached_steps": 1, "total_agentic_steps": 2},
         )
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         stats = prompt_version_stats(workflow)
     assert sum(row.runs for row in stats) == 200
+
+
+def _durations(rng: random.Random, count: int) -> list[int]:
+    """`count` durations in ms that hit the awkward places: bucket edges and one below them,
+    ties, under a second, over a day, and ordinary lognormal minutes."""
+    picks = []
+    for _ in range(count):
+        kind = rng.random()
+        if kind < 0.25:
+            edge = rng.choice(DURATION_EDGES_MS)
+            picks.append(edge - rng.choice((0, 1)))
+        elif kind < 0.4 and picks:
+            picks.append(rng.choice(picks))  # a tie
+        elif kind < 0.5:
+            picks.append(rng.randint(0, 999))
+        elif kind < 0.55:
+            picks.append(rng.randint(86_400_000, 200_000_000))
+        else:
+            picks.append(round(rng.lognormvariate(11.5, 0.6)))
+    return picks
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_medians_are_exactly_the_median_of_the_durations(workflow, seed):
+    rng = random.Random(seed)
+    # Versions with no run, one, two (even), three, and many (even and odd counts).
+    sizes = [0, 1, 2, 3, rng.randint(40, 80) * 2, rng.randint(40, 80) * 2 + 1]
+    versions = [prompt_version_create(workflow=workflow, text=f"text {n}") for n in sizes]
+    wanted = {}
+    runs = []
+    for version, size in zip(versions, sizes, strict=True):
+        durations = _durations(rng, size)
+        if durations:
+            wanted[version.pk] = timedelta(milliseconds=statistics.median(durations))
+        runs += [
+            Run(
+                workflow=workflow,
+                prompt_mode="pinned",
+                prompt_version=version,
+                status=RunStatus.SUCCESS,
+                duration_ms=duration,
+            )
+            for duration in durations
+        ]
+    # An untimed run counts for nothing.
+    runs.append(Run(workflow=workflow, prompt_mode="pinned", prompt_version=versions[3]))
+    rng.shuffle(runs)
+    Run.objects.bulk_create(runs)
+    prompt_rollups_rebuild()  # bulk_create skips the hooks that keep the buckets
+    assert version_medians(workflow) == wanted
+
+
+def test_the_probe_reads_only_from_the_middle_bucket_and_on_into_the_next():
+    # 3 + 2 + 1 runs in buckets 4, 9, 12: ranks 2 and 3 (0-based) are the middle two; rank 2
+    # is the last run of bucket 4, rank 3 the first of bucket 9, read on past bucket 4's end.
+    probe = _probe(7, [(4, 3), (9, 2), (12, 1)])
+    assert (probe.low, probe.offset, probe.count) == (DURATION_EDGES_MS[3], 2, 2)
+    # Odd: rank 3 of 7, the first run of bucket 9.
+    probe = _probe(7, [(4, 3), (9, 2), (12, 2)])
+    assert (probe.low, probe.offset, probe.count) == (DURATION_EDGES_MS[8], 0, 1)
+    # Bucket 0 (under a second) has no lower bound.
+    assert _probe(7, [(0, 1)]).low is None
+    assert _probe(7, []) is None

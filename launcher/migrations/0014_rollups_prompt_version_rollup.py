@@ -11,6 +11,7 @@ def rollups_from_runs(apps, schema_editor):
     prompt_rollups_rebuild(
         run_model=apps.get_model("launcher", "Run"),
         rollup_model=apps.get_model("launcher", "PromptVersionRollup"),
+        bucket_model=None,  # the duration buckets' table comes later (0016_medians_…)
     )
 
 

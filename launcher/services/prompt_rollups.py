@@ -16,30 +16,95 @@ the new attempt adds its own when it ends. Earlier attempts live on in `RunAttem
 counted — the same numbers a GROUP BY over the runs gives, which is what
 `prompt_rollups_rebuild` computes (a data migration, `seed_history` after its bulk insert, and
 `manage.py prompt_rollups_rebuild` for anyone who doubts the counters).
+
+Beside the counters, each version's timed runs are counted per duration bucket
+(`PromptVersionDurationBucket`; log-spaced, `DURATION_EDGES_MS`), in the same places and
+transactions: a run's `Contribution` names its bucket, so the difference before/after moves it
+from one bucket to another. The prompts page finds each median's bucket from these counts and
+reads the exact value by walking that one bucket's durations (`version_stats.version_medians`).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum, Value
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, Greatest, Least
 
 from launcher.db_json import JsonNumber
-from launcher.models import PromptVersionRollup, Run, RunStatus
+from launcher.models import PromptVersionDurationBucket, PromptVersionRollup, Run, RunStatus
 
 OUTCOMES = (RunStatus.SUCCESS, RunStatus.TASK_FAILED, RunStatus.ERROR)
 MICRO = Decimal("1000000")
 
 
+def _duration_edges() -> tuple[int, ...]:
+    """Bucket edges in whole milliseconds: from 1 s, each 10 % above the last (integer
+    arithmetic, so Python and SQL agree on every edge), up to the first edge past a day."""
+    edges = [1000]
+    while edges[-1] < 86_400_000:
+        edges.append(edges[-1] + edges[-1] // 10)
+    return tuple(edges)
+
+
+# Bucket 0 holds durations under 1 s (negative ones too), bucket b (1 … 120) holds
+# [DURATION_EDGES_MS[b - 1], DURATION_EDGES_MS[b]), bucket 121 a day and more. 10 % wide: a
+# version's durations spread over a few dozen buckets, so the median's bucket holds a few
+# per cent of its runs. Changing the edges invalidates the kept counts: a migration must
+# rebuild them (`prompt_rollups_rebuild`).
+DURATION_EDGES_MS = _duration_edges()
+DURATION_BUCKETS = len(DURATION_EDGES_MS) + 1
+
+
+def duration_bucket(duration_ms: int | None) -> int | None:
+    """The bucket a stored `Run.duration_ms` falls in; None for an untimed run."""
+    return None if duration_ms is None else bisect_right(DURATION_EDGES_MS, duration_ms)
+
+
+def duration_bucket_low(bucket: int) -> int | None:
+    """The smallest duration in `bucket` (None for bucket 0, which has no lower bound)."""
+    return DURATION_EDGES_MS[bucket - 1] if bucket else None
+
+
+def duration_bucket_sql(field: str = "duration_ms") -> Case:
+    """`duration_bucket` as an SQL expression over `field` (for the rebuild's GROUP BY): a
+    binary search written as nested CASEs, seven comparisons a row, with the same integer
+    edges, so SQL and Python put every duration in the same bucket."""
+
+    def within(low: int, high: int):
+        if low == high:
+            return Value(low, output_field=IntegerField())
+        middle = (low + high + 1) // 2
+        return Case(
+            When(**{f"{field}__gte": DURATION_EDGES_MS[middle - 1]}, then=within(middle, high)),
+            default=within(low, middle - 1),
+            output_field=IntegerField(),
+        )
+
+    return within(0, len(DURATION_EDGES_MS))
+
+
 @dataclass(frozen=True)
 class Contribution:
     """What one run adds to its version's counters (besides `runs` and the dates, which a
-    launch sets once)."""
+    launch sets once), and the duration bucket it is counted in (None: untimed)."""
 
     finished: int = 0
     succeeded: int = 0
@@ -48,9 +113,22 @@ class Contribution:
     cached_steps: int = 0
     agentic_steps: int = 0
     timed: int = 0
+    duration_bucket: int | None = None
 
-    def minus(self, other: Contribution) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
+    def minus(self, other: Contribution) -> dict[str | int, int]:
+        """The counters' differences by name, and by bucket number the run's move between
+        duration buckets (-1 out of the one it left, +1 into the one it entered)."""
+        delta: dict[str | int, int] = {
+            f.name: getattr(self, f.name) - getattr(other, f.name)
+            for f in fields(self)
+            if f.name != "duration_bucket"
+        }
+        if self.duration_bucket != other.duration_bucket:
+            if other.duration_bucket is not None:
+                delta[other.duration_bucket] = -1
+            if self.duration_bucket is not None:
+                delta[self.duration_bucket] = 1
+        return delta
 
 
 def _step_count(usage, key: str) -> int:
@@ -72,6 +150,7 @@ def contribution(run: Run) -> Contribution:
         cached_steps=_step_count(run.usage_metadata, "total_cached_steps"),
         agentic_steps=_step_count(run.usage_metadata, "total_agentic_steps"),
         timed=int(run.duration_ms is not None),
+        duration_bucket=duration_bucket(run.duration_ms),
     )
 
 
@@ -83,17 +162,52 @@ def _rollup_update(version_id: int, changes: dict) -> None:
         PromptVersionRollup.objects.filter(prompt_version_id=version_id).update(**changes)
 
 
-def prompt_rollups_apply(deltas: dict[int, dict[str, int]]) -> None:
-    """Add each version's counter differences ({version id: {counter: delta}}); call inside the
-    transaction that wrote the runs. Versions whose differences are all zero cost no query."""
-    for version_id, delta in deltas.items():
-        changes = {name: F(name) + value for name, value in delta.items() if value}
-        if version_id is not None and changes:
+def _buckets_add(moves: Iterable[tuple[int, int, int]]) -> None:
+    """Add (version id, bucket, runs) to the duration buckets: one INSERT … ON CONFLICT DO
+    UPDATE SET runs = runs + excluded.runs (SQLite and PostgreSQL alike) for all of them. An
+    upsert, not get_or_create + F(): the row a run is the first to enter is made in the same
+    statement that counts it, so two workers racing to make it never lose a count. Rows go in
+    (version, bucket) order, so two transactions lock shared rows in the same order."""
+    rows = sorted((version, bucket, runs) for version, bucket, runs in moves if runs)
+    if not rows:
+        return
+    table = connection.ops.quote_name(PromptVersionDurationBucket._meta.db_table)
+    for start in range(0, len(rows), 300):  # 900 parameters a statement at most
+        part = rows[start : start + 300]
+        values = ", ".join(["(%s, %s, %s)"] * len(part))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (prompt_version_id, bucket, runs) VALUES {values}"  # noqa: S608
+                f" ON CONFLICT (prompt_version_id, bucket)"
+                f" DO UPDATE SET runs = {table}.runs + excluded.runs",
+                [value for row in part for value in row],
+            )
+
+
+def _split(delta: dict[str | int, int]) -> tuple[dict[str, int], dict[int, int]]:
+    """A delta's counter differences (by name) apart from its bucket moves (by number)."""
+    counters = {name: value for name, value in delta.items() if isinstance(name, str)}
+    buckets = {bucket: value for bucket, value in delta.items() if isinstance(bucket, int)}
+    return counters, buckets
+
+
+def prompt_rollups_apply(deltas: dict[int, dict[str | int, int]]) -> None:
+    """Add each version's differences ({version id: {counter name or bucket number: delta}},
+    as `prompt_rollups_delta_add` collects them); call inside the transaction that wrote the
+    runs. Versions whose differences are all zero cost no query; all the bucket moves together
+    cost one. Versions go in id order (one lock order for concurrent writers)."""
+    moves: list[tuple[int, int, int]] = []
+    for version_id in sorted(version for version in deltas if version is not None):
+        counters, buckets = _split(deltas[version_id])
+        changes = {name: F(name) + value for name, value in counters.items() if value}
+        if changes:
             _rollup_update(version_id, changes)
+        moves.extend((version_id, bucket, value) for bucket, value in buckets.items())
+    _buckets_add(moves)
 
 
 def prompt_rollups_delta_add(
-    deltas: dict[int, dict[str, int]], run: Run, before: Contribution
+    deltas: dict[int, dict[str | int, int]], run: Run, before: Contribution
 ) -> None:
     """Accumulate into `deltas` how `run` moved since `before` (its contribution when read)."""
     if run.prompt_version_id is None:
@@ -106,7 +220,7 @@ def prompt_rollups_delta_add(
 def prompt_rollups_record(run: Run, before: Contribution) -> None:
     """Add how one run moved since `before` to its version's counters; call inside the
     transaction that wrote the run."""
-    deltas: dict[int, dict[str, int]] = {}
+    deltas: dict[int, dict[str | int, int]] = {}
     prompt_rollups_delta_add(deltas, run, before)
     prompt_rollups_apply(deltas)
 
@@ -119,7 +233,8 @@ def prompt_rollups_count_launched(runs: Iterable[Run]) -> None:
     for run in runs:
         if run.prompt_version_id is not None:
             launched[run.prompt_version_id].append(run)
-    for version_id, version_runs in launched.items():
+    moves: list[tuple[int, int, int]] = []
+    for version_id, version_runs in sorted(launched.items()):
         first = min(run.created_at for run in version_runs)
         last = max(run.created_at for run in version_runs)
         changes = {
@@ -127,12 +242,15 @@ def prompt_rollups_count_launched(runs: Iterable[Run]) -> None:
             "first_used": Least(Coalesce(F("first_used"), Value(first)), Value(first)),
             "last_used": Greatest(Coalesce(F("last_used"), Value(last)), Value(last)),
         }
-        carried: dict[str, int] = defaultdict(int)
+        carried: dict[str | int, int] = defaultdict(int)
         for run in version_runs:
             for name, value in contribution(run).minus(Contribution()).items():
                 carried[name] += value
-        changes.update({name: F(name) + value for name, value in carried.items() if value})
+        counters, buckets = _split(carried)
+        changes.update({name: F(name) + value for name, value in counters.items() if value})
         _rollup_update(version_id, changes)
+        moves.extend((version_id, bucket, value) for bucket, value in buckets.items())
+    _buckets_add(moves)
 
 
 def prompt_rollups_count_inserted(inserted: QuerySet) -> None:
@@ -195,26 +313,53 @@ def _counted_from_runs(run_model, rollup_model) -> dict:
     }
 
 
-def prompt_rollups_rebuild(*, run_model=Run, rollup_model=PromptVersionRollup) -> int:
-    """Recompute every version's counters from the runs (replacing what was kept); return how
-    many versions have runs. Run it after writes that skip the hooks (bulk inserts such as
-    `seed_history`), or to check the counters. (The data migration passes its historical
-    models.)
+def _buckets_from_runs(run_model, bucket_model) -> list:
+    """Every version's duration buckets recounted from its runs: one GROUP BY over the timed
+    runs by version and bucket (the bucket computed in SQL by `duration_bucket_sql`)."""
+    rows = (
+        run_model.objects.filter(prompt_version__isnull=False, duration_ms__isnull=False)
+        .annotate(bucket=duration_bucket_sql())
+        .values("prompt_version_id", "bucket")
+        .annotate(runs=Count("pk"))
+        .order_by()
+    )
+    return [
+        bucket_model(
+            prompt_version_id=row["prompt_version_id"], bucket=row["bucket"], runs=row["runs"]
+        )
+        for row in rows
+    ]
 
-    Exact while runs keep moving: on PostgreSQL the counters' table is locked (EXCLUSIVE: reads
-    go on, increments wait) before the runs are read, so a change not yet committed when they
-    are read adds its increment after this commits, onto the recount; on SQLite the
-    transaction takes the write lock as it begins (`transaction_mode` IMMEDIATE), so no other
-    write interleaves.
+
+def prompt_rollups_rebuild(
+    *,
+    run_model=Run,
+    rollup_model=PromptVersionRollup,
+    bucket_model=PromptVersionDurationBucket,
+) -> int:
+    """Recompute every version's counters and duration buckets from the runs (replacing what
+    was kept); return how many versions have runs. Run it after writes that skip the hooks
+    (bulk inserts such as `seed_history`), or to check the counters. (The data migrations pass
+    their historical models; `bucket_model=None` recounts the counters only, for the
+    migration that ran before the buckets' table existed.)
+
+    Exact while runs keep moving: on PostgreSQL both tables are locked (EXCLUSIVE: reads go
+    on, increments wait; counters first, the order every writer takes them in) before the
+    runs are read, so a change not yet committed when they are read adds its increment after
+    this commits, onto the recount; on SQLite the transaction takes the write lock as it
+    begins (`transaction_mode` IMMEDIATE), so no other write interleaves.
     """
+    kept = [rollup_model] if bucket_model is None else [rollup_model, bucket_model]
     with transaction.atomic():
         if connection.vendor == "postgresql":
+            tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in kept)
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"LOCK TABLE {connection.ops.quote_name(rollup_model._meta.db_table)}"  # noqa: S608
-                    " IN EXCLUSIVE MODE"
-                )
+                cursor.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")  # noqa: S608
         rollups = _counted_from_runs(run_model, rollup_model)
         rollup_model.objects.all().delete()
         rollup_model.objects.bulk_create(rollups.values(), batch_size=500)
+        if bucket_model is not None:
+            buckets = _buckets_from_runs(run_model, bucket_model)
+            bucket_model.objects.all().delete()
+            bucket_model.objects.bulk_create(buckets, batch_size=500)
     return len(rollups)
