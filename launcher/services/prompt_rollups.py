@@ -70,7 +70,6 @@ def _duration_edges() -> tuple[int, ...]:
 # per cent of its runs. Changing the edges invalidates the kept counts: a migration must
 # rebuild them (`prompt_rollups_rebuild`).
 DURATION_EDGES_MS = _duration_edges()
-DURATION_BUCKETS = len(DURATION_EDGES_MS) + 1
 
 
 def duration_bucket(duration_ms: int | None) -> int | None:
@@ -168,7 +167,10 @@ def _buckets_add(moves: Iterable[tuple[int, int, int]]) -> None:
     upsert, not get_or_create + F(): the row a run is the first to enter is made in the same
     statement that counts it, so two workers racing to make it never lose a count. Rows go in
     (version, bucket) order, so two transactions lock shared rows in the same order."""
-    rows = sorted((version, bucket, runs) for version, bucket, runs in moves if runs)
+    added: dict[tuple[int, int], int] = defaultdict(int)
+    for version, bucket, runs in moves:
+        added[version, bucket] += runs  # one row once a statement (PostgreSQL insists)
+    rows = sorted((version, bucket, runs) for (version, bucket), runs in added.items() if runs)
     if not rows:
         return
     table = connection.ops.quote_name(PromptVersionDurationBucket._meta.db_table)

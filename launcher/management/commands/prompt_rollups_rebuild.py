@@ -1,7 +1,8 @@
 """python manage.py prompt_rollups_rebuild — recount the prompts page's per-version numbers.
 
-The counters (`PromptVersionRollup`) move with the runs; this recomputes them all from the runs,
-for after a bulk insert that skipped the hooks, or for anyone who doubts them.
+The counters (`PromptVersionRollup`) and the duration buckets behind the medians
+(`PromptVersionDurationBucket`) move with the runs; this recomputes them all from the runs, for
+after a bulk insert that skipped the hooks, or for anyone who doubts them.
 """
 
 from django.core.management.base import BaseCommand
@@ -10,7 +11,7 @@ from launcher.services.prompt_rollups import prompt_rollups_rebuild
 
 
 class Command(BaseCommand):
-    help = "Recompute every prompt version's run counters from the runs."
+    help = "Recompute every prompt version's run counters and duration buckets from the runs."
 
     def handle(self, *args, **options):
         versions = prompt_rollups_rebuild()
