@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
+from django.db.models import F, Sum, Window
 
 from launcher.models import (
     PromptLabel,
@@ -103,25 +104,46 @@ class _Probe:
     count: int
 
 
-def _probe(version_id: int, buckets: list[tuple[int, int]]) -> _Probe | None:
-    """From a version's (bucket, runs) in bucket order, where its middle one or two runs are.
-    The second of two middle runs may lie in a later bucket: the probe reads on past its
-    bucket's end, in duration order, to the next timed run, which is that one."""
-    total = sum(runs for _, runs in buckets)
-    if not total:
-        return None
-    first = (total - 1) // 2  # rank of the first middle run; the second is total // 2
-    below = 0
-    for bucket, runs in buckets:
-        if first < below + runs:
-            return _Probe(
-                version_id,
-                low=duration_bucket_low(bucket),
-                offset=first - below,
-                count=total // 2 - first + 1,
-            )
-        below += runs
-    return None
+def _probe(version_id: int, *, bucket: int, below: int, total: int) -> _Probe:
+    """The probe for a version of `total` timed runs whose first middle run, rank
+    (total − 1) // 2, lies in `bucket`, above `below` runs of lower buckets. The second of two
+    middle runs may lie in a later bucket: the probe reads on past its bucket's end, in
+    duration order, to the next timed run, which is that one."""
+    first = (total - 1) // 2
+    return _Probe(
+        version_id,
+        low=duration_bucket_low(bucket),
+        offset=first - below,
+        count=total // 2 - first + 1,
+    )
+
+
+def _median_buckets(workflow: Workflow) -> list[_Probe]:
+    """For each version of the workflow with timed runs, the bucket that holds its first
+    middle run: one query, the buckets' running sums computed in the database (window
+    functions, SQLite and PostgreSQL alike), so one row per version comes back however many
+    buckets its durations use."""
+    by_version = {"partition_by": [F("prompt_version_id")]}
+    rows = (
+        PromptVersionDurationBucket.objects.filter(prompt_version__workflow=workflow, runs__gt=0)
+        .annotate(
+            through=Window(Sum("runs"), order_by=F("bucket").asc(), **by_version),
+            total=Window(Sum("runs"), **by_version),
+        )
+        # Rank (total − 1) // 2 lies in this bucket: below it before, within it through here.
+        # (Whole or fractional division gives the same rows: `through` and `runs` are whole.)
+        .filter(
+            through__gt=(F("total") - 1) / 2,
+            through__lte=(F("total") - 1) / 2 + F("runs"),
+        )
+        .order_by("prompt_version_id")
+        .values_list("prompt_version_id", "bucket", "through", "runs", "total")
+    )
+    # int(): PostgreSQL's SUM over bigint is a numeric.
+    return [
+        _probe(version_id, bucket=bucket, below=int(through) - runs, total=int(total))
+        for version_id, bucket, through, runs, total in rows
+    ]
 
 
 def version_medians(workflow: Workflow) -> dict[int, timedelta]:
@@ -131,30 +153,17 @@ def version_medians(workflow: Workflow) -> dict[int, timedelta]:
     history (one more per `_TERMS_PER_QUERY` versions with runs), on SQLite and PostgreSQL
     alike:
 
-    1. the buckets of the workflow's versions (a few dozen rows per version, by the unique
-       (version, bucket) index): for each version the bucket holding its middle run(s) and
-       how many of its runs lie below that bucket (`_probe`);
+    1. from the buckets of the workflow's versions (`_median_buckets`), for each version the
+       bucket holding its middle run(s) and how many of its runs lie below that bucket;
     2. per version, its middle one or two durations read by ordered offset from that
        bucket's lowest duration (`duration_ms >= low ORDER BY duration_ms LIMIT 1|2 OFFSET
-       rank − runs below`: a range of the index, at most one bucket long), all versions in
-       one UNION ALL.
+       rank − runs below`: a range of the index, about one bucket long at most), all
+       versions in one UNION ALL.
 
     The two reads are separate statements: a run finishing between them can move one page's
     median by one rank; the next read is exact again.
     """
-    buckets: dict[int, list[tuple[int, int]]] = {}
-    rows = (
-        PromptVersionDurationBucket.objects.filter(prompt_version__workflow=workflow, runs__gt=0)
-        .order_by("prompt_version_id", "bucket")
-        .values_list("prompt_version_id", "bucket", "runs")
-    )
-    for version_id, bucket, runs in rows:
-        buckets.setdefault(version_id, []).append((bucket, runs))
-    probes = [
-        probe
-        for version_id, version_buckets in sorted(buckets.items())
-        if (probe := _probe(version_id, version_buckets)) is not None
-    ]
+    probes = _median_buckets(workflow)
     timed = Run.objects.filter(
         workflow=workflow, prompt_version__isnull=False, duration_ms__isnull=False
     )

@@ -11,8 +11,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from launcher.models import Run, RunStatus, Workflow
-from launcher.services.prompt_rollups import DURATION_EDGES_MS, prompt_rollups_rebuild
+from launcher.models import PromptVersionDurationBucket, Run, RunStatus, Workflow
+from launcher.services.prompt_rollups import (
+    DURATION_EDGES_MS,
+    duration_bucket,
+    prompt_rollups_rebuild,
+)
 from launcher.services.prompts import prompt_version_create
 from launcher.version_stats import _probe, prompt_version_stats, version_medians
 
@@ -155,14 +159,36 @@ def test_medians_are_exactly_the_median_of_the_durations(workflow, seed):
     assert version_medians(workflow) == wanted
 
 
-def test_the_probe_reads_only_from_the_middle_bucket_and_on_into_the_next():
-    # 3 + 2 + 1 runs in buckets 4, 9, 12: ranks 2 and 3 (0-based) are the middle two; rank 2
-    # is the last run of bucket 4, rank 3 the first of bucket 9, read on past bucket 4's end.
-    probe = _probe(7, [(4, 3), (9, 2), (12, 1)])
-    assert (probe.low, probe.offset, probe.count) == (DURATION_EDGES_MS[3], 2, 2)
-    # Odd: rank 3 of 7, the first run of bucket 9.
-    probe = _probe(7, [(4, 3), (9, 2), (12, 2)])
+def test_the_probe_reads_from_the_middle_bucket_and_on_into_the_next(
+    workflow, django_assert_num_queries
+):
+    version = prompt_version_create(workflow=workflow, text="one")
+    # Six runs: ranks 2 and 3 (0-based) are the middle two. Rank 2 is the last run of the
+    # 1 s bucket, rank 3 the first of the 5 s one, read on past the 1 s bucket's end; the
+    # buckets between them are empty (one kept at 0, as a run that left leaves it).
+    durations = [1000, 1000, 1005, 5000, 5000, 9000]
+    Run.objects.bulk_create(
+        Run(workflow=workflow, prompt_mode="pinned", prompt_version=version, duration_ms=ms)
+        for ms in durations
+    )
+    prompt_rollups_rebuild()
+    PromptVersionDurationBucket.objects.create(
+        prompt_version=version, bucket=duration_bucket(3000), runs=0
+    )
+    with django_assert_num_queries(2) as queries:
+        assert version_medians(workflow) == {version.pk: timedelta(milliseconds=3002.5)}
+    probe_sql = queries.captured_queries[1]["sql"]
+    assert "LIMIT 2" in probe_sql and "OFFSET 2" in probe_sql  # the third of the 1 s bucket
+    # Odd: rank 3 of 7, the first of the 5 s bucket.
+    Run.objects.create(workflow=workflow, prompt_mode="pinned", prompt_version=version)
+    Run.objects.filter(duration_ms=None).update(duration_ms=9500)
+    prompt_rollups_rebuild()
+    assert version_medians(workflow) == {version.pk: timedelta(milliseconds=5000)}
+
+
+def test_a_probe_is_placed_from_its_bucket_and_the_runs_below_it():
+    probe = _probe(7, bucket=4, below=2, total=6)  # ranks 2 and 3: the first in bucket 4
+    assert (probe.low, probe.offset, probe.count) == (DURATION_EDGES_MS[3], 0, 2)
+    probe = _probe(7, bucket=9, below=3, total=7)  # rank 3: the first above 3 runs
     assert (probe.low, probe.offset, probe.count) == (DURATION_EDGES_MS[8], 0, 1)
-    # Bucket 0 (under a second) has no lower bound.
-    assert _probe(7, [(0, 1)]).low is None
-    assert _probe(7, []) is None
+    assert _probe(7, bucket=0, below=0, total=1).low is None  # under a second: no bound
