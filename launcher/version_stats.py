@@ -7,11 +7,12 @@ were cached, first and last use. Queries do not grow with the run history:
 - one read of the kept per-version counters (`PromptVersionRollup`, moved with the runs by
   `services/prompt_rollups`) for the counts, cost, steps and dates;
 - two queries for the medians, the same on SQLite and PostgreSQL: the kept duration buckets
-  of the workflow's versions (`PromptVersionDurationBucket`) say which bucket holds each
-  version's middle run(s) and how many runs lie below it; then one ordered-offset probe per
-  version inside that bucket of the (workflow, prompt_version, duration_ms) index, all
-  versions in one UNION ALL (see `version_medians`). Exact, and the walk is one bucket's
-  runs, not the version's. Nothing is sorted.
+  of the workflow's versions (`PromptVersionDurationBucket`, summed in the database) say
+  which bucket holds each version's middle run(s) and how many runs lie below it; then one
+  ordered-offset probe per version inside that bucket of the (workflow, prompt_version,
+  duration_ms) index, all versions in one UNION ALL (see `version_medians`). Exact, and the
+  walk is one bucket's runs (1 % wide: under 1 % of the version's), not the version's. No
+  run is sorted.
 """
 
 from __future__ import annotations
