@@ -5,6 +5,7 @@ Grouped by subject; each group says who uses it.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import uuid
@@ -14,11 +15,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from launcher.cache_versions import RUN_FILTER_CHOICES, cache_version
 from launcher.models import (
     TERMINAL_STATUSES,
     Batch,
@@ -208,6 +211,9 @@ STORED_PROMPT = "stored"  # the prompt filter's value for the workflow's stored 
 # whole history through its index. The page says so.
 RUN_SEARCH_WINDOW = 10_000
 RUN_FILTER_BATCH_CHOICES = 100  # the newest batches offered by name in the batch filter
+# How long cached filter choices are kept: only to free the memory of old versions. A change
+# bumps the version, so nothing waits this out to appear.
+RUN_FILTER_CHOICES_CACHE_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -401,9 +407,35 @@ class RunFilterChoices:
 
 
 def run_filter_choices(*, batch: int | None = None) -> RunFilterChoices:
-    """What each filter offers: only values some run has, each found by an EXISTS probe of a
-    runs index (cost grows with the number of models, versions and users, not of runs); the
-    newest batches by name, plus the chosen `batch` when it is older. Six queries."""
+    """What each filter offers: only values some run has; the newest batches by name, plus the
+    chosen `batch` when it is older.
+
+    Read once per change, not per request: cached under `cache_versions.RUN_FILTER_CHOICES`,
+    which every change to what they list bumps (a new batch, workflow, model, version, label,
+    user or run), so the next request after a change reads them again. One query (the version)
+    while nothing changed; the chosen older batch adds one."""
+    version = cache_version(RUN_FILTER_CHOICES)
+    key = f"launcher:run-filter-choices:{version}"
+    choices = cache.get(key)
+    if choices is None:
+        choices = _run_filter_choices_read()
+        cache.set(key, choices, RUN_FILTER_CHOICES_CACHE_SECONDS)
+    if batch is not None and all(pk != batch for pk, _ in choices.batches):
+        older = _batch_choices(Batch.objects.filter(pk=batch))
+        choices = dataclasses.replace(choices, batches=[*choices.batches, *older])
+    return choices
+
+
+def _batch_choices(batches: QuerySet) -> list[tuple[int, str]]:
+    return [
+        (pk, f"{name or f'Batch {pk}'} (#{pk})")
+        for pk, name in batches.order_by("-created_at", "-pk").values_list("pk", "name")
+    ]
+
+
+def _run_filter_choices_read() -> RunFilterChoices:
+    """The choices from the database, each found by an EXISTS probe of a runs index (cost grows
+    with the number of models, versions and users, not of runs). Six queries."""
 
     def used(field: str, outer: str = "pk") -> Exists:
         return Exists(Run.objects.filter(**{field: OuterRef(outer)}))
@@ -434,17 +466,8 @@ def run_filter_choices(*, batch: int | None = None) -> RunFilterChoices:
         .order_by("username")
         .values_list("pk", "username")
     )
-    batch_filter = Q(
-        pk__in=Batch.objects.order_by("-created_at").values("pk")[:RUN_FILTER_BATCH_CHOICES]
-    )
-    if batch is not None:
-        batch_filter |= Q(pk=batch)
-    batches = [
-        (pk, f"{name or f'Batch {pk}'} (#{pk})")
-        for pk, name in Batch.objects.filter(batch_filter)
-        .order_by("-created_at", "-pk")
-        .values_list("pk", "name")
-    ]
+    newest = Batch.objects.order_by("-created_at").values("pk")[:RUN_FILTER_BATCH_CHOICES]
+    batches = _batch_choices(Batch.objects.filter(pk__in=newest))
     return RunFilterChoices(workflows, models, versions, labels, users, batches)
 
 

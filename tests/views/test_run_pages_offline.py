@@ -220,8 +220,8 @@ def test_a_status_poll_with_nothing_new_answers_204_without_rendering(
     version = page.context["status_version"]
     assert f'hx-headers=\'{{"X-Poll-Version": "{version}"}}\'' in page.content.decode()
 
-    # session, user, 2× permissions, run: the same reads as a render, and no template
-    with django_assert_num_queries(5):
+    # session, user, permissions, run: the same reads as a render, and no template
+    with django_assert_num_queries(4):
         same = operator_client.get(status_url(run), headers={**HTMX, "X-Poll-Version": version})
     assert same.status_code == 204 and same.content == b""
 
