@@ -17,7 +17,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -180,7 +180,15 @@ def prompt_diff(old: str, new: str) -> list[DiffRow]:
 # --- Runs list (the runs page) -----------------------------------------------------------------
 
 RUN_LIST_PAGE_SIZE = 50
-RUN_LIST_RELATIONS = ("workflow", "model_option", "prompt_version", "launched_by")
+# The related rows' names a row shows, joined in as annotations of the run (`workflow_name`…)
+# rather than `select_related`: one model instance per row instead of five. Building instances
+# was the largest part of a list poll's time (50 rows: 250 instances a request).
+RUN_LIST_NAMES = {
+    "workflow_name": F("workflow__name"),
+    "model_option_name": F("model_option__name"),
+    "prompt_version_number": F("prompt_version__number"),
+    "launched_by_username": F("launched_by__username"),
+}
 # What a row shows (and what the refresh of its unfinished runs needs): the heavy JSON columns
 # (inputs, outputs, message history, usage) and the related rows' prompts and schemas are never
 # read for a list.
@@ -189,13 +197,12 @@ RUN_LIST_FIELDS = (
     "created_at",
     "cyberdesk_id",
     "workflow_id",
-    "workflow__name",
     "batch_id",
-    "model_option__name",
+    "model_option_id",
     "prompt_mode",
     "prompt_label",
-    "prompt_version__number",
-    "launched_by__username",
+    "prompt_version_id",
+    "launched_by_id",
     "submission",
     "status",
     "attempt",
@@ -277,12 +284,10 @@ class RunPage:
 
 def runs_for_list(filters: RunFilters) -> QuerySet[Run]:
     """Runs newest first, matching `filters`, with what each row shows joined in (one query per
-    page whatever its length) and nothing else (see `RUN_LIST_FIELDS`). Unsliced: take a page
-    with `runs_page`."""
+    page whatever its length; the related names as `RUN_LIST_NAMES`) and nothing else (see
+    `RUN_LIST_FIELDS`). Unsliced: take a page with `runs_page`."""
     runs = (
-        Run.objects.select_related(*RUN_LIST_RELATIONS)
-        .only(*RUN_LIST_FIELDS)
-        .order_by("-created_at", "-id")
+        Run.objects.only(*RUN_LIST_FIELDS).annotate(**RUN_LIST_NAMES).order_by("-created_at", "-id")
     )
     if filters.workflow_id:
         runs = runs.filter(workflow_id=filters.workflow_id)
