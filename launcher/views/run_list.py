@@ -38,6 +38,7 @@ from launcher.selectors import (
     RUN_SEARCH_WINDOW,
     duration_display,
     run_filter_choices,
+    run_rows,
     runs_for_list,
     runs_page,
 )
@@ -68,11 +69,11 @@ def run_list(request):
     before, after, cursor_broken = run_list_cursors(request.GET)
     runs = runs_for_list(filters)
     page = runs_page(runs, before=before, after=after, number=_page_number(request.GET))
-    rows = page.runs
+    rows = run_rows(page.runs)
     unfinished = [run for run in rows if not run.is_finished]
     if unfinished and runs_refresh_many(unfinished, viewer=True):
         # Some changed: read the page again (the refresh updated its own copies of the rows).
-        rows = list(runs.filter(pk__in=[run.pk for run in rows]))
+        rows = run_rows(runs.filter(pk__in=[run.pk for run in rows]))
     polling = any(not run.is_finished for run in rows)
     outage = api_outage() if polling else None
     version = run_rows_fingerprint(rows, page.newer, page.older, polling, outage)
