@@ -451,15 +451,17 @@ class RunFilterChoices:
     batches: list[tuple[int, str]]
 
 
-def run_filter_choices(*, batch: int | None = None) -> RunFilterChoices:
+def run_filter_choices(*, batch: int | None = None, version: int | None = None) -> RunFilterChoices:
     """What each filter offers: only values some run has; the newest batches by name, plus the
     chosen `batch` when it is older.
 
     Read once per change, not per request: cached under `cache_versions.RUN_FILTER_CHOICES`,
     which every change to what they list bumps (a new batch, workflow, model, version, label,
-    user or run), so the next request after a change reads them again. One query (the version)
-    while nothing changed; the chosen older batch adds one."""
-    version = cache_version(RUN_FILTER_CHOICES)
+    user or run), so the next request after a change reads them again. One query (the version;
+    none when the caller has just read it: `version`) while nothing changed; the chosen older
+    batch adds one."""
+    if version is None:
+        version = cache_version(RUN_FILTER_CHOICES)
     key = f"launcher:run-filter-choices:{version}"
     choices = cache.get(key)
     if choices is None:

@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
+from launcher.cache_versions import RUN_FILTER_CHOICES, cache_version
 from launcher.fingerprints import fingerprint, run_rows_fingerprint
 from launcher.models import Run
 from launcher.parsing import id_parse
@@ -48,11 +49,17 @@ from launcher.services.runs import RunActionFailed, run_cancel, run_retry
 
 PAGE = "launcher/run_list.html"
 TABLE_FRAGMENT = f"{PAGE}#run-table"
+FILTER_FRAGMENT = f"{PAGE}#filter-form"
 CACHED_FRAGMENT = "launcher/html_fragment.html"
 # The rendered table, by URL and fingerprint: rendering 50 rows is most of a list request's
 # time, and every viewer of a page (and every poll that is not a 204) shows the same table.
 # The fingerprint covers everything a row shows, so a change is a new key, never a stale hit.
 TABLE_CACHE_SECONDS = 60
+# The rendered filter form, by its filters and the filter choices' version: its hundred-odd
+# options were most of the page's template time. The form parses its values without the
+# database, so the same filters and the same choices are the same HTML, whoever asks; a change
+# to the choices is a new version, so a new key.
+FILTER_FORM_CACHE_SECONDS = 3600
 BULK_LIMIT = RUN_LIST_PAGE_SIZE
 BULK_ACTIONS = {"cancel": (run_cancel, "Cancel requested"), "retry": (run_retry, "Retry started")}
 # Query-string keys that are not filters: the page's position.
@@ -97,9 +104,20 @@ def run_list(request):
         nav="runs",
         form=form,
         cursor_broken=cursor_broken,
-        choices=run_filter_choices(batch=filters.batch),
+        filter_form_html=_filter_form_html(request, form, filter_query),
     )
     return render(request, PAGE, context)
+
+
+def _filter_form_html(request, form: RunFilterForm, filter_query: str) -> str:
+    version = cache_version(RUN_FILTER_CHOICES)
+    key = "launcher:runs-filter-form:" + fingerprint([version, filter_query])
+    html = cache.get(key)
+    if html is None:
+        choices = run_filter_choices(batch=form.filters().batch, version=version)
+        html = render_to_string(FILTER_FRAGMENT, {"form": form, "choices": choices}, request)
+        cache.set(key, html, FILTER_FORM_CACHE_SECONDS)
+    return mark_safe(html)  # noqa: S308 - our own template's output
 
 
 def _table_html(request, context: dict) -> str:
