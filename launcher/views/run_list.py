@@ -19,6 +19,8 @@ Permission: `launcher.launch_run`, as for a run's own page (run outputs can hold
 
 from __future__ import annotations
 
+import functools
+
 from django.contrib import messages
 from django.core.cache import cache
 from django.http import HttpResponse, QueryDict
@@ -37,6 +39,7 @@ from launcher.run_filters import RunFilterForm, run_list_cursors
 from launcher.selectors import (
     RUN_LIST_PAGE_SIZE,
     RUN_SEARCH_WINDOW,
+    RunFilters,
     duration_display,
     run_filter_choices,
     run_rows,
@@ -71,8 +74,7 @@ VERSION_HEADER = "X-Poll-Version"
 @require_GET
 @permission_required(LAUNCH_RUN)
 def run_list(request):
-    form = RunFilterForm(request.GET)
-    filters = form.filters()
+    filters = _filters_of(request.GET.urlencode())
     before, after, cursor_broken = run_list_cursors(request.GET)
     runs = runs_for_list(filters)
     page = runs_page(runs, before=before, after=after, number=_page_number(request.GET))
@@ -100,6 +102,8 @@ def run_list(request):
     context["table_html"] = _table_html(request, context)
     if request.htmx:
         return render(request, CACHED_FRAGMENT, {**context, "html": context["table_html"]})
+    form = RunFilterForm(request.GET)  # the page shows each filter's value and error
+    form.is_valid()
     context.update(
         nav="runs",
         form=form,
@@ -114,7 +118,7 @@ def _filter_form_html(request, form: RunFilterForm, filter_query: str) -> str:
     key = "launcher:runs-filter-form:" + fingerprint([version, filter_query])
     html = cache.get(key)
     if html is None:
-        choices = run_filter_choices(batch=form.filters().batch, version=version)
+        choices = run_filter_choices(batch=form.cleaned_data.get("batch"), version=version)
         html = render_to_string(FILTER_FRAGMENT, {"form": form, "choices": choices}, request)
         cache.set(key, html, FILTER_FORM_CACHE_SECONDS)
     return mark_safe(html)  # noqa: S308 - our own template's output
@@ -129,6 +133,15 @@ def _table_html(request, context: dict) -> str:
         html = render_to_string(TABLE_FRAGMENT, context, request=request)
         cache.set(key, html, TABLE_CACHE_SECONDS)
     return mark_safe(html)  # noqa: S308 - our own template's output
+
+
+@functools.lru_cache(maxsize=256)
+def _filters_of(query: str) -> RunFilters:
+    """The filters a query string asks for. A pure function of the string (the form parses
+    without the database) and a frozen value, so kept per process: every poll of a page sends
+    the same query, and a Django form's set-up and validation cost more than the poll's own
+    work."""
+    return RunFilterForm(QueryDict(query)).filters()
 
 
 def _page_number(params: QueryDict) -> int:
