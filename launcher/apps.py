@@ -6,4 +6,9 @@ class LauncherConfig(AppConfig):
     verbose_name = "Launcher"
 
     def ready(self) -> None:
-        from launcher import checks  # noqa: F401  (registers the production settings checks)
+        from launcher import (
+            cache_versions,
+            checks,  # noqa: F401  (registers the production settings checks)
+        )
+
+        cache_versions.connect()

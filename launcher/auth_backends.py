@@ -11,9 +11,17 @@
   username it records is cut to the user model's 150 characters without U+0000
   (`lockout_username`, AXES_USERNAME_CALLABLE), and the request's data is rid of U+0000 before
   axes reads it.
+
+And the permission checks, one query each request (`PermissionsBackend`).
 """
 
+import functools
+
 from axes.backends import AxesStandaloneBackend
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.models import Permission
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 from django.http import QueryDict
 
 USERNAME_MAX_LENGTH = 150  # django.contrib.auth's User.username
@@ -48,3 +56,50 @@ class LockoutBackend(AxesStandaloneBackend):
         request.GET = _without_nul(request.GET)
         request.POST = _without_nul(request.POST)
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+class PermissionsBackend(ModelBackend):
+    """Django's ModelBackend, with a user's own and group permissions read in one query.
+
+    ModelBackend reads them with two (`user_permissions`, then the groups'), and every Launcher
+    view checks a permission, so every poll paid both. Here they are one UNION (its SQL made
+    once per process, see `_permissions_sql`). Nothing is kept
+    beyond the request: the set lives on the request's user object (ModelBackend's own
+    `_perm_cache`), so a permission granted or removed counts from the user's next request. The
+    rules are ModelBackend's: an inactive or anonymous user has none, object permissions are
+    not supported, a superuser has all (read as Django reads them).
+    """
+
+    def get_all_permissions(self, user_obj, obj=None):
+        if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
+            return set()
+        if user_obj.is_superuser:
+            return super().get_all_permissions(user_obj, obj=obj)
+        if not hasattr(user_obj, "_perm_cache"):
+            user_obj._perm_cache = _permissions_of(user_obj)
+        return user_obj._perm_cache
+
+
+def _permissions_of(user) -> set[str]:
+    """ "app_label.codename" of every permission `user` holds itself or through a group."""
+    sql, places = _permissions_sql()
+    with connections[Permission.objects.db].cursor() as cursor:
+        cursor.execute(sql, [user.pk] * places)
+        return {f"{app_label}.{codename}" for app_label, codename in cursor.fetchall()}
+
+
+_NO_USER = -7919  # a user id no row has: it only marks where the query's parameters go
+
+
+@functools.cache
+def _permissions_sql() -> tuple[str, int]:
+    """The UNION's SQL, made by the ORM once per process (tables and quoting as Django writes
+    them) rather than on every request: compiling it cost as much as running it. Returns the
+    SQL and how many times the user's id is passed."""
+    names = ("content_type__app_label", "codename")
+    own = Permission.objects.filter(user=_NO_USER).values_list(*names).order_by()
+    from_groups = Permission.objects.filter(group__user=_NO_USER).values_list(*names).order_by()
+    sql, params = own.union(from_groups).query.sql_with_params()
+    if any(param != _NO_USER for param in params):
+        raise ImproperlyConfigured(f"Unexpected parameters in the permissions query: {params}")
+    return sql, len(params)

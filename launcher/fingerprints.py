@@ -35,7 +35,7 @@ RUN_STATUS_FIELDS = (
     "message_history",
     "attachments",
 )
-# Every Run field (and related name) a runs-list row shows.
+# Every Run field (and related name, `selectors.RUN_LIST_NAMES`) a runs-list row shows.
 RUN_ROW_FIELDS = (
     "pk",
     "status",
@@ -44,6 +44,13 @@ RUN_ROW_FIELDS = (
     "ended_at",
     "cost_usd",
     "prompt_label",
+    "workflow_id",
+    "workflow_name",
+    "model_option_id",
+    "model_option_name",
+    "prompt_version_id",
+    "prompt_version_number",
+    "launched_by_username",
 )
 
 
@@ -59,15 +66,7 @@ def run_status_fingerprint(run: Run, *extra: Any) -> str:
 
 
 def run_rows_fingerprint(runs: Iterable[Run], *extra: Any) -> str:
-    """What the runs table shows for `runs` (read with `selectors.RUN_LIST_FIELDS`)."""
-    rows = [
-        [
-            *(getattr(run, name) for name in RUN_ROW_FIELDS),
-            run.workflow.name,
-            run.model_option.name if run.model_option else None,
-            run.prompt_version.number if run.prompt_version else None,
-            run.launched_by.get_username() if run.launched_by else None,
-        ]
-        for run in runs
-    ]
+    """What the runs table shows for `runs` (read with `selectors.runs_for_list`: its columns
+    and the related names it joins in)."""
+    rows = [[getattr(run, name) for name in RUN_ROW_FIELDS] for run in runs]
     return fingerprint([rows, list(extra)])

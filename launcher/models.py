@@ -809,3 +809,16 @@ class RunEvent(models.Model):
         if not self._state.adding:
             raise RunRecordImmutable("A history entry never changes.")
         super().save(*args, **kwargs)
+
+
+class CacheVersion(models.Model):
+    """A number bumped, in the writing transaction, whenever what a cached list is made of
+    changes (`launcher/cache_versions.py`). Kept in the database, not the cache: the default
+    cache is per process, and a change made in one process (or by the worker) must reach the
+    others' next request, never after a timeout."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    number = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.number}"

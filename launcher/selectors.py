@@ -5,7 +5,9 @@ Grouped by subject; each group says who uses it.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 import json
 import uuid
 from collections.abc import Iterator
@@ -14,13 +16,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from launcher.cache_versions import RUN_FILTER_CHOICES, cache_version
 from launcher.models import (
     TERMINAL_STATUSES,
+    AttemptOutcome,
     Batch,
     ModelOption,
     PromptLabel,
@@ -177,22 +182,29 @@ def prompt_diff(old: str, new: str) -> list[DiffRow]:
 # --- Runs list (the runs page) -----------------------------------------------------------------
 
 RUN_LIST_PAGE_SIZE = 50
-RUN_LIST_RELATIONS = ("workflow", "model_option", "prompt_version", "launched_by")
+# The related rows' names a row shows, joined in (`workflow_name`…) rather than
+# `select_related`, and every row read as values (`RunRow`), not as model instances: building
+# them (50 runs and their 200 related rows a request) was the largest part of a list poll.
+RUN_LIST_NAMES = {
+    "workflow_name": F("workflow__name"),
+    "model_option_name": F("model_option__name"),
+    "prompt_version_number": F("prompt_version__number"),
+    "launched_by_username": F("launched_by__username"),
+}
 # What a row shows (and what the refresh of its unfinished runs needs): the heavy JSON columns
 # (inputs, outputs, message history, usage) and the related rows' prompts and schemas are never
 # read for a list.
 RUN_LIST_FIELDS = (
-    "id",
+    "pk",
     "created_at",
     "cyberdesk_id",
     "workflow_id",
-    "workflow__name",
     "batch_id",
-    "model_option__name",
+    "model_option_id",
     "prompt_mode",
     "prompt_label",
-    "prompt_version__number",
-    "launched_by__username",
+    "prompt_version_id",
+    "launched_by_id",
     "submission",
     "status",
     "attempt",
@@ -208,6 +220,9 @@ STORED_PROMPT = "stored"  # the prompt filter's value for the workflow's stored 
 # whole history through its index. The page says so.
 RUN_SEARCH_WINDOW = 10_000
 RUN_FILTER_BATCH_CHOICES = 100  # the newest batches offered by name in the batch filter
+# How long cached filter choices are kept: only to free the memory of old versions. A change
+# bumps the version, so nothing waits this out to appear.
+RUN_FILTER_CHOICES_CACHE_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -263,7 +278,7 @@ class RunPage:
     """One page of the runs list: its rows and the cursors of the pages around it (no count:
     counting a million rows on every request is what made the list slow)."""
 
-    runs: list[Run]
+    runs: list  # rows of the queryset paged (runs_for_list's: named values; see `run_rows`)
     newer: RunCursor | None  # link to the page before (None: this is the newest page)
     older: RunCursor | None  # link to the page after (None: nothing older)
     search_window: int | None = None  # a text search read the inputs of this many runs at most
@@ -271,13 +286,9 @@ class RunPage:
 
 def runs_for_list(filters: RunFilters) -> QuerySet[Run]:
     """Runs newest first, matching `filters`, with what each row shows joined in (one query per
-    page whatever its length) and nothing else (see `RUN_LIST_FIELDS`). Unsliced: take a page
-    with `runs_page`."""
-    runs = (
-        Run.objects.select_related(*RUN_LIST_RELATIONS)
-        .only(*RUN_LIST_FIELDS)
-        .order_by("-created_at", "-id")
-    )
+    page whatever its length; the related names as `RUN_LIST_NAMES`) and nothing else (see
+    `RUN_LIST_FIELDS`). Unsliced: take a page with `runs_page`."""
+    runs = _runs_for_list_base().all()
     if filters.workflow_id:
         runs = runs.filter(workflow_id=filters.workflow_id)
     if filters.status:
@@ -303,6 +314,59 @@ def runs_for_list(filters: RunFilters) -> QuerySet[Run]:
     if filters.search:
         runs = runs.filter(_search(filters.search))
     return runs
+
+
+@functools.cache
+def _runs_for_list_base() -> QuerySet:
+    """The unfiltered list query, set up once per process (its joins and columns took longer
+    to set up than the poll's other work); never evaluated itself, only cloned (`.all()`,
+    `.filter()`), so it holds no rows."""
+    return (
+        Run.objects.annotate(**RUN_LIST_NAMES)
+        .order_by("-created_at", "-id")
+        .values_list(*RUN_LIST_FIELDS, *RUN_LIST_NAMES, named=True)
+    )
+
+
+@dataclass
+class RunRow(AttemptOutcome):
+    """A row of the runs list, from the values `runs_for_list` reads (no model instance). It
+    answers what the table, its fingerprint and the refresh of unfinished runs ask of a run:
+    its columns, the related names, `pk`, `is_finished`, `duration`, `get_status_display()`."""
+
+    pk: int
+    created_at: datetime
+    cyberdesk_id: uuid.UUID | None
+    workflow_id: uuid.UUID
+    batch_id: int | None
+    model_option_id: uuid.UUID | None
+    prompt_mode: str
+    prompt_label: str
+    prompt_version_id: int | None
+    launched_by_id: int | None
+    submission: str
+    status: str
+    attempt: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    cost_usd: Any
+    synced_at: datetime | None
+    workflow_name: str | None
+    model_option_name: str | None
+    prompt_version_number: int | None
+    launched_by_username: str | None
+    duration_text: str = ""  # set by the view when it renders the table
+
+    def get_status_display(self) -> str:
+        return _STATUS_LABELS.get(self.status, self.status)
+
+
+_STATUS_LABELS = dict(RunStatus.choices)
+
+
+def run_rows(values) -> list[RunRow]:
+    """The `RunRow` of each row `runs_for_list` (or a page of it) read."""
+    return [RunRow(**row._asdict()) for row in values]
 
 
 def _search(text: str) -> Q:
@@ -400,10 +464,38 @@ class RunFilterChoices:
     batches: list[tuple[int, str]]
 
 
-def run_filter_choices(*, batch: int | None = None) -> RunFilterChoices:
-    """What each filter offers: only values some run has, each found by an EXISTS probe of a
-    runs index (cost grows with the number of models, versions and users, not of runs); the
-    newest batches by name, plus the chosen `batch` when it is older. Six queries."""
+def run_filter_choices(*, batch: int | None = None, version: int | None = None) -> RunFilterChoices:
+    """What each filter offers: only values some run has; the newest batches by name, plus the
+    chosen `batch` when it is older.
+
+    Read once per change, not per request: cached under `cache_versions.RUN_FILTER_CHOICES`,
+    which every change to what they list bumps (a new batch, workflow, model, version, label,
+    user or run), so the next request after a change reads them again. One query (the version;
+    none when the caller has just read it: `version`) while nothing changed; the chosen older
+    batch adds one."""
+    if version is None:
+        version = cache_version(RUN_FILTER_CHOICES)
+    key = f"launcher:run-filter-choices:{version}"
+    choices = cache.get(key)
+    if choices is None:
+        choices = _run_filter_choices_read()
+        cache.set(key, choices, RUN_FILTER_CHOICES_CACHE_SECONDS)
+    if batch is not None and all(pk != batch for pk, _ in choices.batches):
+        older = _batch_choices(Batch.objects.filter(pk=batch))
+        choices = dataclasses.replace(choices, batches=[*choices.batches, *older])
+    return choices
+
+
+def _batch_choices(batches: QuerySet) -> list[tuple[int, str]]:
+    return [
+        (pk, f"{name or f'Batch {pk}'} (#{pk})")
+        for pk, name in batches.order_by("-created_at", "-pk").values_list("pk", "name")
+    ]
+
+
+def _run_filter_choices_read() -> RunFilterChoices:
+    """The choices from the database, each found by an EXISTS probe of a runs index (cost grows
+    with the number of models, versions and users, not of runs). Six queries."""
 
     def used(field: str, outer: str = "pk") -> Exists:
         return Exists(Run.objects.filter(**{field: OuterRef(outer)}))
@@ -434,17 +526,8 @@ def run_filter_choices(*, batch: int | None = None) -> RunFilterChoices:
         .order_by("username")
         .values_list("pk", "username")
     )
-    batch_filter = Q(
-        pk__in=Batch.objects.order_by("-created_at").values("pk")[:RUN_FILTER_BATCH_CHOICES]
-    )
-    if batch is not None:
-        batch_filter |= Q(pk=batch)
-    batches = [
-        (pk, f"{name or f'Batch {pk}'} (#{pk})")
-        for pk, name in Batch.objects.filter(batch_filter)
-        .order_by("-created_at", "-pk")
-        .values_list("pk", "name")
-    ]
+    newest = Batch.objects.order_by("-created_at").values("pk")[:RUN_FILTER_BATCH_CHOICES]
+    batches = _batch_choices(Batch.objects.filter(pk__in=newest))
     return RunFilterChoices(workflows, models, versions, labels, users, batches)
 
 

@@ -108,7 +108,7 @@ def operator_session(base: str) -> Browser:
     user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
     request = HttpRequest()
     request.session = import_module(settings.SESSION_ENGINE).SessionStore()
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    login(request, user, backend="launcher.auth_backends.PermissionsBackend")
     request.session.save()
     browser = Browser(base, cookies={settings.SESSION_COOKIE_NAME: request.session.session_key})
     page = browser.get("/")  # the launch page hands out the CSRF cookie

@@ -374,6 +374,10 @@ def runs_refresh_many(
 
 def _refresh_many(candidates: list[Run], *, stale_after: timedelta | None, source: str) -> int:
     stale_before = timezone.now() - (stale_after or refresh_interval())
+    if all(run.synced_at is not None and run.synced_at > stale_before for run in candidates):
+        # Each copy was read after its stamp, which is within the interval: no claim could win
+        # (as in `run_refresh`), so a poll between refreshes writes nothing.
+        return 0
     wanted_by_workflow: dict = defaultdict(list)
     for run in candidates:
         wanted_by_workflow[run.workflow_id].append(run.pk)

@@ -19,6 +19,8 @@ Permission: `launcher.launch_run`, as for a run's own page (run outputs can hold
 
 from __future__ import annotations
 
+import functools
+
 from django.contrib import messages
 from django.core.cache import cache
 from django.http import HttpResponse, QueryDict
@@ -28,6 +30,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
+from launcher.cache_versions import RUN_FILTER_CHOICES, cache_version
 from launcher.fingerprints import fingerprint, run_rows_fingerprint
 from launcher.models import Run
 from launcher.parsing import id_parse
@@ -36,8 +39,10 @@ from launcher.run_filters import RunFilterForm, run_list_cursors
 from launcher.selectors import (
     RUN_LIST_PAGE_SIZE,
     RUN_SEARCH_WINDOW,
+    RunFilters,
     duration_display,
     run_filter_choices,
+    run_rows,
     runs_for_list,
     runs_page,
 )
@@ -47,11 +52,17 @@ from launcher.services.runs import RunActionFailed, run_cancel, run_retry
 
 PAGE = "launcher/run_list.html"
 TABLE_FRAGMENT = f"{PAGE}#run-table"
+FILTER_FRAGMENT = f"{PAGE}#filter-form"
 CACHED_FRAGMENT = "launcher/html_fragment.html"
 # The rendered table, by URL and fingerprint: rendering 50 rows is most of a list request's
 # time, and every viewer of a page (and every poll that is not a 204) shows the same table.
 # The fingerprint covers everything a row shows, so a change is a new key, never a stale hit.
 TABLE_CACHE_SECONDS = 60
+# The rendered filter form, by its filters and the filter choices' version: its hundred-odd
+# options were most of the page's template time. The form parses its values without the
+# database, so the same filters and the same choices are the same HTML, whoever asks; a change
+# to the choices is a new version, so a new key.
+FILTER_FORM_CACHE_SECONDS = 3600
 BULK_LIMIT = RUN_LIST_PAGE_SIZE
 BULK_ACTIONS = {"cancel": (run_cancel, "Cancel requested"), "retry": (run_retry, "Retry started")}
 # Query-string keys that are not filters: the page's position.
@@ -63,16 +74,15 @@ VERSION_HEADER = "X-Poll-Version"
 @require_GET
 @permission_required(LAUNCH_RUN)
 def run_list(request):
-    form = RunFilterForm(request.GET)
-    filters = form.filters()
+    filters = _filters_of(request.GET.urlencode())
     before, after, cursor_broken = run_list_cursors(request.GET)
     runs = runs_for_list(filters)
     page = runs_page(runs, before=before, after=after, number=_page_number(request.GET))
-    rows = page.runs
+    rows = run_rows(page.runs)
     unfinished = [run for run in rows if not run.is_finished]
     if unfinished and runs_refresh_many(unfinished, viewer=True):
         # Some changed: read the page again (the refresh updated its own copies of the rows).
-        rows = list(runs.filter(pk__in=[run.pk for run in rows]))
+        rows = run_rows(runs.filter(pk__in=[run.pk for run in rows]))
     polling = any(not run.is_finished for run in rows)
     outage = api_outage() if polling else None
     version = run_rows_fingerprint(rows, page.newer, page.older, polling, outage)
@@ -92,13 +102,26 @@ def run_list(request):
     context["table_html"] = _table_html(request, context)
     if request.htmx:
         return render(request, CACHED_FRAGMENT, {**context, "html": context["table_html"]})
+    form = RunFilterForm(request.GET)  # the page shows each filter's value and error
+    form.is_valid()
     context.update(
         nav="runs",
         form=form,
         cursor_broken=cursor_broken,
-        choices=run_filter_choices(batch=filters.batch),
+        filter_form_html=_filter_form_html(request, form, filter_query),
     )
     return render(request, PAGE, context)
+
+
+def _filter_form_html(request, form: RunFilterForm, filter_query: str) -> str:
+    version = cache_version(RUN_FILTER_CHOICES)
+    key = "launcher:runs-filter-form:" + fingerprint([version, filter_query])
+    html = cache.get(key)
+    if html is None:
+        choices = run_filter_choices(batch=form.cleaned_data.get("batch"), version=version)
+        html = render_to_string(FILTER_FRAGMENT, {"form": form, "choices": choices}, request)
+        cache.set(key, html, FILTER_FORM_CACHE_SECONDS)
+    return mark_safe(html)  # noqa: S308 - our own template's output
 
 
 def _table_html(request, context: dict) -> str:
@@ -110,6 +133,15 @@ def _table_html(request, context: dict) -> str:
         html = render_to_string(TABLE_FRAGMENT, context, request=request)
         cache.set(key, html, TABLE_CACHE_SECONDS)
     return mark_safe(html)  # noqa: S308 - our own template's output
+
+
+@functools.lru_cache(maxsize=256)
+def _filters_of(query: str) -> RunFilters:
+    """The filters a query string asks for. A pure function of the string (the form parses
+    without the database) and a frozen value, so kept per process: every poll of a page sends
+    the same query, and a Django form's set-up and validation cost more than the poll's own
+    work."""
+    return RunFilterForm(QueryDict(query)).filters()
 
 
 def _page_number(params: QueryDict) -> int:

@@ -76,12 +76,23 @@ def _refresh(run: Run) -> Run:
     return run
 
 
+def _status_outage(run: Run):
+    """The outage said on the page while the API is down and the page would need it (an
+    unfinished run's status, attachments not stored yet); a cache read, no API call."""
+    needs_api = not run.is_finished or (run.cyberdesk_id and run.attachments is None)
+    return api_outage() if needs_api else None
+
+
+def _status_version(run: Run) -> str:
+    """The fingerprint `_status_context(run, fetch_attachments=False)` carries, alone: a poll
+    that finds nothing new builds no context (no evidence timeline, no Attempts or History)."""
+    _, attachments_error = run_attachments(run, fetch=False)
+    return run_status_fingerprint(run, _status_outage(run), attachments_error)
+
+
 def _status_context(run: Run, *, fetch_attachments: bool = True, **extra) -> dict:
     attachments, attachments_error = run_attachments(run, fetch=fetch_attachments)
-    # Said on the page while the API is down and the page would need it (an unfinished run's
-    # status, attachments not stored yet); a cache read, no API call.
-    needs_api = not run.is_finished or (run.cyberdesk_id and run.attachments is None)
-    outage = api_outage() if needs_api else None
+    outage = _status_outage(run)
     return {
         "run": run,
         "outage": outage,
@@ -147,9 +158,9 @@ def run_status(request, run_id: int):
     while it was refreshed within the interval (no claim is tried); once due, the one poller
     per interval whose compare-and-set wins the refresh calls the API."""
     run = _refresh(_run_or_404(run_id, related=False))
-    context = _status_context(run, fetch_attachments=False, **_finished_extras(run))
-    if request.headers.get(VERSION_HEADER) == context["status_version"]:
+    if request.headers.get(VERSION_HEADER) == _status_version(run):
         return HttpResponse(status=204)  # nothing new since the page's render: htmx keeps it
+    context = _status_context(run, fetch_attachments=False, **_finished_extras(run))
     return render(request, STATUS_FRAGMENT, context)
 
 

@@ -25,13 +25,13 @@ from tests.launch_api import NOW, make_model, make_workflow
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
 
-# session, user, 2 for the permission; the mirror (exists, its age), the catalog's age;
+# session, user, the permission; the mirror (exists, its age), the catalog's age;
 # workflows; offered models, the default model's name; prompt versions, labels (the pickers).
-FORM_QUERIES = 12
-# The progress fragment: session, user, 2 for the permission; the batch (with workflow and
-# creator); its unfinished runs; the refresh claim (an UPDATE that claims none: all were
-# refreshed within the interval); the progress counts.
-DETAIL_QUERIES = 8
+FORM_QUERIES = 11
+# The progress fragment: session, user, the permission; the batch (with workflow and
+# creator); its unfinished runs (no refresh claim: all were refreshed within the interval, so
+# none could win); the progress counts.
+DETAIL_QUERIES = 6
 # The whole page adds the comparison region (tests/views/test_batch_decide.py): the grid's
 # aggregates, its labels and its durations; the failure clusters' check for runs without a
 # key (none), their totals, the largest clusters and their cells.
@@ -112,8 +112,8 @@ def test_the_list_costs_the_same_however_many_batches(
             Run.objects.create(workflow=workflow, batch=batch, prompt_mode=PromptMode.STORED)
     operator_client.get(reverse("batch_list"))  # warm the session
 
-    # session, user, 2 for the permission; the batches with workflow, creator and run count
-    with django_assert_num_queries(5):
+    # session, user, the permission; the batches with workflow, creator and run count
+    with django_assert_num_queries(4):
         response = operator_client.get(reverse("batch_list"))
 
     html = response.content.decode()
@@ -211,8 +211,9 @@ def test_a_finished_batch_costs_the_same_without_the_refresh(
     url = reverse("batch_detail", args=[batch.pk])
     operator_client.get(url)
 
-    # No unfinished run: no claim (the read of unfinished runs finds none).
-    with django_assert_num_queries(DETAIL_QUERIES - 1):
+    # No unfinished run: the read of unfinished runs finds none, so no claim, as when all
+    # were refreshed within the interval.
+    with django_assert_num_queries(DETAIL_QUERIES):
         fragment = operator_client.get(url, headers=HTMX)
 
     assert "every 2s" not in fragment.content.decode()
@@ -254,9 +255,9 @@ def test_a_due_refresh_with_no_news_is_one_list_call_at_a_constant_cost(
         operator_client.get(url, headers=HTMX)  # warm the session (nothing due yet)
         clock.shift(timedelta(seconds=3))  # every unfinished run due again; no news upstream
 
-        # The fragment's 9 with a claim that wins: the claim, the sweep of the workflow's
+        # The fragment's 6 and a claim that wins: the claim, the sweep of the workflow's
         # fresher runs, the claimed rows; the API's answer changes nothing, so no writes.
-        with django_assert_num_queries(DETAIL_QUERIES + 2):
+        with django_assert_num_queries(DETAIL_QUERIES + 3):
             response = operator_client.get(url, headers=HTMX)
 
     assert response.status_code == 200
@@ -274,9 +275,9 @@ def test_the_export_costs_the_same_however_many_runs(
     url = reverse("batch_export", args=[batch.pk])
     operator_client.get(url)
 
-    # session, user, 2 for the permission; the batch; the input names (the header); its runs
+    # session, user, the permission; the batch; the input names (the header); its runs
     # with model and version, one keyset chunk (1,000 runs) per read; the runs without a row
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         response = operator_client.get(url)
         body = b"".join(response.streaming_content).decode()  # the rows are made while streamed
 

@@ -235,12 +235,12 @@ def test_the_run_pages_queries_do_not_grow_with_attempts_or_history(
     add_history(big, 300)
     operator_client.get(reverse("run_detail", args=[small.pk]))  # warm the session
     for run in (small, long_history):
-        # session, user, 2× permissions, run, latest version, attempts, history, 2× counterpart
+        # session, user, permissions, run, latest version, attempts, history, 2× counterpart
         # (none with the same inputs, then the newest success)
-        with django_assert_num_queries(10):
+        with django_assert_num_queries(9):
             operator_client.get(reverse("run_detail", args=[run.pk]))
     # With earlier attempts the counterpart is the previous one: no query for it.
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         operator_client.get(reverse("run_detail", args=[big.pk]))
     html = operator_client.get(reverse("run_detail", args=[big.pk])).content.decode()
     assert "Older entries are not shown." in html
@@ -275,11 +275,11 @@ def test_the_attempt_page_is_pinned_whatever_the_attempts(
     run = finished(catalog)
     keep_attempts(run, 6)
     operator_client.get(reverse("run_attempt_detail", args=[run.pk, 1]))  # warm the session
-    # session, user, 2× permissions, run, the attempt, the attempt list
-    with django_assert_num_queries(7):
+    # session, user, permissions, run, the attempt, the attempt list
+    with django_assert_num_queries(6):
         operator_client.get(reverse("run_attempt_detail", args=[run.pk, 3]))
     # the current attempt: no attempt row to read
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(5):
         operator_client.get(reverse("run_attempt_detail", args=[run.pk, 7]))
 
 
@@ -353,12 +353,12 @@ def test_the_compare_page_is_pinned_whatever_the_histories(
     keep_attempts(big, 5)
     url = reverse("run_compare")
     operator_client.get(url)  # warm the session
-    # session, user, 2× permissions, both runs, the kept attempt(s)
-    with django_assert_num_queries(6):
+    # session, user, permissions, both runs, the kept attempt(s)
+    with django_assert_num_queries(5):
         operator_client.get(f"{url}?a={small.pk}&b={big.pk}.2")
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(5):
         operator_client.get(f"{url}?a={big.pk}.1&b={big.pk}.4")
-    with django_assert_num_queries(5):  # two current attempts: no attempt rows
+    with django_assert_num_queries(4):  # two current attempts: no attempt rows
         operator_client.get(f"{url}?a={small.pk}&b={big.pk}")
 
 

@@ -30,10 +30,10 @@ pytestmark = pytest.mark.django_db
 URL = reverse("launch")
 HTMX = {"HX-Request": "true"}
 
-# session, user, 2 for the permission; the mirror (exists, its age), the catalog's age;
+# session, user, the permission; the mirror (exists, its age), the catalog's age;
 # workflows; offered models, the default model's name; prompt versions, labels (the picker);
 # the default choice (is there a production label), the chosen label with its version.
-PAGE_QUERIES = 14
+PAGE_QUERIES = 13
 
 
 @pytest.fixture
@@ -200,13 +200,15 @@ def test_a_stale_mirror_and_catalog_are_synced_once_at_a_pinned_cost(
     ModelOption.objects.update(synced_at=long_ago)
     catalog_api.requests.clear()
 
-    # The page's 14, plus the workflow sync — its transaction and update_or_create's are two
+    # The page's 13, plus the workflow sync — its transaction and update_or_create's are two
     # savepoints here (the test runs in a transaction; in production the outer one is a
     # BEGIN/COMMIT, which no backend logs as a query): savepoint ×2, select for update,
-    # update, release ×2 — and the catalog sync: savepoint, the locked read, one update per
-    # listed model (2), release. Both grow with what the API lists, once per max age. And the
-    # synced workflow has an unaddressed error naming a run: one query looks for that run.
-    with django_assert_num_queries(PAGE_QUERIES + 6 + 5 + 1):
+    # update, release ×2, and the saved name's bump of the runs filter choices' version
+    # (`launcher/cache_versions.py`, one upsert) — and the catalog sync: savepoint, the
+    # locked read, one update per listed model (2), release. Both grow with what the API
+    # lists, once per max age. And the synced workflow has an unaddressed error naming a
+    # run: one query looks for that run.
+    with django_assert_num_queries(PAGE_QUERIES + 7 + 5 + 1):
         response = operator_client.get(URL)
 
     assert response.status_code == 200

@@ -276,14 +276,14 @@ def test_the_promote_form_query_count_does_not_grow_with_batches_or_runs(
         make_batch(workflow, {v1: (10, 2), v2: (12, 1)})
 
     url = move_url(workflow, label="production", version=v2.pk)
-    # session, user, perms (2), workflow, version, label, the batches offered, canaries, the
+    # session, user, perms, workflow, version, label, the batches offered, canaries, the
     # batch picked (none with enough runs, then the newest), its counts: pinned, and the same
     # with three times the history.
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(11):
         ana_client.get(url)
     for _ in range(6):
         make_batch(workflow, {v1: (10, 2), v2: (12, 1)})
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(11):
         ana_client.get(url)
 
 
@@ -291,9 +291,9 @@ def test_the_page_query_count_does_not_grow_with_moves_or_canaries(
     ana_client, ana, workflow, versions, production, django_assert_num_queries
 ):
     v1, v2 = versions
-    # 12: the prompts page's pinned count (tests/views/test_prompts.py; 11 before the medians'
+    # 11: the prompts page's pinned count (tests/views/test_prompts.py; 10 before the medians'
     # duration buckets were read).
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(11):
         ana_client.get(page(workflow))
     for index in range(3):
         version = prompt_version_create(workflow=workflow, text=f"v{index}")
@@ -315,7 +315,7 @@ def test_the_page_query_count_does_not_grow_with_moves_or_canaries(
             status=RunStatus.SUCCESS,
         )
     # + one query for the canaries' arms, whatever their number.
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(12):
         response = ana_client.get(page(workflow))
     assert response.content.decode().count('class="card canary-card"') == 3
 

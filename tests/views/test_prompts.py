@@ -94,8 +94,9 @@ def test_the_index_lists_workflows_with_version_counts_and_labels(
     operator_client, workflow, versions, django_assert_num_queries
 ):
     Workflow.objects.create(id=uuid.uuid4(), name="Empty one", synced_at=timezone.now())
-    # session, user, permissions (user + groups), freshness check, workflows, their labels
-    with django_assert_num_queries(7):
+    # session, user, permissions (user + groups, one query), freshness check, workflows, their
+    # labels
+    with django_assert_num_queries(6):
         response = operator_client.get(reverse("prompt_index"))
     text = response.content.decode()
     assert "Invoices" in text and "Empty one" in text
@@ -130,9 +131,9 @@ def test_the_page_shows_versions_warnings_history_and_the_default_diff(
 ):
     v1, v2, v3 = versions
     add_run(workflow, v2, RunStatus.SUCCESS, seconds=60)
-    # session, user, perms (2), workflow, labels, versions, numbers, medians (the duration
+    # session, user, perms (one query), workflow, labels, versions, numbers, medians (the duration
     # buckets, then the probes), canaries, label history
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(11):
         response = operator_client.get(page_url(workflow))
     assert response.status_code == 200
     text = response.content.decode()
@@ -151,7 +152,7 @@ def test_the_page_query_count_does_not_grow_with_runs_or_versions(
     for index in range(10):
         version = prompt_version_create(workflow=workflow, text=f"text {index}")
         add_run(workflow, version, RunStatus.SUCCESS, seconds=index + 1)
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(11):
         operator_client.get(page_url(workflow))
 
 
@@ -172,7 +173,7 @@ def test_the_page_query_count_is_the_same_with_3_and_300_runs(
         for n in range(runs)
     )
     prompt_rollups_rebuild()  # bulk_create skips the hooks that keep the counters
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(11):
         response = operator_client.get(page_url(workflow))
     assert sum(row.runs for row in response.context["stats"]) == runs
 
@@ -190,8 +191,8 @@ def test_two_versions_are_compared_side_by_side(operator_client, workflow, versi
 def test_the_diff_region_is_an_htmx_fragment_with_pinned_queries(
     operator_client, workflow, versions, django_assert_num_queries
 ):
-    # session, user, perms (2), workflow, versions: the fragment needs no numbers
-    with django_assert_num_queries(6):
+    # session, user, perms, workflow, versions: the fragment needs no numbers
+    with django_assert_num_queries(5):
         response = operator_client.get(page_url(workflow, a=3, b=1), headers=HTMX)
     text = response.content.decode()
     assert text.strip().startswith('<section id="prompt-diff"')

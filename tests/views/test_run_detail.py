@@ -200,14 +200,14 @@ def test_query_counts_are_pinned(operator_client, catalog, api, clock, django_as
     )
     urls = _urls(run)
     operator_client.get(urls["page"])  # warm the session
-    # session, user, 2× permissions, run (+ relations), latest version, kept attempts, history,
+    # session, user, permissions, run (+ relations), latest version, kept attempts, history,
     # 2× the Compare link's counterpart (same inputs, then any success); the run was refreshed
     # within the interval, so no claim is tried. tests/views/test_evidence.py shows it stays
     # so with many attempts and a long history.
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(9):
         assert operator_client.get(urls["page"]).status_code == 200
-    # session, user, 2× permissions, run
-    with django_assert_num_queries(5):
+    # session, user, permissions, run
+    with django_assert_num_queries(4):
         assert operator_client.get(urls["status"], headers=HTMX).status_code == 200
 
 
@@ -236,7 +236,7 @@ def test_with_sessions_in_a_shared_cache_a_poll_skips_the_session_query(
     url = _urls(run)["status"]
     poller.get(url, headers=HTMX)
 
-    with django_assert_num_queries(4):  # user, 2× permissions, run
+    with django_assert_num_queries(3):  # user, permissions, run
         assert poller.get(url, headers=HTMX).status_code == 200
 
 
@@ -245,9 +245,9 @@ def test_a_finished_runs_fragment_reads_the_database_only(
 ):
     run = finished_run(catalog, api=api)
     operator_client.get(_urls(run)["page"])
-    # session, user, 2× permissions, run, + the Attempts and History sections it brings along
+    # session, user, permissions, run, + the Attempts and History sections it brings along
     # out of band (the region's last render)
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(6):
         html = operator_client.get(_urls(run)["status"], headers=HTMX).content.decode()
     assert api.calls("GET", f"/v1/runs/{run.cyberdesk_id}") == []
     assert 'id="run-attempts" aria-labelledby="attempts-heading" hx-swap-oob="true"' in html

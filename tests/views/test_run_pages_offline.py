@@ -220,14 +220,32 @@ def test_a_status_poll_with_nothing_new_answers_204_without_rendering(
     version = page.context["status_version"]
     assert f'hx-headers=\'{{"X-Poll-Version": "{version}"}}\'' in page.content.decode()
 
-    # session, user, 2× permissions, run: the same reads as a render, and no template
-    with django_assert_num_queries(5):
+    # session, user, permissions, run: the same reads as a render, and no template
+    with django_assert_num_queries(4):
         same = operator_client.get(status_url(run), headers={**HTMX, "X-Poll-Version": version})
     assert same.status_code == 204 and same.content == b""
 
     Run.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING_CHECKS)
     changed = operator_client.get(status_url(run), headers={**HTMX, "X-Poll-Version": version})
     assert changed.status_code == 200 and "Running checks" in changed.content.decode()
+
+
+def test_a_finished_runs_poll_with_nothing_new_reads_neither_attempts_nor_history(
+    operator_client, catalog, api, clock, django_assert_num_queries
+):
+    run = finished(catalog, attachments=[])
+    version = operator_client.get(page_url(run)).context["status_version"]
+
+    # session, user, permissions, run: the fingerprint is compared before the region's
+    # Attempts and History (two queries) or its evidence are built
+    with django_assert_num_queries(4):
+        same = operator_client.get(status_url(run), headers={**HTMX, "X-Poll-Version": version})
+    assert same.status_code == 204
+
+    # session, user, permissions, run, then the Attempts and History it brings along
+    with django_assert_num_queries(6):
+        rendered = operator_client.get(status_url(run), headers=HTMX)
+    assert rendered.status_code == 200 and rendered.context["status_version"] == version
 
 
 def test_a_stale_or_missing_version_renders(operator_client, catalog, api, clock):
