@@ -79,6 +79,9 @@ def batch_create(
                 state=Batch.State.SUBMITTING,
                 is_matrix=len(models) > 1 or len(prompts) > 1,
                 created_by=launched_by,
+                # Every run of the plan is inserted below, in this transaction; none is added
+                # later, so the batches list reads this instead of counting them.
+                run_count=total,
             )
             run_ids = _runs_insert(
                 batch=batch,
