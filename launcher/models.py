@@ -655,6 +655,50 @@ class PromptVersionRollup(models.Model):
         return f"Rollup of version {self.prompt_version_id}"
 
 
+class BatchCellRollup(models.Model):
+    """How one cell of a batch's grid (a model option, or the workflow default, × a prompt
+    version, or the stored prompt) went, kept as counters so the batch page reads one row per
+    cell instead of grouping every run of the batch (`launcher.batch_grid`).
+
+    Kept exact by `launcher.services.batch_cell_rollups` beside the prompt counters
+    (`PromptVersionRollup`), with F() increments in the same transactions: each run counts
+    once, as its current attempt. `batch_cell_rollups_rebuild` recomputes every row."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="cell_rollups")
+    # The cell's `batch_grid.cell_key` ("<model uuid>|default:<version pk>|stored"): unique per
+    # batch where the two nullable keys cannot be (NULLs are distinct in a unique index).
+    cell = models.CharField(max_length=80)
+    model_option = models.ForeignKey(
+        ModelOption, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    prompt_version = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    runs = models.BigIntegerField(default=0)
+    outcomes = models.BigIntegerField(default=0)  # success / task failed / error
+    succeeded = models.BigIntegerField(default=0)
+    checks_passed = models.BigIntegerField(default=0)
+    checks_settled = models.BigIntegerField(default=0)  # passed + failed
+    cost_runs = models.BigIntegerField(default=0)  # runs with a known cost (the mean's divisor)
+    # In millionths of a dollar, as PromptVersionRollup: integer sums stay exact on SQLite.
+    cost_micro_usd = models.BigIntegerField(default=0)
+    # Sums of the runs' stored step numbers (`Run.agentic_steps`, floats as the API reports
+    # them) and how many runs reported one (the means' divisors).
+    agentic_steps = models.FloatField(default=0)
+    agentic_runs = models.BigIntegerField(default=0)
+    cached_steps = models.FloatField(default=0)
+    cached_runs = models.BigIntegerField(default=0)
+    timed = models.BigIntegerField(default=0)  # outcomes with a duration: where the median sits
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "cell"], name="batch_cell_rollup_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Batch {self.batch_id} cell {self.cell}"
+
+
 class BatchChunk(models.Model):
     """A slice of a batch's runs (ids `first_run_id`..`last_run_id` of that batch) that one
     sender works on at a time. Any worker may claim an open chunk whose lease is free; the
