@@ -246,3 +246,27 @@ def test_the_command_recounts_cells_that_drifted(catalog, operator):
     assert (row.runs, row.outcomes) == (2, 0)
     assert Batch.objects.get(pk=batch.pk).run_count == 2
     assert "Recounted 1 batch cells" in out.getvalue()
+
+
+def test_the_migrations_count_the_existing_batches(catalog, operator, api):
+    import importlib
+
+    from django.apps import apps
+
+    batch = plan(catalog, operator, rows=3, models=(None, catalog.model))
+    run = Run.objects.filter(batch=batch).first()
+    run_sync.run_apply_upstream(run, answer(run, "success", steps=(1, 4), checks=CHECKS[2]))
+    expected = kept()
+    # As before the migrations: no cells, no run counts.
+    BatchCellRollup.objects.all().delete()
+    Batch.objects.update(run_count=0)
+
+    importlib.import_module("launcher.migrations.0016_cells_batch_run_count").run_counts_from_runs(
+        apps, None
+    )
+    assert Batch.objects.get(pk=batch.pk).run_count == 6
+    importlib.import_module("launcher.migrations.0017_cells_batch_cell_rollup").cells_from_runs(
+        apps, None
+    )
+
+    assert kept() == expected
