@@ -14,9 +14,10 @@ cells are small (10–50 runs, often with rates near 0 or 100 %), where the norm
 behind a z- or χ²-test is unreliable; Fisher's test is exact for any size. Two-sided, because
 the user asks "is it different?" before knowing in which direction.
 
-Three queries whatever the batch's size: the aggregates (counts, sums, means in SQL, with the
-JSON columns read in SQL by `launcher.db_json`), the durations around each cell's median and p90
-rank (read by ordered offset from the `run_batch_cell_duration` index), and the workflow's labels.
+Three queries whatever the batch's size: the cells' kept counters (one `BatchCellRollup` row
+per cell, kept by `launcher.services.batch_cell_rollups` as the runs move), the workflow's
+labels, and the durations around each cell's median and p90 rank (read by ordered offset from
+the `run_batch_cell_duration` index).
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from decimal import Decimal
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, F, FloatField, Q, Sum, Value
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from launcher.models import Batch, PromptLabel, Run, RunStatus
+from launcher.models import Batch, BatchCellRollup, PromptLabel, Run, RunStatus
+from launcher.services.prompt_rollups import MICRO
 from launcher.services.stats import RateComparison, rate_compare, wilson_interval
 
 OUTCOMES = (RunStatus.SUCCESS, RunStatus.TASK_FAILED, RunStatus.ERROR)
@@ -186,56 +187,49 @@ def batch_grid(*, batch: Batch, baseline: str | None = None) -> BatchGrid:
 
 
 def _cells(batch: Batch) -> list[GridCell]:
-    rows = (
-        Run.objects.filter(batch=batch)
-        .values("model_option_id", "model_option__name", "prompt_version_id")
-        .annotate(
-            version_number=F("prompt_version__number"),
-            runs=Count("id"),
-            outcomes=Count("id", filter=Q(status__in=OUTCOMES)),
-            succeeded=Count("id", filter=Q(status=RunStatus.SUCCESS)),
-            # The runs' stored numbers (`models.run_cell_numbers`), not their JSON: every
-            # column here is in run_batch_cell_duration, so no run row is read.
-            checks_passed=Sum("checks_passed"),
-            checks_failed=Sum("checks_failed"),
-            cost_runs=Count("cost_usd"),
-            mean_cost=Avg("cost_usd"),
-            agentic_steps=Avg("agentic_steps"),
-            cached_steps=Avg("cached_steps"),
-            timed=Count("duration_ms", filter=Q(status__in=OUTCOMES)),
-        )
-        .order_by("model_option__name", "prompt_version__number")
+    # The cells' kept counters (`BatchCellRollup`, `services/batch_cell_rollups`): one row per
+    # cell, whatever the batch's size; no run is read.
+    rollups = list(
+        BatchCellRollup.objects.filter(batch=batch)
+        .select_related("model_option", "prompt_version")
+        .only(*_ROLLUP_FIELDS, "model_option__name", "prompt_version__number")
     )
-    rows = list(rows)
     labels: dict[int, list[str]] = {}
-    version_ids = {row["prompt_version_id"] for row in rows if row["prompt_version_id"]}
+    version_ids = {rollup.prompt_version_id for rollup in rollups if rollup.prompt_version_id}
     if version_ids:
         for name, version_id in PromptLabel.objects.filter(
             workflow_id=batch.workflow_id, version_id__in=version_ids
         ).values_list("name", "version_id"):
             labels.setdefault(version_id, []).append(name)
     cells = []
-    for row in rows:
-        passed = row["checks_passed"] or 0
-        mean_cost = row["mean_cost"]
+    for rollup in rollups:
+        model, version = rollup.model_option, rollup.prompt_version
         cells.append(
             GridCell(
-                key=cell_key(row["model_option_id"], row["prompt_version_id"]),
-                model_id=row["model_option_id"],
-                model_name=row["model_option__name"] or "Workflow default",
-                version_id=row["prompt_version_id"],
-                version_number=row["version_number"],
-                labels=sorted(labels.get(row["prompt_version_id"], [])),
-                runs=row["runs"],
-                outcomes=row["outcomes"],
-                succeeded=row["succeeded"],
-                checks_passed=passed,
-                checks_settled=passed + (row["checks_failed"] or 0),
-                cost_runs=row["cost_runs"],
-                mean_cost=Decimal(str(mean_cost)) if mean_cost is not None else None,
-                agentic_steps=row["agentic_steps"],
-                cached_steps=row["cached_steps"],
-                durations=row["timed"],
+                key=cell_key(rollup.model_option_id, rollup.prompt_version_id),
+                model_id=rollup.model_option_id,
+                model_name=model.name if model else "Workflow default",
+                version_id=rollup.prompt_version_id,
+                version_number=version.number if version else None,
+                labels=sorted(labels.get(rollup.prompt_version_id, [])),
+                runs=rollup.runs,
+                outcomes=rollup.outcomes,
+                succeeded=rollup.succeeded,
+                checks_passed=rollup.checks_passed,
+                checks_settled=rollup.checks_settled,
+                cost_runs=rollup.cost_runs,
+                mean_cost=(
+                    Decimal(rollup.cost_micro_usd) / MICRO / rollup.cost_runs
+                    if rollup.cost_runs
+                    else None
+                ),
+                agentic_steps=(
+                    rollup.agentic_steps / rollup.agentic_runs if rollup.agentic_runs else None
+                ),
+                cached_steps=(
+                    rollup.cached_steps / rollup.cached_runs if rollup.cached_runs else None
+                ),
+                durations=rollup.timed,
             )
         )
     # The workflow-default model first (it is what production launches use), then by name.
@@ -243,16 +237,22 @@ def _cells(batch: Batch) -> list[GridCell]:
     return cells
 
 
-class _Percentile(Aggregate):
-    """PostgreSQL's `percentile_cont(fraction) WITHIN GROUP (ORDER BY …)`."""
-
-    function = "PERCENTILE_CONT"
-    name = "Percentile"
-    output_field = FloatField()
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-
-    def __init__(self, expression, *, fraction: float):
-        super().__init__(expression, fraction=float(fraction))
+_ROLLUP_FIELDS = (
+    "model_option_id",
+    "prompt_version_id",
+    "runs",
+    "outcomes",
+    "succeeded",
+    "checks_passed",
+    "checks_settled",
+    "cost_runs",
+    "cost_micro_usd",
+    "agentic_steps",
+    "agentic_runs",
+    "cached_steps",
+    "cached_runs",
+    "timed",
+)
 
 
 def _add_durations(batch: Batch, cells: list[GridCell]) -> None:
@@ -260,63 +260,41 @@ def _add_durations(batch: Batch, cells: list[GridCell]) -> None:
     from the stored `Run.duration_ms` through the `run_batch_cell_duration` index by
     ordered offset: per cell and percentile, only the one or two entries around its rank
     (`percentile`'s linear interpolation, as PostgreSQL's `percentile_cont`), all cells in one
-    UNION ALL query. `cell.durations` (timed outcomes, from `_cells`) says where the ranks are;
-    nothing is sorted and no run is read whatever the batch's size."""
-    timed = Run.objects.filter(batch=batch, status__in=OUTCOMES, duration_ms__isnull=False)
-    if connection.vendor == "postgresql":
-        # percentile_cont per cell over an index-only scan of the batch's entries (a probe by
-        # offset would sort the default-model cell: PostgreSQL does not order by the next
-        # index column after `model_option_id IS NULL`).
-        by_cell = {
-            (row["model_option_id"], row["prompt_version_id"]): row
-            for row in timed.values("model_option_id", "prompt_version_id")
-            .annotate(
-                median=_Percentile("duration_ms", fraction=0.5),
-                p90=_Percentile("duration_ms", fraction=0.9),
-            )
-            .order_by()
-        }
-        for cell in cells:
-            row = by_cell.get((cell.model_id, cell.version_id))
-            if row:
-                cell.median_duration = timedelta(milliseconds=row["median"])
-                cell.p90_duration = timedelta(milliseconds=row["p90"])
-        return
+    UNION ALL query. `cell.durations` (timed outcomes, kept on the cell's counters) says where
+    the ranks are; nothing is sorted and no run row is read whatever the batch's size.
+
+    Each probe orders by the index's own columns after `batch` (model, version, duration):
+    with the cell's model and version fixed that is the duration order, and it is the index
+    order on both databases — PostgreSQL does not count `model_option_id IS NULL` (the
+    workflow-default cell) as fixing the column, so `ORDER BY duration_ms` alone would sort."""
     terms = []
     for index, cell in enumerate(cells):
         if not cell.durations:
             continue
-        for q in (0.5, 0.9):
+        for which, q in enumerate(_QUANTILES):
             position = q * (cell.durations - 1)
             below, above = math.floor(position), math.ceil(position)
-            terms.append(
-                timed.filter(model_option_id=cell.model_id, prompt_version_id=cell.version_id)
-                .order_by("duration_ms")
-                .annotate(term_cell=Value(index), term_q=Value(q))
-                .values_list("term_cell", "term_q", "duration_ms")[below : above + 1]
-            )
+            terms.append(_probe(batch, cell, index, which, offset=below, count=above - below + 1))
     if not terms:
         # Nothing timed: one indexed read instead of the probes, so the page's query count
         # stays the same (pinned) with or without timed runs.
+        timed = Run.objects.filter(batch=batch, status__in=OUTCOMES, duration_ms__isnull=False)
         list(timed.values_list("duration_ms")[:1])
         return
-    # Django refuses sliced terms in a compound query on SQLite; SQLite itself accepts them
-    # as subqueries, so the terms' own compiled SQL is joined here (all values parameters).
-    compiled = [term.query.sql_with_params() for term in terms]
-    found: dict[tuple[int, float], list[int]] = {}
+    found: dict[tuple[int, int], list[int]] = {}
     with connection.cursor() as cursor:
-        for start in range(0, len(compiled), _TERMS_PER_QUERY):
-            chunk = compiled[start : start + _TERMS_PER_QUERY]
+        for start in range(0, len(terms), _TERMS_PER_QUERY):
+            chunk = terms[start : start + _TERMS_PER_QUERY]
             sql = " UNION ALL ".join(
                 f"SELECT * FROM ({term_sql}) AS term_{n}"  # noqa: S608
                 for n, (term_sql, _) in enumerate(chunk)
             )
             cursor.execute(sql, [param for _, params in chunk for param in params])
-            for index, q, duration in cursor.fetchall():
-                found.setdefault((index, float(q)), []).append(duration)
+            for index, which, duration in cursor.fetchall():
+                found.setdefault((index, which), []).append(duration)
     for index, cell in enumerate(cells):
-        for q in (0.5, 0.9):
-            values = sorted(found.get((index, q), []))
+        for which, q in enumerate(_QUANTILES):
+            values = sorted(found.get((index, which), []))
             if not values:
                 continue
             position = q * (cell.durations - 1)
@@ -326,6 +304,42 @@ def _add_durations(batch: Batch, cells: list[GridCell]) -> None:
                 cell.median_duration = timedelta(milliseconds=ms)
             else:
                 cell.p90_duration = timedelta(milliseconds=ms)
+
+
+_QUANTILES = (0.5, 0.9)
+
+
+def _probe(
+    batch: Batch, cell: GridCell, index: int, which: int, *, offset: int, count: int
+) -> tuple[str, list]:
+    """One probe's SQL and parameters: `count` durations of `cell`'s timed outcomes from rank
+    `offset`, tagged (index, which). Written out rather than built as a queryset: compiling
+    two querysets per cell cost more than the page's whole index walk (about 1 ms each under
+    load against ~2 ms for all the probes of a 10-cell, 10,000-run batch). Names come from the
+    model and values are parameters; the tags, offset and count are this function's ints."""
+    quote = connection.ops.quote_name
+    meta = Run._meta
+
+    def column(name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    def equals(name: str, value) -> tuple[str, list]:
+        if value is None:
+            return f"{column(name)} IS NULL", []
+        return f"{column(name)} = %s", [meta.get_field(name).get_db_prep_value(value, connection)]
+
+    model_sql, model_params = equals("model_option", cell.model_id)
+    version_sql, version_params = equals("prompt_version", cell.version_id)
+    statuses = ", ".join(["%s"] * len(OUTCOMES))
+    sql = (
+        f"SELECT {int(index)} AS term_cell, {int(which)} AS term_q, {column('duration_ms')}"  # noqa: S608
+        f" FROM {quote(meta.db_table)}"
+        f" WHERE {column('batch')} = %s AND {column('status')} IN ({statuses})"
+        f" AND {column('duration_ms')} IS NOT NULL AND {model_sql} AND {version_sql}"
+        f" ORDER BY {column('model_option')}, {column('prompt_version')}, {column('duration_ms')}"
+        f" LIMIT {int(count)} OFFSET {int(offset)}"
+    )
+    return sql, [batch.pk, *(str(status) for status in OUTCOMES), *model_params, *version_params]
 
 
 def _default_baseline(batch: Batch, cells: list[GridCell]) -> tuple[GridCell, str]:

@@ -253,6 +253,11 @@ class Batch(models.Model):
     # them yet (set by the request, cleared by the task): the batch page polls while either is set.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     retry_requested_at = models.DateTimeField(null=True, blank=True)
+    # How many runs the batch has: set by the plan that inserts them (and by a single-run
+    # insert into a batch, `Run.save()`), so the batches list never counts a batch's runs. A
+    # batch's runs never change in number after planning: a retry or a cancel changes a run in
+    # place, and nothing deletes one but the batch itself.
+    run_count = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -526,6 +531,8 @@ class Run(AttemptOutcome, models.Model):
             models.Index(fields=["batch", "-created_at", "-id"], name="run_batch_created"),
             # Batch progress counts: an index-only GROUP BY over one batch's runs.
             models.Index(fields=["batch", "status", "submission"], name="run_batch_status"),
+            # The batches list: a batch's queued runs, a seek however many it has sent.
+            models.Index(fields=["batch", "submission"], name="run_batch_submission"),
             # The batch page: its "By input row" pages and its failure clusters.
             models.Index(fields=["batch", "batch_row"], name="run_batch_row"),
             # Failure clusters: the batch's failed runs (status IN failed) by key, index-only
@@ -578,17 +585,19 @@ class Run(AttemptOutcome, models.Model):
         derived = self.derived_refresh(update_fields or ())
         if update_fields is not None and derived:
             kwargs["update_fields"] = {*update_fields, *derived}
-        if not self._state.adding or self.prompt_version_id is None:
+        if not self._state.adding or (self.prompt_version_id is None and self.batch_id is None):
             super().save(*args, **kwargs)
             return
         # Every single-row insert (a launch) is counted on its version's counters in the
         # inserting transaction; later changes are counted by run_sync, the one place statuses
         # move. (Bulk inserts count themselves: see services/prompt_rollups.)
+        from launcher.services.batch_cell_rollups import batch_cell_rollups_count_launched
         from launcher.services.prompt_rollups import prompt_rollups_count_launched
 
         with transaction.atomic():
             super().save(*args, **kwargs)
             prompt_rollups_count_launched([self])
+            batch_cell_rollups_count_launched([self])
 
     def derived_refresh(self, changed=()) -> set[str]:
         """Recompute the stored derived columns (duration, failure key, the grid's cell
@@ -670,6 +679,50 @@ class PromptVersionDurationBucket(models.Model):
 
     def __str__(self) -> str:
         return f"Version {self.prompt_version_id}, bucket {self.bucket}: {self.runs} runs"
+
+
+class BatchCellRollup(models.Model):
+    """How one cell of a batch's grid (a model option, or the workflow default, × a prompt
+    version, or the stored prompt) went, kept as counters so the batch page reads one row per
+    cell instead of grouping every run of the batch (`launcher.batch_grid`).
+
+    Kept exact by `launcher.services.batch_cell_rollups` beside the prompt counters
+    (`PromptVersionRollup`), with F() increments in the same transactions: each run counts
+    once, as its current attempt. `batch_cell_rollups_rebuild` recomputes every row."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="cell_rollups")
+    # The cell's `batch_grid.cell_key` ("<model uuid>|default:<version pk>|stored"): unique per
+    # batch where the two nullable keys cannot be (NULLs are distinct in a unique index).
+    cell = models.CharField(max_length=80)
+    model_option = models.ForeignKey(
+        ModelOption, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    prompt_version = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    runs = models.BigIntegerField(default=0)
+    outcomes = models.BigIntegerField(default=0)  # success / task failed / error
+    succeeded = models.BigIntegerField(default=0)
+    checks_passed = models.BigIntegerField(default=0)
+    checks_settled = models.BigIntegerField(default=0)  # passed + failed
+    cost_runs = models.BigIntegerField(default=0)  # runs with a known cost (the mean's divisor)
+    # In millionths of a dollar, as PromptVersionRollup: integer sums stay exact on SQLite.
+    cost_micro_usd = models.BigIntegerField(default=0)
+    # Sums of the runs' stored step numbers (`Run.agentic_steps`, floats as the API reports
+    # them) and how many runs reported one (the means' divisors).
+    agentic_steps = models.FloatField(default=0)
+    agentic_runs = models.BigIntegerField(default=0)
+    cached_steps = models.FloatField(default=0)
+    cached_runs = models.BigIntegerField(default=0)
+    timed = models.BigIntegerField(default=0)  # outcomes with a duration: where the median sits
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "cell"], name="batch_cell_rollup_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Batch {self.batch_id} cell {self.cell}"
 
 
 class BatchChunk(models.Model):

@@ -44,6 +44,7 @@ from launcher.models import (
     run_duration_ms,
 )
 from launcher.permissions import OPERATORS_GROUP
+from launcher.services.batch_cell_rollups import batch_cell_rollups_rebuild
 from launcher.services.prompt_rollups import prompt_rollups_rebuild
 from launcher.services.prompts import prompt_version_create
 
@@ -160,8 +161,10 @@ def history_seed(
                 if added % (CHUNK * 10) == 0:
                     say(f"{added} of {missing} runs")
         added += _insert(chunk)
-    # bulk_create skips the hooks that keep the prompts page's counters: recount them.
+    # bulk_create skips the hooks that keep the prompts page's counters and the batches' cells
+    # and run counts: recount them.
     prompt_rollups_rebuild()
+    batch_cell_rollups_rebuild()
     _statistics_refresh()
     batches = plan.small_batches + (1 if big_batch else 0)
     return HistoryReport(

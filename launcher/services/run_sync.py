@@ -36,6 +36,12 @@ from launcher.models import (
     Submission,
 )
 from launcher.services.api_status import api_outage, api_outage_clear, api_outage_note
+from launcher.services.batch_cell_rollups import (
+    batch_cell_rollups_apply,
+    batch_cell_rollups_delta_add,
+    batch_cell_rollups_record,
+    cell_contribution,
+)
 from launcher.services.prompt_rollups import (
     contribution,
     prompt_rollups_apply,
@@ -111,6 +117,7 @@ def _apply(
         was_finished = locked.is_finished
         previous_status = locked.status
         counted = contribution(locked)
+        cell_counted = cell_contribution(locked)
         updates = _changes(locked, upstream, restart=restart)
         if updates:
             for field, value in updates.items():
@@ -118,6 +125,7 @@ def _apply(
             locked.save(update_fields=list(updates))
             # The version's counters move with the run, under the same lock and transaction.
             prompt_rollups_record(locked, counted)
+            batch_cell_rollups_record(locked, cell_counted)
             if updates.get("submission") == Submission.ACCEPTED:
                 run_event_record(
                     run=locked,
@@ -152,7 +160,7 @@ def runs_apply_upstream_many(
             row.pk: row
             for row in Run.objects.select_for_update()
             .filter(pk__in=[run.pk for run, _ in answers])
-            .only(*_SYNCED_FIELDS, "prompt_version")
+            .only(*_SYNCED_FIELDS, "prompt_version", "batch", "model_option")
         }
         written: list[Run] = []
         fields: set[str] = set()
@@ -160,6 +168,7 @@ def runs_apply_upstream_many(
         events: list[RunEvent] = []
         now = timezone.now()
         deltas: dict = {}  # per version, applied once for the whole chunk
+        cell_deltas: dict = {}  # per batch cell, likewise
         for run, upstream in answers:
             row = locked.get(run.pk)
             if row is None:
@@ -167,6 +176,7 @@ def runs_apply_upstream_many(
             was_finished = row.is_finished
             previous_status = row.status
             counted = contribution(row)
+            cell_counted = cell_contribution(row)
             updates = _changes(row, upstream, restart=False)
             for field, value in updates.items():
                 setattr(row, field, value)
@@ -177,6 +187,7 @@ def runs_apply_upstream_many(
                 written.append(row)
                 fields.update(updates)
                 prompt_rollups_delta_add(deltas, row, counted)
+                batch_cell_rollups_delta_add(cell_deltas, row, cell_counted)
                 if not was_finished and row.is_finished:
                     finished_ids.append(row.pk)
             if updates.get("submission") == Submission.ACCEPTED:
@@ -190,6 +201,7 @@ def runs_apply_upstream_many(
             # under the lock, so they are written back unchanged.
             Run.objects.bulk_update(written, sorted(fields), batch_size=500)
             prompt_rollups_apply(deltas)
+            batch_cell_rollups_apply(cell_deltas)
         if events:
             RunEvent.objects.bulk_create(events, batch_size=500)
     if finished_ids:
@@ -506,8 +518,10 @@ def run_cost_fetch(run: Run) -> None:
         recorded = Run.objects.filter(pk=run.pk, cost_usd__isnull=True).update(cost_usd=cost)
         if recorded:  # not already recorded by a racing fetch: count it once, with the write
             counted = contribution(run)
+            cell_counted = cell_contribution(run)
             run.cost_usd = cost
             prompt_rollups_record(run, counted)
+            batch_cell_rollups_record(run, cell_counted)
     run.cost_usd = cost
 
 

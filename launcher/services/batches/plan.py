@@ -22,6 +22,7 @@ from launcher.models import (
     Submission,
     Workflow,
 )
+from launcher.services.batch_cell_rollups import batch_cell_rollups_count_inserted
 from launcher.services.batches.chunks import chunks_plan
 from launcher.services.batches.rows import BatchRow, batch_blocker, max_runs
 from launcher.services.canary import canary_route, canary_running
@@ -79,6 +80,9 @@ def batch_create(
                 state=Batch.State.SUBMITTING,
                 is_matrix=len(models) > 1 or len(prompts) > 1,
                 created_by=launched_by,
+                # Every run of the plan is inserted below, in this transaction; none is added
+                # later, so the batches list reads this instead of counting them.
+                run_count=total,
             )
             run_ids = _runs_insert(
                 batch=batch,
@@ -92,6 +96,7 @@ def batch_create(
             chunks = chunks_plan(batch=batch, run_ids=run_ids)
             # Counted as launched in the inserting transaction (bulk inserts skip any hook).
             prompt_rollups_count_inserted(Run.objects.filter(batch=batch))
+            batch_cell_rollups_count_inserted(batch, Run.objects.filter(batch=batch))
             transaction.on_commit(lambda: _enqueue_submit(batch.pk, chunks=chunks))
     except IntegrityError:
         # The same form again: its runs (and batch) already exist.

@@ -1,0 +1,265 @@
+"""A batch's kept numbers: `Batch.run_count` (the batches list) and one `BatchCellRollup` per
+cell of its grid (the batch page), kept exact as runs move, like the prompt counters
+(`services/prompt_rollups`, whose hook points these share, call for call):
+
+- a launch: `Run.save()` on insert calls `batch_cell_rollups_count_launched` (a run into a
+  batch: its cell's `runs` and the batch's `run_count`); a batch plan's bulk insert calls
+  `batch_cell_rollups_count_inserted`, and stores `run_count` on the batch it creates;
+- an upstream answer (`run_sync`'s locked apply, one run or a chunk's many): the run's
+  `cell_contribution` before and after, the difference applied with `batch_cell_rollups_apply`;
+- a cost arriving later (`run_sync.run_cost_fetch`): the same difference.
+
+Each write calls in here inside its own transaction, with F() increments (two workers
+counting at once never lose an update). A run counts once, as its latest attempt: a retry
+clears the finished attempt's status, results and cost, so the difference takes them back out.
+The other writes to batch runs move nothing counted here: "Cancel the rest" and a refused send
+turn a pending run (no outcome, duration, checks, steps or cost) into a cancelled or rejected
+one (still none). A batch's runs never change in number after planning (nothing adds a run to
+an existing batch, nothing deletes one but the batch), so `run_count` is set once.
+
+`batch_cell_rollups_rebuild` recomputes all of it from the runs (the data migration,
+`seed_history` after its bulk insert, and `manage.py prompt_rollups_rebuild`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from launcher.batch_grid import cell_key
+from launcher.models import Batch, BatchCellRollup, Run, RunStatus, run_cell_numbers
+from launcher.models import run_duration_ms as _duration_ms
+from launcher.services.prompt_rollups import MICRO, OUTCOMES
+
+CellId = tuple[int, object, int | None]  # (batch id, model option id, prompt version id)
+
+
+@dataclass(frozen=True)
+class CellContribution:
+    """What one run adds to its cell's counters (besides `runs`, which a launch sets once)."""
+
+    outcomes: int = 0
+    succeeded: int = 0
+    checks_passed: int = 0
+    checks_settled: int = 0
+    cost_runs: int = 0
+    cost_micro_usd: int = 0
+    agentic_steps: float = 0
+    agentic_runs: int = 0
+    cached_steps: float = 0
+    cached_runs: int = 0
+    timed: int = 0
+
+    def minus(self, other: CellContribution) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
+
+
+def cell_contribution(run: Run) -> CellContribution:
+    """What `run`, as it stands in memory, adds to its cell's counters: the numbers the grid
+    aggregated from the runs (the checks and steps derived as `Run.derived_refresh` stores
+    them, whether or not it has run on this instance yet)."""
+    numbers = run_cell_numbers(
+        post_run_checks=run.post_run_checks, usage_metadata=run.usage_metadata
+    )
+    outcome = run.status in OUTCOMES
+    duration = _duration_ms(started_at=run.started_at, ended_at=run.ended_at)
+    agentic, cached = numbers["agentic_steps"], numbers["cached_steps"]
+    return CellContribution(
+        outcomes=int(outcome),
+        succeeded=int(run.status == RunStatus.SUCCESS),
+        checks_passed=numbers["checks_passed"],
+        checks_settled=numbers["checks_passed"] + numbers["checks_failed"],
+        cost_runs=int(run.cost_usd is not None),
+        cost_micro_usd=0 if run.cost_usd is None else int(Decimal(run.cost_usd) * MICRO),
+        agentic_steps=agentic or 0,
+        agentic_runs=int(agentic is not None),
+        cached_steps=cached or 0,
+        cached_runs=int(cached is not None),
+        timed=int(outcome and duration is not None),
+    )
+
+
+def _cell_update(cell: CellId, changes: dict) -> None:
+    """Apply `changes` (F() expressions) to the cell's row, making the row first if the cell
+    has none yet (get_or_create settles two first launches racing)."""
+    batch_id, model_id, version_id = cell
+    key = cell_key(model_id, version_id)
+    rows = BatchCellRollup.objects.filter(batch_id=batch_id, cell=key)
+    if not rows.update(**changes):
+        BatchCellRollup.objects.get_or_create(
+            batch_id=batch_id,
+            cell=key,
+            defaults={"model_option_id": model_id, "prompt_version_id": version_id},
+        )
+        rows.update(**changes)
+
+
+def _cell_of(run: Run) -> CellId:
+    return (run.batch_id, run.model_option_id, run.prompt_version_id)
+
+
+def batch_cell_rollups_apply(deltas: dict[CellId, dict[str, float]]) -> None:
+    """Add each cell's counter differences ({cell: {counter: delta}}); call inside the
+    transaction that wrote the runs. Cells whose differences are all zero cost no query."""
+    for cell, delta in deltas.items():
+        changes = {name: F(name) + value for name, value in delta.items() if value}
+        if changes:
+            _cell_update(cell, changes)
+
+
+def batch_cell_rollups_delta_add(
+    deltas: dict[CellId, dict[str, float]], run: Run, before: CellContribution
+) -> None:
+    """Accumulate into `deltas` how `run` moved since `before` (its contribution when read);
+    a run outside any batch adds nothing."""
+    if run.batch_id is None:
+        return
+    totals = deltas.setdefault(_cell_of(run), defaultdict(int))
+    for name, value in cell_contribution(run).minus(before).items():
+        totals[name] += value
+
+
+def batch_cell_rollups_record(run: Run, before: CellContribution) -> None:
+    """Add how one run moved since `before` to its cell's counters; call inside the
+    transaction that wrote the run."""
+    deltas: dict[CellId, dict[str, float]] = {}
+    batch_cell_rollups_delta_add(deltas, run, before)
+    batch_cell_rollups_apply(deltas)
+
+
+def batch_cell_rollups_count_launched(runs: Iterable[Run]) -> None:
+    """Count newly inserted runs (single launches into a batch) on their cells and their
+    batches' `run_count`, with whatever they already carry. Call in the inserting
+    transaction."""
+    launched: dict[CellId, list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.batch_id is not None:
+            launched[_cell_of(run)].append(run)
+    per_batch: Counter = Counter()
+    for cell, cell_runs in launched.items():
+        changes: dict[str, float] = defaultdict(int)
+        for run in cell_runs:
+            for name, value in cell_contribution(run).minus(CellContribution()).items():
+                changes[name] += value
+        _cell_update(
+            cell,
+            {
+                "runs": F("runs") + len(cell_runs),
+                **{name: F(name) + value for name, value in changes.items() if value},
+            },
+        )
+        per_batch[cell[0]] += len(cell_runs)
+    for batch_id, added in per_batch.items():
+        Batch.objects.filter(pk=batch_id).update(run_count=F("run_count") + added)
+
+
+def batch_cell_rollups_count_inserted(batch: Batch, inserted: QuerySet) -> None:
+    """The cells of a batch just planned (`inserted`: its runs, all pending, so only `runs`
+    counts): one GROUP BY over them, one INSERT. Its `run_count` the plan stores itself."""
+    rows = (
+        inserted.values("model_option_id", "prompt_version_id")
+        .annotate(runs=Count("pk"))
+        .order_by()
+    )
+    BatchCellRollup.objects.bulk_create(
+        BatchCellRollup(
+            batch=batch,
+            cell=cell_key(row["model_option_id"], row["prompt_version_id"]),
+            model_option_id=row["model_option_id"],
+            prompt_version_id=row["prompt_version_id"],
+            runs=row["runs"],
+        )
+        for row in rows
+    )
+
+
+def batch_run_counts_rebuild(*, run_model=Run, batch_model=Batch) -> None:
+    """Every batch's `run_count` recounted from its runs, in one UPDATE (a correlated COUNT
+    per batch, each over its own index range)."""
+    counted = (
+        run_model.objects.filter(batch=OuterRef("pk"))
+        .order_by()
+        .values("batch")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    batch_model.objects.update(run_count=Coalesce(Subquery(counted), Value(0)))
+
+
+def _counted_from_runs(run_model, rollup_model) -> list:
+    """Every cell of every batch recomputed from its runs: one GROUP BY over the batch runs
+    (their stored cell numbers, as the grid read them)."""
+    outcome = Q(status__in=OUTCOMES)
+    rows = (
+        run_model.objects.filter(batch__isnull=False)
+        .values("batch_id", "model_option_id", "prompt_version_id")
+        .annotate(
+            runs=Count("pk"),
+            outcomes=Count("pk", filter=outcome),
+            succeeded=Count("pk", filter=Q(status=RunStatus.SUCCESS)),
+            passed=Sum("checks_passed"),
+            failed=Sum("checks_failed"),
+            cost_runs=Count("cost_usd"),
+            cost_sum=Sum("cost_usd"),
+            agentic=Sum("agentic_steps"),
+            agentic_runs=Count("agentic_steps"),
+            cached=Sum("cached_steps"),
+            cached_runs=Count("cached_steps"),
+            timed=Count("duration_ms", filter=outcome),
+        )
+        .order_by()
+    )
+    return [
+        rollup_model(
+            batch_id=row["batch_id"],
+            cell=cell_key(row["model_option_id"], row["prompt_version_id"]),
+            model_option_id=row["model_option_id"],
+            prompt_version_id=row["prompt_version_id"],
+            runs=row["runs"],
+            outcomes=row["outcomes"],
+            succeeded=row["succeeded"],
+            checks_passed=row["passed"] or 0,
+            checks_settled=(row["passed"] or 0) + (row["failed"] or 0),
+            cost_runs=row["cost_runs"],
+            # Rounded to the micro-dollar: SQLite sums decimals as floats.
+            cost_micro_usd=round(Decimal(str(row["cost_sum"] or 0)) * MICRO),
+            agentic_steps=row["agentic"] or 0,
+            agentic_runs=row["agentic_runs"],
+            cached_steps=row["cached"] or 0,
+            cached_runs=row["cached_runs"],
+            timed=row["timed"],
+        )
+        for row in rows
+    ]
+
+
+def batch_cell_rollups_rebuild(
+    *, run_model=Run, rollup_model=BatchCellRollup, batch_model=Batch
+) -> int:
+    """Recompute every batch's cells and `run_count` from the runs (replacing what was kept);
+    return how many cells there are. Run it after writes that skip the hooks (bulk inserts
+    such as `seed_history`), or to check the counters. (The data migration passes its
+    historical models.)
+
+    Exact while runs keep moving, as `prompt_rollups_rebuild`: on PostgreSQL the cells' table
+    is locked (EXCLUSIVE: reads go on, increments wait) before the runs are read; on SQLite
+    the transaction takes the write lock as it begins.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"LOCK TABLE {connection.ops.quote_name(rollup_model._meta.db_table)}"  # noqa: S608
+                    " IN EXCLUSIVE MODE"
+                )
+        cells = _counted_from_runs(run_model, rollup_model)
+        rollup_model.objects.all().delete()
+        rollup_model.objects.bulk_create(cells, batch_size=500)
+        batch_run_counts_rebuild(run_model=run_model, batch_model=batch_model)
+    return len(cells)
