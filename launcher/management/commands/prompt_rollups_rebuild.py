@@ -14,7 +14,10 @@ from launcher.services.prompt_rollups import prompt_rollups_rebuild
 
 
 class Command(BaseCommand):
-    help = "Recompute the kept run counters (prompt versions and their duration buckets, batch cells) from the runs."
+    help = (
+        "Recompute the kept run counters (prompt versions and their duration buckets, "
+        "batch cells) from the runs."
+    )
 
     def handle(self, *args, **options):
         versions = prompt_rollups_rebuild()
