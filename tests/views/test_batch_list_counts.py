@@ -102,8 +102,8 @@ def test_the_list_costs_the_same_for_a_big_batch_and_a_small_one(
     big = _batch(catalog, "Big", success=size, task_failed=size, running=1)
     operator_client.get(reverse("batch_list"))  # warm the session
 
-    # session, user, 2 for the permission; the batches with workflow, creator and counts
-    with django_assert_num_queries(5):
+    # session, user, the permission (one query); the batches with workflow, creator and counts
+    with django_assert_num_queries(4):
         response = operator_client.get(reverse("batch_list"))
 
     shown = {batch.name: batch for batch in response.context["batches"]}
