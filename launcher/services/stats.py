@@ -73,22 +73,37 @@ def fisher_exact(
     if low == high:
         return 1.0  # only one table has these margins: nothing to test
 
-    def log_probability(x: int) -> float:
-        return (
-            _log_comb(successes, x)
-            + _log_comb(total - successes, group_1 - x)
-            - _log_comb(total, group_1)
-        )
+    # Every table's log-probability, each computed once (four lgamma calls a table): a grid
+    # cell of a big batch has ~1,000 possible tables, and the two-sided test looks at all of
+    # them, so the page's cost is here (the constant term is the same for every table).
+    constant = (
+        math.lgamma(successes + 1)
+        + math.lgamma(total - successes + 1)
+        + math.lgamma(group_1 + 1)
+        + math.lgamma(total - group_1 + 1)
+        - math.lgamma(total + 1)
+    )
+    failures = total - successes
+    log_probabilities = [
+        constant
+        - math.lgamma(x + 1)
+        - math.lgamma(successes - x + 1)
+        - math.lgamma(group_1 - x + 1)
+        - math.lgamma(failures - group_1 + x + 1)
+        for x in range(low, high + 1)
+    ]
+
+    def tables(xs) -> list[float]:
+        return [log_probabilities[x - low] for x in xs]
 
     if alternative == "less":
-        return _sum_probabilities(log_probability, range(low, a + 1))
+        return _sum_probabilities(tables(range(low, a + 1)))
     if alternative == "greater":
-        return _sum_probabilities(log_probability, range(a, high + 1))
+        return _sum_probabilities(tables(range(a, high + 1)))
     if alternative != "two-sided":
         raise ValueError(f"Unknown alternative: {alternative!r}")
-    observed = log_probability(a) + math.log(_RELATIVE_TOLERANCE)
-    extreme = [x for x in range(low, high + 1) if log_probability(x) <= observed]
-    return _sum_probabilities(log_probability, extreme)
+    observed = log_probabilities[a - low] + math.log(_RELATIVE_TOLERANCE)
+    return _sum_probabilities([lp for lp in log_probabilities if lp <= observed])
 
 
 @dataclass(frozen=True)
@@ -174,10 +189,6 @@ def _check_counts(successes: int, n: int) -> None:
         raise ValueError("Need 0 ≤ successes ≤ n.")
 
 
-def _log_comb(n: int, k: int) -> float:
-    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-
-
-def _sum_probabilities(log_probability, xs) -> float:
-    total = math.fsum(math.exp(log_probability(x)) for x in xs)
+def _sum_probabilities(log_probabilities: list[float]) -> float:
+    total = math.fsum(math.exp(lp) for lp in log_probabilities)
     return min(1.0, total)

@@ -1,7 +1,12 @@
 """The statistics, against published values (textbook examples; R's fisher.test and
 binom::binom.wilson give the same figures)."""
 
+from fractions import Fraction
+from math import comb
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from launcher.services.stats import (
     BETTER,
@@ -67,6 +72,29 @@ class TestFisherExact:
     def test_large_counts_stay_finite(self):
         p = fisher_exact(5000, 5000, 4800, 5200)
         assert 0 < p < 0.01
+
+    @given(st.integers(0, 40), st.integers(0, 40), st.integers(0, 40), st.integers(0, 40))
+    def test_it_equals_the_exact_sum_of_table_probabilities(self, a, b, c, d):
+        # Every table with the same margins, as exact fractions: the definition of the test.
+        group_1, successes, total = a + b, a + c, a + b + c + d
+        low, high = max(0, group_1 - (total - successes)), min(group_1, successes)
+        probability = {
+            x: Fraction(
+                comb(successes, x) * comb(total - successes, group_1 - x), comb(total, group_1)
+            )
+            for x in range(low, high + 1)
+        }
+        as_likely = probability[a] * Fraction(1 + 10**-7)
+        expected = {
+            "less": sum(p for x, p in probability.items() if x <= a),
+            "greater": sum(p for x, p in probability.items() if x >= a),
+            "two-sided": sum(p for p in probability.values() if p <= as_likely),
+        }
+        for alternative, exact in expected.items():
+            wanted = 1.0 if low == high else min(1.0, float(exact))
+            assert fisher_exact(a, b, c, d, alternative=alternative) == pytest.approx(
+                wanted, rel=1e-9, abs=1e-300
+            )
 
     def test_it_refuses_negative_counts_and_unknown_alternatives(self):
         with pytest.raises(ValueError):
