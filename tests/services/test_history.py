@@ -103,3 +103,20 @@ def test_on_postgresql_the_seeded_tables_are_analyzed_so_pages_are_planned_on_re
         cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [Run._meta.db_table])
         (estimated_rows,) = cursor.fetchone()
     assert estimated_rows == Run.objects.count()  # a fresh table says -1 until analyzed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_seeded_history_is_vacuumed_so_index_only_scans_skip_the_table(mirror):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the visibility map is PostgreSQL's")
+    history_seed(runs=600, big_batch_runs=200)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relpages, relallvisible FROM pg_class WHERE relname = %s",
+            [Run._meta.db_table],
+        )
+        pages, all_visible = cursor.fetchone()
+    assert pages > 0 and all_visible == pages  # a bulk load leaves 0 until vacuumed
