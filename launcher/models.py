@@ -590,14 +590,12 @@ class Run(AttemptOutcome, models.Model):
             return
         # Every single-row insert (a launch) is counted on its version's counters in the
         # inserting transaction; later changes are counted by run_sync, the one place statuses
-        # move. (Bulk inserts count themselves: see services/prompt_rollups.)
-        from launcher.services.batch_cell_rollups import batch_cell_rollups_count_launched
-        from launcher.services.prompt_rollups import prompt_rollups_count_launched
+        # move. (Bulk inserts count themselves: see services/rollups.)
+        from launcher.services.rollups import rollups_count_launched
 
         with transaction.atomic():
             super().save(*args, **kwargs)
-            prompt_rollups_count_launched([self])
-            batch_cell_rollups_count_launched([self])
+            rollups_count_launched([self])
 
     def derived_refresh(self, changed=()) -> set[str]:
         """Recompute the stored derived columns (duration, failure key, the grid's cell

@@ -23,25 +23,25 @@ an existing batch, nothing deletes one but the batch), so `run_count` is set onc
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from launcher.batch_grid import cell_key
 from launcher.models import Batch, BatchCellRollup, Run, RunStatus, run_cell_numbers
 from launcher.models import run_duration_ms as _duration_ms
+from launcher.services import kept_counters
 from launcher.services.prompt_rollups import MICRO, OUTCOMES
 
 CellId = tuple[int, object, int | None]  # (batch id, model option id, prompt version id)
 
 
 @dataclass(frozen=True)
-class CellContribution:
+class CellContribution(kept_counters.Contribution):
     """What one run adds to its cell's counters (besides `runs`, which a launch sets once)."""
 
     outcomes: int = 0
@@ -55,9 +55,6 @@ class CellContribution:
     cached_steps: float = 0
     cached_runs: int = 0
     timed: int = 0
-
-    def minus(self, other: CellContribution) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
 
 
 def cell_contribution(run: Run) -> CellContribution:
@@ -85,91 +82,57 @@ def cell_contribution(run: Run) -> CellContribution:
     )
 
 
-def _cell_update(cell: CellId, changes: dict) -> None:
-    """Apply `changes` (F() expressions) to the cell's row, making the row first if the cell
-    has none yet (get_or_create settles two first launches racing)."""
-    batch_id, model_id, version_id = cell
-    key = cell_key(model_id, version_id)
-    rows = BatchCellRollup.objects.filter(batch_id=batch_id, cell=key)
-    if not rows.update(**changes):
-        BatchCellRollup.objects.get_or_create(
-            batch_id=batch_id,
-            cell=key,
-            defaults={"model_option_id": model_id, "prompt_version_id": version_id},
-        )
-        rows.update(**changes)
-
-
-def _cell_of(run: Run) -> CellId:
+def _cell_of(run: Run) -> CellId | None:
+    """The cell a run counts on; a run outside any batch counts on none."""
+    if run.batch_id is None:
+        return None
     return (run.batch_id, run.model_option_id, run.prompt_version_id)
+
+
+def _cell_update(cell: CellId, changes: dict) -> None:
+    batch_id, model_id, version_id = cell
+    kept_counters.row_update(
+        BatchCellRollup,
+        {"batch_id": batch_id, "cell": cell_key(model_id, version_id)},
+        changes,
+        defaults={"model_option_id": model_id, "prompt_version_id": version_id},
+    )
 
 
 def batch_cell_rollups_apply(deltas: dict[CellId, dict[str, float]]) -> None:
     """Add each cell's counter differences ({cell: {counter: delta}}); call inside the
     transaction that wrote the runs. Cells whose differences are all zero cost no query."""
     for cell, delta in deltas.items():
-        changes = {name: F(name) + value for name, value in delta.items() if value}
+        changes = kept_counters.increments(delta)
         if changes:
             _cell_update(cell, changes)
-
-
-def batch_cell_rollups_delta_add(
-    deltas: dict[CellId, dict[str, float]], run: Run, before: CellContribution
-) -> None:
-    """Accumulate into `deltas` how `run` moved since `before` (its contribution when read);
-    a run outside any batch adds nothing."""
-    if run.batch_id is None:
-        return
-    totals = deltas.setdefault(_cell_of(run), defaultdict(int))
-    for name, value in cell_contribution(run).minus(before).items():
-        totals[name] += value
-
-
-def batch_cell_rollups_record(run: Run, before: CellContribution) -> None:
-    """Add how one run moved since `before` to its cell's counters; call inside the
-    transaction that wrote the run."""
-    deltas: dict[CellId, dict[str, float]] = {}
-    batch_cell_rollups_delta_add(deltas, run, before)
-    batch_cell_rollups_apply(deltas)
 
 
 def batch_cell_rollups_count_launched(runs: Iterable[Run]) -> None:
     """Count newly inserted runs (single launches into a batch) on their cells and their
     batches' `run_count`, with whatever they already carry. Call in the inserting
     transaction."""
-    launched: dict[CellId, list[Run]] = defaultdict(list)
-    for run in runs:
-        if run.batch_id is not None:
-            launched[_cell_of(run)].append(run)
     per_batch: Counter = Counter()
-    for cell, cell_runs in launched.items():
-        changes: dict[str, float] = defaultdict(int)
-        for run in cell_runs:
-            for name, value in cell_contribution(run).minus(CellContribution()).items():
-                changes[name] += value
-        _cell_update(
-            cell,
-            {
-                "runs": F("runs") + len(cell_runs),
-                **{name: F(name) + value for name, value in changes.items() if value},
-            },
-        )
+    for cell, cell_runs in kept_counters.launched_by_key(runs, _cell_of).items():
+        added = kept_counters.carried(cell_runs, cell_contribution)
+        _cell_update(cell, {"runs": F("runs") + len(cell_runs), **kept_counters.increments(added)})
         per_batch[cell[0]] += len(cell_runs)
     for batch_id, added in per_batch.items():
         Batch.objects.filter(pk=batch_id).update(run_count=F("run_count") + added)
 
 
-def batch_cell_rollups_count_inserted(batch: Batch, inserted: QuerySet) -> None:
-    """The cells of a batch just planned (`inserted`: its runs, all pending, so only `runs`
+def batch_cell_rollups_count_inserted(inserted: QuerySet) -> None:
+    """The cells of batches just planned (`inserted`: their runs, all pending, so only `runs`
     counts): one GROUP BY over them, one INSERT. Its `run_count` the plan stores itself."""
     rows = (
-        inserted.values("model_option_id", "prompt_version_id")
+        inserted.filter(batch__isnull=False)
+        .values("batch_id", "model_option_id", "prompt_version_id")
         .annotate(runs=Count("pk"))
         .order_by()
     )
     BatchCellRollup.objects.bulk_create(
         BatchCellRollup(
-            batch=batch,
+            batch_id=row["batch_id"],
             cell=cell_key(row["model_option_id"], row["prompt_version_id"]),
             model_option_id=row["model_option_id"],
             prompt_version_id=row["prompt_version_id"],
@@ -239,27 +202,33 @@ def _counted_from_runs(run_model, rollup_model) -> list:
     ]
 
 
+def _recount(run_model=Run, rollup_model=BatchCellRollup, batch_model=Batch) -> int:
+    cells = _counted_from_runs(run_model, rollup_model)
+    rollup_model.objects.all().delete()
+    rollup_model.objects.bulk_create(cells, batch_size=500)
+    batch_run_counts_rebuild(run_model=run_model, batch_model=batch_model)
+    return len(cells)
+
+
 def batch_cell_rollups_rebuild(
     *, run_model=Run, rollup_model=BatchCellRollup, batch_model=Batch
 ) -> int:
     """Recompute every batch's cells and `run_count` from the runs (replacing what was kept);
-    return how many cells there are. Run it after writes that skip the hooks (bulk inserts
-    such as `seed_history`), or to check the counters. (The data migration passes its
-    historical models.)
+    return how many cells there are. `rollups.rollups_rebuild` recounts these with every other
+    kept counter; this one alone is for the data migration, which passes its historical
+    models. Exact while runs keep moving (`kept_counters.rebuild_lock`: the cells' table is
+    locked; `run_count` moves only at a launch, whose insert the recount's read waits on)."""
+    with kept_counters.rebuild_lock([rollup_model]):
+        return _recount(run_model, rollup_model, batch_model)
 
-    Exact while runs keep moving, as `prompt_rollups_rebuild`: on PostgreSQL the cells' table
-    is locked (EXCLUSIVE: reads go on, increments wait) before the runs are read; on SQLite
-    the transaction takes the write lock as it begins.
-    """
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"LOCK TABLE {connection.ops.quote_name(rollup_model._meta.db_table)}"  # noqa: S608
-                    " IN EXCLUSIVE MODE"
-                )
-        cells = _counted_from_runs(run_model, rollup_model)
-        rollup_model.objects.all().delete()
-        rollup_model.objects.bulk_create(cells, batch_size=500)
-        batch_run_counts_rebuild(run_model=run_model, batch_model=batch_model)
-    return len(cells)
+
+BATCH_CELL_COUNTERS = kept_counters.KeptCounter(
+    name="batch cells",
+    contribution=cell_contribution,
+    key=_cell_of,
+    apply=batch_cell_rollups_apply,
+    count_launched=batch_cell_rollups_count_launched,
+    count_inserted=batch_cell_rollups_count_inserted,
+    recount=_recount,
+    tables=(BatchCellRollup,),
+)

@@ -44,9 +44,8 @@ from launcher.models import (
     run_duration_ms,
 )
 from launcher.permissions import OPERATORS_GROUP
-from launcher.services.batch_cell_rollups import batch_cell_rollups_rebuild
-from launcher.services.prompt_rollups import prompt_rollups_rebuild
 from launcher.services.prompts import prompt_version_create
+from launcher.services.rollups import rollups_rebuild
 
 HISTORY_USERS = ("history-olivia", "history-omar", "history-ines")
 BIG_BATCH_NAME = "History: 10,000-run matrix"
@@ -163,8 +162,7 @@ def history_seed(
         added += _insert(chunk)
     # bulk_create skips the hooks that keep the prompts page's counters and the batches' cells
     # and run counts: recount them.
-    prompt_rollups_rebuild()
-    batch_cell_rollups_rebuild()
+    rollups_rebuild()
     _statistics_refresh()
     batches = plan.small_batches + (1 if big_batch else 0)
     return HistoryReport(

@@ -30,16 +30,17 @@ import functools
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, F, IntegerField, Max, Min, Q, QuerySet, Sum, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Greatest, Least
 
 from launcher.db_json import JsonNumber
 from launcher.models import PromptVersionDurationBucket, PromptVersionRollup, Run, RunStatus
+from launcher.services import kept_counters
 
 OUTCOMES = (RunStatus.SUCCESS, RunStatus.TASK_FAILED, RunStatus.ERROR)
 MICRO = Decimal("1000000")
@@ -100,7 +101,7 @@ def duration_bucket_sql(run_model=Run) -> RawSQL:
 
 
 @dataclass(frozen=True)
-class Contribution:
+class Contribution(kept_counters.Contribution):
     """What one run adds to its version's counters (besides `runs` and the dates, which a
     launch sets once), and the duration bucket it is counted in (None: untimed)."""
 
@@ -113,14 +114,12 @@ class Contribution:
     timed: int = 0
     duration_bucket: int | None = None
 
+    NOT_COUNTED = ("duration_bucket",)  # a bucket number: moved by `minus`, not subtracted
+
     def minus(self, other: Contribution) -> dict[str | int, int]:
         """The counters' differences by name, and by bucket number the run's move between
         duration buckets (-1 out of the one it left, +1 into the one it entered)."""
-        delta: dict[str | int, int] = {
-            f.name: getattr(self, f.name) - getattr(other, f.name)
-            for f in fields(self)
-            if f.name != "duration_bucket"
-        }
+        delta = super().minus(other)
         if self.duration_bucket != other.duration_bucket:
             if other.duration_bucket is not None:
                 delta[other.duration_bucket] = -1
@@ -152,12 +151,12 @@ def contribution(run: Run) -> Contribution:
     )
 
 
+def _version_of(run: Run) -> int | None:
+    return run.prompt_version_id
+
+
 def _rollup_update(version_id: int, changes: dict) -> None:
-    """Apply `changes` (F() expressions) to the version's row, making the row first if this
-    version has none yet (get_or_create settles two first launches racing)."""
-    if not PromptVersionRollup.objects.filter(prompt_version_id=version_id).update(**changes):
-        PromptVersionRollup.objects.get_or_create(prompt_version_id=version_id)
-        PromptVersionRollup.objects.filter(prompt_version_id=version_id).update(**changes)
+    kept_counters.row_update(PromptVersionRollup, {"prompt_version_id": version_id}, changes)
 
 
 def _buckets_add(moves: Iterable[tuple[int, int, int]]) -> None:
@@ -185,72 +184,50 @@ def _buckets_add(moves: Iterable[tuple[int, int, int]]) -> None:
             )
 
 
-def _split(delta: dict[str | int, int]) -> tuple[dict[str, int], dict[int, int]]:
-    """A delta's counter differences (by name) apart from its bucket moves (by number)."""
-    counters = {name: value for name, value in delta.items() if isinstance(name, str)}
-    buckets = {bucket: value for bucket, value in delta.items() if isinstance(bucket, int)}
-    return counters, buckets
+def _bucket_moves(version_id: int, delta: dict[str | int, int]) -> list[tuple[int, int, int]]:
+    """A delta's bucket moves (by number, beside its counters by name) as (version, bucket,
+    runs)."""
+    return [
+        (version_id, bucket, value) for bucket, value in delta.items() if isinstance(bucket, int)
+    ]
 
 
 def prompt_rollups_apply(deltas: dict[int, dict[str | int, int]]) -> None:
-    """Add each version's differences ({version id: {counter name or bucket number: delta}},
-    as `prompt_rollups_delta_add` collects them); call inside the transaction that wrote the
-    runs. Versions whose differences are all zero cost no query; all the bucket moves together
-    cost one. Versions go in id order (one lock order for concurrent writers)."""
+    """Add each version's differences ({version id: {counter name or bucket number: delta}});
+    call inside the transaction that wrote the runs. Versions whose differences are all zero
+    cost no query; all the bucket moves together cost one. Versions go in id order (one lock
+    order for concurrent writers)."""
     moves: list[tuple[int, int, int]] = []
-    for version_id in sorted(version for version in deltas if version is not None):
-        counters, buckets = _split(deltas[version_id])
-        changes = {name: F(name) + value for name, value in counters.items() if value}
+    for version_id in sorted(deltas):
+        changes = kept_counters.increments(deltas[version_id])
         if changes:
             _rollup_update(version_id, changes)
-        moves.extend((version_id, bucket, value) for bucket, value in buckets.items())
+        moves.extend(_bucket_moves(version_id, deltas[version_id]))
     _buckets_add(moves)
 
 
-def prompt_rollups_delta_add(
-    deltas: dict[int, dict[str | int, int]], run: Run, before: Contribution
-) -> None:
-    """Accumulate into `deltas` how `run` moved since `before` (its contribution when read)."""
-    if run.prompt_version_id is None:
-        return
-    totals = deltas.setdefault(run.prompt_version_id, defaultdict(int))
-    for name, value in contribution(run).minus(before).items():
-        totals[name] += value
-
-
-def prompt_rollups_record(run: Run, before: Contribution) -> None:
-    """Add how one run moved since `before` to its version's counters; call inside the
-    transaction that wrote the run."""
-    deltas: dict[int, dict[str | int, int]] = {}
-    prompt_rollups_delta_add(deltas, run, before)
-    prompt_rollups_apply(deltas)
+def _dates_widened(first, last) -> dict:
+    """A launch's first and last use, widening the version's (F(): no read of the row)."""
+    return {
+        "first_used": Least(Coalesce(F("first_used"), Value(first)), Value(first)),
+        "last_used": Greatest(Coalesce(F("last_used"), Value(last)), Value(last)),
+    }
 
 
 def prompt_rollups_count_launched(runs: Iterable[Run]) -> None:
     """Count newly inserted runs (launches): `runs`, first and last use, and whatever they
     already carry (a run is inserted pending, so usually nothing more). Call in the inserting
     transaction."""
-    launched: dict[int, list[Run]] = defaultdict(list)
-    for run in runs:
-        if run.prompt_version_id is not None:
-            launched[run.prompt_version_id].append(run)
     moves: list[tuple[int, int, int]] = []
-    for version_id, version_runs in sorted(launched.items()):
+    for version_id, version_runs in sorted(
+        kept_counters.launched_by_key(runs, _version_of).items()
+    ):
         first = min(run.created_at for run in version_runs)
         last = max(run.created_at for run in version_runs)
-        changes = {
-            "runs": F("runs") + len(version_runs),
-            "first_used": Least(Coalesce(F("first_used"), Value(first)), Value(first)),
-            "last_used": Greatest(Coalesce(F("last_used"), Value(last)), Value(last)),
-        }
-        carried: dict[str | int, int] = defaultdict(int)
-        for run in version_runs:
-            for name, value in contribution(run).minus(Contribution()).items():
-                carried[name] += value
-        counters, buckets = _split(carried)
-        changes.update({name: F(name) + value for name, value in counters.items() if value})
-        _rollup_update(version_id, changes)
-        moves.extend((version_id, bucket, value) for bucket, value in buckets.items())
+        added = kept_counters.carried(version_runs, contribution)
+        changes = {"runs": F("runs") + len(version_runs), **_dates_widened(first, last)}
+        _rollup_update(version_id, {**changes, **kept_counters.increments(added)})
+        moves.extend(_bucket_moves(version_id, added))
     _buckets_add(moves)
 
 
@@ -265,14 +242,9 @@ def prompt_rollups_count_inserted(inserted: QuerySet) -> None:
         .order_by()
     )
     for row in rows:
-        first, last = row["first"], row["last"]
         _rollup_update(
             row["prompt_version_id"],
-            {
-                "runs": F("runs") + row["runs"],
-                "first_used": Least(Coalesce(F("first_used"), Value(first)), Value(first)),
-                "last_used": Greatest(Coalesce(F("last_used"), Value(last)), Value(last)),
-            },
+            {"runs": F("runs") + row["runs"], **_dates_widened(row["first"], row["last"])},
         )
 
 
@@ -332,6 +304,19 @@ def _buckets_from_runs(run_model, bucket_model) -> list:
     ]
 
 
+def _recount(
+    run_model=Run, rollup_model=PromptVersionRollup, bucket_model=PromptVersionDurationBucket
+) -> int:
+    rollups = _counted_from_runs(run_model, rollup_model)
+    rollup_model.objects.all().delete()
+    rollup_model.objects.bulk_create(rollups.values(), batch_size=500)
+    if bucket_model is not None:
+        buckets = _buckets_from_runs(run_model, bucket_model)
+        bucket_model.objects.all().delete()
+        bucket_model.objects.bulk_create(buckets, batch_size=500)
+    return len(rollups)
+
+
 def prompt_rollups_rebuild(
     *,
     run_model=Run,
@@ -339,28 +324,23 @@ def prompt_rollups_rebuild(
     bucket_model=PromptVersionDurationBucket,
 ) -> int:
     """Recompute every version's counters and duration buckets from the runs (replacing what
-    was kept); return how many versions have runs. Run it after writes that skip the hooks
-    (bulk inserts such as `seed_history`), or to check the counters. (The data migrations pass
-    their historical models; `bucket_model=None` recounts the counters only, for the
-    migration that ran before the buckets' table existed.)
-
-    Exact while runs keep moving: on PostgreSQL both tables are locked (EXCLUSIVE: reads go
-    on, increments wait; counters first, the order every writer takes them in) before the
-    runs are read, so a change not yet committed when they are read adds its increment after
-    this commits, onto the recount; on SQLite the transaction takes the write lock as it
-    begins (`transaction_mode` IMMEDIATE), so no other write interleaves.
-    """
+    was kept); return how many versions have runs. `rollups.rollups_rebuild` recounts these
+    with every other kept counter; this one alone is for the data migrations, which pass their
+    historical models (`bucket_model=None` recounts the counters only, for the migration that
+    ran before the buckets' table existed). Exact while runs keep moving
+    (`kept_counters.rebuild_lock`)."""
     kept = [rollup_model] if bucket_model is None else [rollup_model, bucket_model]
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in kept)
-            with connection.cursor() as cursor:
-                cursor.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")  # noqa: S608
-        rollups = _counted_from_runs(run_model, rollup_model)
-        rollup_model.objects.all().delete()
-        rollup_model.objects.bulk_create(rollups.values(), batch_size=500)
-        if bucket_model is not None:
-            buckets = _buckets_from_runs(run_model, bucket_model)
-            bucket_model.objects.all().delete()
-            bucket_model.objects.bulk_create(buckets, batch_size=500)
-    return len(rollups)
+    with kept_counters.rebuild_lock(kept):
+        return _recount(run_model, rollup_model, bucket_model)
+
+
+PROMPT_VERSION_COUNTERS = kept_counters.KeptCounter(
+    name="prompt versions",
+    contribution=contribution,
+    key=_version_of,
+    apply=prompt_rollups_apply,
+    count_launched=prompt_rollups_count_launched,
+    count_inserted=prompt_rollups_count_inserted,
+    recount=_recount,
+    tables=(PromptVersionRollup, PromptVersionDurationBucket),
+)

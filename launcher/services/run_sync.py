@@ -36,18 +36,7 @@ from launcher.models import (
     Submission,
 )
 from launcher.services.api_status import api_outage, api_outage_clear, api_outage_note
-from launcher.services.batch_cell_rollups import (
-    batch_cell_rollups_apply,
-    batch_cell_rollups_delta_add,
-    batch_cell_rollups_record,
-    cell_contribution,
-)
-from launcher.services.prompt_rollups import (
-    contribution,
-    prompt_rollups_apply,
-    prompt_rollups_delta_add,
-    prompt_rollups_record,
-)
+from launcher.services.rollups import RollupMoves, rollups_record, rollups_snapshot
 from launcher.services.run_events import run_event_record
 
 logger = logging.getLogger(__name__)
@@ -116,16 +105,14 @@ def _apply(
         locked = Run.objects.select_for_update().get(pk=run.pk)
         was_finished = locked.is_finished
         previous_status = locked.status
-        counted = contribution(locked)
-        cell_counted = cell_contribution(locked)
+        counted = rollups_snapshot(locked)
         updates = _changes(locked, upstream, restart=restart)
         if updates:
             for field, value in updates.items():
                 setattr(locked, field, value)
             locked.save(update_fields=list(updates))
-            # The version's counters move with the run, under the same lock and transaction.
-            prompt_rollups_record(locked, counted)
-            batch_cell_rollups_record(locked, cell_counted)
+            # The kept counters move with the run, under the same lock and transaction.
+            rollups_record(locked, counted)
             if updates.get("submission") == Submission.ACCEPTED:
                 run_event_record(
                     run=locked,
@@ -167,16 +154,14 @@ def runs_apply_upstream_many(
         finished_ids: list[int] = []
         events: list[RunEvent] = []
         now = timezone.now()
-        deltas: dict = {}  # per version, applied once for the whole chunk
-        cell_deltas: dict = {}  # per batch cell, likewise
+        moves = RollupMoves()  # applied once for the whole chunk
         for run, upstream in answers:
             row = locked.get(run.pk)
             if row is None:
                 continue
             was_finished = row.is_finished
             previous_status = row.status
-            counted = contribution(row)
-            cell_counted = cell_contribution(row)
+            counted = rollups_snapshot(row)
             updates = _changes(row, upstream, restart=False)
             for field, value in updates.items():
                 setattr(row, field, value)
@@ -186,8 +171,7 @@ def runs_apply_upstream_many(
             if updates:
                 written.append(row)
                 fields.update(updates)
-                prompt_rollups_delta_add(deltas, row, counted)
-                batch_cell_rollups_delta_add(cell_deltas, row, cell_counted)
+                moves.add(row, counted)
                 if not was_finished and row.is_finished:
                     finished_ids.append(row.pk)
             if updates.get("submission") == Submission.ACCEPTED:
@@ -200,8 +184,7 @@ def runs_apply_upstream_many(
             # Each row gets every field any row changed: the others are the values just read
             # under the lock, so they are written back unchanged.
             Run.objects.bulk_update(written, sorted(fields), batch_size=500)
-            prompt_rollups_apply(deltas)
-            batch_cell_rollups_apply(cell_deltas)
+            moves.apply()
         if events:
             RunEvent.objects.bulk_create(events, batch_size=500)
     if finished_ids:
@@ -517,11 +500,9 @@ def run_cost_fetch(run: Run) -> None:
     with transaction.atomic():
         recorded = Run.objects.filter(pk=run.pk, cost_usd__isnull=True).update(cost_usd=cost)
         if recorded:  # not already recorded by a racing fetch: count it once, with the write
-            counted = contribution(run)
-            cell_counted = cell_contribution(run)
+            counted = rollups_snapshot(run)
             run.cost_usd = cost
-            prompt_rollups_record(run, counted)
-            batch_cell_rollups_record(run, cell_counted)
+            rollups_record(run, counted)
     run.cost_usd = cost
 
 

@@ -3,14 +3,13 @@ per-version numbers and the batch pages' per-cell numbers and run counts.
 
 The counters (`PromptVersionRollup`, `BatchCellRollup`, `Batch.run_count`) and the duration
 buckets behind the medians (`PromptVersionDurationBucket`) move with the runs; this recomputes
-them all from the runs, for after a bulk insert that skipped the hooks, or for anyone who
-doubts them.
+them all from the runs (`services/rollups.rollups_rebuild`, one locked transaction), for after
+a bulk insert that skipped the hooks, or for anyone who doubts them.
 """
 
 from django.core.management.base import BaseCommand
 
-from launcher.services.batch_cell_rollups import batch_cell_rollups_rebuild
-from launcher.services.prompt_rollups import prompt_rollups_rebuild
+from launcher.services.rollups import rollups_rebuild
 
 
 class Command(BaseCommand):
@@ -20,7 +19,5 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        versions = prompt_rollups_rebuild()
-        self.stdout.write(self.style.SUCCESS(f"Recounted {versions} prompt versions with runs."))
-        cells = batch_cell_rollups_rebuild()
-        self.stdout.write(self.style.SUCCESS(f"Recounted {cells} batch cells with runs."))
+        for name, rows in rollups_rebuild().items():
+            self.stdout.write(self.style.SUCCESS(f"Recounted {rows} {name} with runs."))

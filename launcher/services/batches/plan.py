@@ -22,12 +22,11 @@ from launcher.models import (
     Submission,
     Workflow,
 )
-from launcher.services.batch_cell_rollups import batch_cell_rollups_count_inserted
 from launcher.services.batches.chunks import chunks_plan
 from launcher.services.batches.rows import BatchRow, batch_blocker, max_runs
 from launcher.services.canary import canary_route, canary_running
-from launcher.services.prompt_rollups import prompt_rollups_count_inserted
 from launcher.services.prompts import ResolvedPrompt
+from launcher.services.rollups import rollups_count_inserted
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +94,7 @@ def batch_create(
             )
             chunks = chunks_plan(batch=batch, run_ids=run_ids)
             # Counted as launched in the inserting transaction (bulk inserts skip any hook).
-            prompt_rollups_count_inserted(Run.objects.filter(batch=batch))
-            batch_cell_rollups_count_inserted(batch, Run.objects.filter(batch=batch))
+            rollups_count_inserted(Run.objects.filter(batch=batch))
             transaction.on_commit(lambda: _enqueue_submit(batch.pk, chunks=chunks))
     except IntegrityError:
         # The same form again: its runs (and batch) already exist.
