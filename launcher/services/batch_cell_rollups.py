@@ -1,24 +1,18 @@
 """A batch's kept numbers: `Batch.run_count` (the batches list) and one `BatchCellRollup` per
-cell of its grid (the batch page), kept exact as runs move, like the prompt counters
-(`services/prompt_rollups`, whose hook points these share, call for call):
+cell of its grid (the batch page), kept exact as runs move: one of the kept counters
+`services/rollups` moves at every write that moves a run (`BATCH_CELL_COUNTERS`, with the
+machinery they share in `services/kept_counters`). What is this counter's own: its fields
+(`CellContribution`), its row (the run's cell; a run outside any batch counts on none), the
+batch's `run_count` a launch moves, and a plan's cells made in one INSERT (a new batch has no
+rows yet), its `run_count` stored by the plan on the batch it creates.
 
-- a launch: `Run.save()` on insert calls `batch_cell_rollups_count_launched` (a run into a
-  batch: its cell's `runs` and the batch's `run_count`); a batch plan's bulk insert calls
-  `batch_cell_rollups_count_inserted`, and stores `run_count` on the batch it creates;
-- an upstream answer (`run_sync`'s locked apply, one run or a chunk's many): the run's
-  `cell_contribution` before and after, the difference applied with `batch_cell_rollups_apply`;
-- a cost arriving later (`run_sync.run_cost_fetch`): the same difference.
-
-Each write calls in here inside its own transaction, with F() increments (two workers
-counting at once never lose an update). A run counts once, as its latest attempt: a retry
-clears the finished attempt's status, results and cost, so the difference takes them back out.
 The other writes to batch runs move nothing counted here: "Cancel the rest" and a refused send
 turn a pending run (no outcome, duration, checks, steps or cost) into a cancelled or rejected
 one (still none). A batch's runs never change in number after planning (nothing adds a run to
 an existing batch, nothing deletes one but the batch), so `run_count` is set once.
 
-`batch_cell_rollups_rebuild` recomputes all of it from the runs (the data migration,
-`seed_history` after its bulk insert, and `manage.py prompt_rollups_rebuild`).
+The recount (`rollups.rollups_rebuild`; `batch_cell_rollups_rebuild` alone for the data
+migration) recomputes all of it from the runs.
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
-"""Per-version counters of the prompts page (`PromptVersionRollup`), kept exact as runs move.
+"""Per-version counters of the prompts page (`PromptVersionRollup`), kept exact as runs move:
+one of the kept counters `services/rollups` moves at every write that moves a run
+(`PROMPT_VERSION_COUNTERS`, with the machinery they share in `services/kept_counters`). What is
+this counter's own: its fields (`Contribution`), its row (the run's version), the dates a launch
+widens, and the duration buckets.
 
-Three writes move a run's numbers, and each calls in here inside its own transaction, so the
-counters and the runs never disagree (F() increments: two workers counting at once never
-lose an update, there is no read-modify-write):
-
-- a launch: `Run.save()` on insert calls `prompt_rollups_count_launched`; a batch plan's bulk
-  insert calls `prompt_rollups_count_inserted`;
-- an upstream answer (`run_sync`'s locked apply, one run or a chunk's many): the run's
-  `contribution` before and after, the difference applied with `prompt_rollups_apply`;
-- a cost arriving later (`run_sync.run_cost_fetch`): the same difference.
-
-A run counts once, as its latest attempt. A retry (`run_apply_upstream(restart=True)`) clears
-the finished attempt's status, results and cost, so the difference takes its outcome back out;
-the new attempt adds its own when it ends. Earlier attempts live on in `RunAttempt` and are not
-counted — the same numbers a GROUP BY over the runs gives, which is what
-`prompt_rollups_rebuild` computes (a data migration, `seed_history` after its bulk insert, and
-`manage.py prompt_rollups_rebuild` for anyone who doubts the counters).
+A run counts once, as its latest attempt (earlier attempts live on in `RunAttempt` and are not
+counted) — the same numbers a GROUP BY over the runs gives, which is what the recount computes
+(`rollups.rollups_rebuild`; `prompt_rollups_rebuild` alone for the data migrations).
 
 Beside the counters, each version's timed runs are counted per duration bucket
 (`PromptVersionDurationBucket`; log-spaced, `DURATION_EDGES_MS`), in the same places and
