@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from django.utils import timezone
 
 from launcher.models import (
+    Batch,
     ModelOption,
     PromptLabel,
     PromptVersion,
@@ -101,3 +102,24 @@ def make_run(
             created_at=datetime.now(tz=UTC),
         )
     return run
+
+
+def make_batch(
+    workflow, *, name="March", state=Batch.State.SUBMITTING, queued=0, **by_status
+) -> Batch:
+    """A batch with `queued` runs not yet sent (pending, queued) and, per status named,
+    that many runs the API accepted (`make_run`), each inserted on its own so the kept
+    counters count it."""
+    batch = Batch.objects.create(workflow=workflow, name=name, state=state)
+    for _ in range(queued):
+        Run.objects.create(
+            workflow=workflow,
+            batch=batch,
+            prompt_mode="stored",
+            status=RunStatus.PENDING,
+            submission=Submission.QUEUED,
+        )
+    for status, count in by_status.items():
+        for _ in range(count):
+            make_run(workflow, status=status, batch=batch)
+    return batch

@@ -5,28 +5,12 @@ size, a bar in segments by outcome, and no stale "Batch planned" once it is canc
 import pytest
 from django.urls import reverse
 
-from launcher.models import Batch, Run, RunStatus, Submission
+from launcher.models import Batch
 from launcher.selectors import batch_lifecycle, batch_progress
-from tests.launch_api import make_run
+from tests.launch_api import make_batch
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
-
-
-def _batch(catalog, *, state=Batch.State.SUBMITTING, queued=0, **by_status):
-    batch = Batch.objects.create(workflow=catalog.workflow, name="March", state=state)
-    for _ in range(queued):
-        Run.objects.create(
-            workflow=catalog.workflow,
-            batch=batch,
-            prompt_mode="stored",
-            status=RunStatus.PENDING,
-            submission=Submission.QUEUED,
-        )
-    for status, count in by_status.items():
-        for _ in range(count):
-            make_run(catalog.workflow, status=status, batch=batch)
-    return batch
 
 
 @pytest.mark.parametrize(
@@ -47,7 +31,7 @@ def test_the_lifecycle_comes_from_the_state_and_the_counts(
 
 
 def test_a_finished_batch_says_finished_in_the_list_not_submitted(catalog, operator_client):
-    _batch(catalog, state=Batch.State.SUBMITTED, success=2, task_failed=1)
+    make_batch(catalog.workflow, state=Batch.State.SUBMITTED, success=2, task_failed=1)
 
     html = operator_client.get(reverse("batch_list")).content.decode()
 
@@ -56,10 +40,10 @@ def test_a_finished_batch_says_finished_in_the_list_not_submitted(catalog, opera
 
 
 def test_the_list_shows_each_stage(catalog, operator_client):
-    _batch(catalog, queued=3)
-    _batch(catalog, queued=1, running=1)
-    _batch(catalog, state=Batch.State.SUBMITTED, running=2)
-    _batch(catalog, state=Batch.State.CANCELLED, cancelled=2)
+    make_batch(catalog.workflow, queued=3)
+    make_batch(catalog.workflow, queued=1, running=1)
+    make_batch(catalog.workflow, state=Batch.State.SUBMITTED, running=2)
+    make_batch(catalog.workflow, state=Batch.State.CANCELLED, cancelled=2)
 
     html = operator_client.get(reverse("batch_list")).content.decode()
 
@@ -70,19 +54,19 @@ def test_the_list_shows_each_stage(catalog, operator_client):
 def test_the_list_costs_the_same_queries_with_more_batches(
     catalog, operator_client, django_assert_num_queries
 ):
-    _batch(catalog, queued=1)
+    make_batch(catalog.workflow, queued=1)
     operator_client.get(reverse("batch_list"))
     with django_assert_num_queries(4) as few:
         operator_client.get(reverse("batch_list"))
     for _ in range(5):
-        _batch(catalog, queued=2, success=2)
+        make_batch(catalog.workflow, queued=2, success=2)
     with django_assert_num_queries(len(few.captured_queries)):
         operator_client.get(reverse("batch_list"))
 
 
 def test_the_breakdown_adds_up_to_the_batch_size(catalog):
-    batch = _batch(
-        catalog,
+    batch = make_batch(
+        catalog.workflow,
         state=Batch.State.SUBMITTED,
         queued=2,
         success=3,
@@ -110,7 +94,7 @@ def test_the_breakdown_adds_up_to_the_batch_size(catalog):
 
 
 def test_a_batch_where_every_run_failed_has_no_green_in_its_bar(catalog, operator_client):
-    batch = _batch(catalog, state=Batch.State.SUBMITTED, task_failed=3, cancelled=1)
+    batch = make_batch(catalog.workflow, state=Batch.State.SUBMITTED, task_failed=3, cancelled=1)
 
     html = operator_client.get(reverse("batch_detail", args=[batch.pk])).content.decode()
 
@@ -122,7 +106,7 @@ def test_a_batch_where_every_run_failed_has_no_green_in_its_bar(catalog, operato
 
 
 def test_a_cancelled_batch_says_so_and_clears_the_planned_message(catalog, operator_client):
-    batch = _batch(catalog, state=Batch.State.CANCELLED, cancelled=2, success=1)
+    batch = make_batch(catalog.workflow, state=Batch.State.CANCELLED, cancelled=2, success=1)
 
     fragment = operator_client.get(reverse("batch_detail", args=[batch.pk]), headers=HTMX)
     page = operator_client.get(reverse("batch_detail", args=[batch.pk]))
@@ -134,7 +118,7 @@ def test_a_cancelled_batch_says_so_and_clears_the_planned_message(catalog, opera
 
 
 def test_a_running_batch_keeps_its_messages(catalog, operator_client):
-    batch = _batch(catalog, state=Batch.State.SUBMITTED, running=2)
+    batch = make_batch(catalog.workflow, state=Batch.State.SUBMITTED, running=2)
 
     html = operator_client.get(reverse("batch_detail", args=[batch.pk]), headers=HTMX)
 
@@ -143,7 +127,7 @@ def test_a_running_batch_keeps_its_messages(catalog, operator_client):
 
 
 def test_an_empty_median_duration_is_a_quiet_dash_like_the_other_columns(catalog, operator_client):
-    batch = _batch(catalog, queued=2)
+    batch = make_batch(catalog.workflow, queued=2)
     Batch.objects.filter(pk=batch.pk).update(is_matrix=True)
 
     html = operator_client.get(reverse("batch_detail", args=[batch.pk])).content.decode()

@@ -8,26 +8,14 @@ from django.urls import reverse
 from launcher.models import TERMINAL_STATUSES, Batch, Run, RunStatus, Submission
 from launcher.selectors import batch_lifecycle, batches_for_list
 from launcher.services.batch_cell_rollups import batch_run_counts_rebuild
-from tests.launch_api import make_run
+from tests.launch_api import make_batch, make_run
 from tests.services.test_batches import plan
 
 pytestmark = pytest.mark.django_db
 
 
-def _batch(catalog, name, *, state=Batch.State.SUBMITTED, queued=0, **by_status):
-    batch = Batch.objects.create(workflow=catalog.workflow, name=name, state=state)
-    for _ in range(queued):
-        Run.objects.create(
-            workflow=catalog.workflow,
-            batch=batch,
-            prompt_mode="stored",
-            status=RunStatus.PENDING,
-            submission=Submission.QUEUED,
-        )
-    for status, count in by_status.items():
-        for _ in range(count):
-            make_run(catalog.workflow, status=status, batch=batch)
-    return batch
+def _batch(catalog, name, *, state=Batch.State.SUBMITTED, **runs):
+    return make_batch(catalog.workflow, name=name, state=state, **runs)
 
 
 def test_the_plan_stores_how_many_runs_the_batch_has(catalog, operator):

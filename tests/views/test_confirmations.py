@@ -6,9 +6,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from launcher.models import Batch, Run, RunStatus, Submission
+from launcher.models import Batch, Run, RunStatus
 from tests.fake_cyberdesk import serve
-from tests.launch_api import make_run
+from tests.launch_api import make_batch, make_run
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
@@ -122,28 +122,8 @@ def test_bulk_confirm_with_nothing_ticked_says_so_like_the_action(catalog, opera
     )
 
 
-def _batch_with(catalog, *, queued=0, running=0, succeeded=0, failed=0):
-    batch = Batch.objects.create(workflow=catalog.workflow, name="March")
-    for _ in range(queued):
-        Run.objects.create(
-            workflow=catalog.workflow,
-            batch=batch,
-            prompt_mode="stored",
-            status=RunStatus.PENDING,
-            submission=Submission.QUEUED,
-        )
-    for status, count in (
-        (RunStatus.RUNNING, running),
-        (RunStatus.SUCCESS, succeeded),
-        (RunStatus.TASK_FAILED, failed),
-    ):
-        for _ in range(count):
-            make_run(catalog.workflow, status=status, batch=batch)
-    return batch
-
-
 def test_cancel_the_rest_says_what_happens_to_which_runs(catalog, operator_client):
-    batch = _batch_with(catalog, queued=3, running=2, succeeded=1)
+    batch = make_batch(catalog.workflow, queued=3, running=2, success=1)
 
     html = operator_client.get(reverse("batch_cancel_confirm", args=[batch.pk])).content.decode()
 
@@ -156,7 +136,7 @@ def test_cancel_the_rest_says_what_happens_to_which_runs(catalog, operator_clien
 
 
 def test_retry_failed_runs_counts_them(catalog, operator_client):
-    batch = _batch_with(catalog, succeeded=2, failed=4)
+    batch = make_batch(catalog.workflow, success=2, task_failed=4)
 
     response = operator_client.get(
         reverse("batch_retry_failed_confirm", args=[batch.pk]), headers=HTMX
@@ -177,7 +157,7 @@ def test_retry_failed_runs_counts_them(catalog, operator_client):
     ],
 )
 def test_outsiders_get_no_confirmation(catalog, outsider_client, name):
-    batch = _batch_with(catalog, running=1)
+    batch = make_batch(catalog.workflow, running=1)
     target = batch.pk if name.startswith("batch") else batch.runs.get().pk
 
     assert outsider_client.get(reverse(name, args=[target])).status_code == 403
@@ -196,8 +176,8 @@ def test_bulk_confirm_needs_csrf(catalog, operator):
 def test_a_confirmation_costs_the_same_queries_for_a_big_batch(
     catalog, operator_client, django_assert_num_queries
 ):
-    small = _batch_with(catalog, queued=1, running=1)
-    big = _batch_with(catalog, queued=30, running=20, succeeded=10)
+    small = make_batch(catalog.workflow, queued=1, running=1)
+    big = make_batch(catalog.workflow, queued=30, running=20, success=10)
     operator_client.get(reverse("batch_cancel_confirm", args=[small.pk]))  # warm the session
 
     # session, user, its permissions, the batch, its progress counts
