@@ -626,11 +626,11 @@ class PromptVersionRollup(models.Model):
     """How a prompt version's runs went, kept as counters so the prompts page reads one row per
     version instead of grouping every run of the workflow (`version_stats`).
 
-    Kept exact by `launcher.services.prompt_rollups`, with F() increments in the same
-    transaction as the change they count (a launch, an upstream answer, a cost). Each run
-    counts once, as its current (latest) attempt: a retry takes the finished attempt's outcome,
-    cost and steps back out, and the new attempt adds its own when it ends. `prompt_rollups_rebuild`
-    recomputes every row from the runs.
+    Kept exact by `launcher.services.rollups` (this counter: `services/prompt_rollups`), with
+    F() increments in the same transaction as the change they count (a launch, an upstream
+    answer, a cost). Each run counts once, as its current (latest) attempt: a retry takes the
+    finished attempt's outcome, cost and steps back out, and the new attempt adds its own when
+    it ends. `rollups_rebuild` recomputes every row from the runs.
     """
 
     prompt_version = models.OneToOneField(
@@ -684,9 +684,10 @@ class BatchCellRollup(models.Model):
     version, or the stored prompt) went, kept as counters so the batch page reads one row per
     cell instead of grouping every run of the batch (`launcher.batch_grid`).
 
-    Kept exact by `launcher.services.batch_cell_rollups` beside the prompt counters
-    (`PromptVersionRollup`), with F() increments in the same transactions: each run counts
-    once, as its current attempt. `batch_cell_rollups_rebuild` recomputes every row."""
+    Kept exact by `launcher.services.rollups` (this counter: `services/batch_cell_rollups`)
+    with the prompt counters (`PromptVersionRollup`), by the same calls, with F() increments in
+    the same transactions: each run counts once, as its current attempt. `rollups_rebuild`
+    recomputes every row."""
 
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="cell_rollups")
     # The cell's `batch_grid.cell_key` ("<model uuid>|default:<version pk>|stored"): unique per
