@@ -18,7 +18,18 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -27,6 +38,7 @@ from launcher.models import (
     TERMINAL_STATUSES,
     AttemptOutcome,
     Batch,
+    BatchCellRollup,
     ModelOption,
     PromptLabel,
     PromptMode,
@@ -645,15 +657,46 @@ def batch_unfinished_sent_runs(batch: Batch) -> list[Run]:
     )
 
 
+# The runs a batch's progress still counts one by one: those on their way (not finished) and
+# those set aside (refused, not sent, sent without an answer). In a finished batch these are
+# few whatever its size; everything else is derived from the kept numbers.
+_PROGRESS_COUNTED_STATUSES = (
+    RunStatus.PENDING,
+    RunStatus.SCHEDULING,
+    RunStatus.RUNNING,
+    RunStatus.RUNNING_CHECKS,
+    RunStatus.REJECTED,
+)
+_PROGRESS_COUNTED_SUBMISSIONS = (Submission.QUEUED, Submission.UNKNOWN, Submission.REJECTED)
+
+
 def batch_progress(batch: Batch) -> BatchProgress:
-    """Counts by submission and status, in one query."""
+    """Counts by submission and status, in two queries that read no run of a finished batch.
+
+    The batch's size and outcomes are its grid cells' kept counters (`BatchCellRollup`: every
+    run is in one cell; runs, outcomes, successes, one row per cell); only the unfinished,
+    rejected, queued and unknown runs are grouped by (submission, status): on PostgreSQL a
+    BitmapOr of seeks on the `run_batch_status` and `run_batch_submission` indexes; SQLite
+    reads the batch's entries of the covering `run_batch_status` index (no table row).
+    Accepted = size − queued − unknown − refused; cancelled = size − unfinished − rejected −
+    outcomes. (The two reads are two statements: a run finishing between them can show once in
+    both on one poll, and the next poll is exact.)"""
     counts: dict[tuple[str, str], int] = {
         (submission, status): n
         for submission, status, n in Run.objects.filter(batch=batch)
+        .filter(
+            Q(status__in=_PROGRESS_COUNTED_STATUSES)
+            | Q(submission__in=_PROGRESS_COUNTED_SUBMISSIONS)
+        )
+        .order_by()
         .values_list("submission", "status")
         .annotate(n=Count("id"))
         .values_list("submission", "status", "n")
     }
+    kept = BatchCellRollup.objects.filter(batch=batch).aggregate(
+        runs=Sum("runs"), outcomes=Sum("outcomes"), succeeded=Sum("succeeded")
+    )
+    size, outcomes, succeeded = (kept[name] or 0 for name in ("runs", "outcomes", "succeeded"))
 
     def total(*, submission=None, statuses=()) -> int:
         return sum(
@@ -662,18 +705,23 @@ def batch_progress(batch: Batch) -> BatchProgress:
             if (submission is None or sub == submission) and (not statuses or status in statuses)
         )
 
+    queued = total(submission=Submission.QUEUED)
+    unknown = total(submission=Submission.UNKNOWN)
+    refused = total(submission=Submission.REJECTED)
+    rejected = total(statuses=(RunStatus.REJECTED,))
+    unfinished = total(statuses=_PROGRESS_COUNTED_STATUSES[:4])
     pending_unknown = total(submission=Submission.UNKNOWN, statuses=(RunStatus.PENDING,))
     return BatchProgress(
-        total=total(),
-        queued=total(submission=Submission.QUEUED),
-        unknown=total(submission=Submission.UNKNOWN),
-        rejected=total(statuses=(RunStatus.REJECTED,)),
-        submitted=total(submission=Submission.ACCEPTED),
+        total=size,
+        queued=queued,
+        unknown=unknown,
+        rejected=rejected,
+        submitted=size - queued - unknown - refused,
         scheduling=total(statuses=(RunStatus.SCHEDULING,)),
         running=total(statuses=(RunStatus.RUNNING, RunStatus.RUNNING_CHECKS)),
-        succeeded=total(statuses=(RunStatus.SUCCESS,)),
-        failed=total(statuses=(RunStatus.TASK_FAILED, RunStatus.ERROR)),
-        cancelled=total(statuses=(RunStatus.CANCELLED,)),
+        succeeded=succeeded,
+        failed=outcomes - succeeded,
+        cancelled=size - unfinished - rejected - outcomes,
         waiting=total(statuses=(RunStatus.PENDING,)) - pending_unknown,
         pending_unknown=pending_unknown,
     )

@@ -30,8 +30,9 @@ HTMX = {"HX-Request": "true"}
 FORM_QUERIES = 11
 # The progress fragment: session, user, the permission; the batch (with workflow and
 # creator); its unfinished runs (no refresh claim: all were refreshed within the interval, so
-# none could win); the progress counts.
-DETAIL_QUERIES = 6
+# none could win); the progress: its cells' kept counters (size, outcomes) and the count of
+# its unfinished, queued, unknown and rejected runs.
+DETAIL_QUERIES = 7
 # The whole page adds the comparison region (tests/views/test_batch_decide.py): the grid's
 # aggregates, its labels and its durations; the failure clusters' check for runs without a
 # key (none), their totals, the largest clusters and their cells.
