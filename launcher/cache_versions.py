@@ -3,8 +3,9 @@ copy is looked up under the current number and a change is a new key: never a st
 a timeout.
 
 The number lives in the database (`CacheVersion`), read with one primary-key query, and is
-bumped in the transaction that makes the change: the default cache is per process, and a change
-made in another process or by the worker must count from the next request everywhere. A reader
+bumped as the change commits (see `cache_version_bump`): the default cache is per process,
+and a change made in another process or by the worker must count from the next request
+everywhere. A reader
 reads the number before the data, so a copy stored under a number is never older than it.
 
 `RUN_FILTER_CHOICES` — what the runs page's filters offer (`selectors.run_filter_choices`):
@@ -22,6 +23,7 @@ from __future__ import annotations
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from launcher.models import (
@@ -43,12 +45,24 @@ def cache_version(name: str) -> int:
 
 
 def cache_version_bump(name: str) -> None:
-    """A new number for `name`: copies cached under the old one are no longer looked up.
+    """A new number for `name` once the change commits: copies cached under the old one are then
+    no longer looked up.
 
-    One statement, whether or not the row exists yet (an upsert), so a bump costs the same
-    everywhere. The new number is random rather than the old one plus one: an increment would
-    need the row to exist first (a read, then an insert). 62 random bits: a repeat of a number
-    still cached is not a practical concern."""
+    The bump runs after the writer's commit (`on_commit`; at once outside a transaction), in a
+    statement of its own. The row is one for every writer: bumped inside a launch's
+    transaction, its lock made concurrent launches wait for each other until commit and, with
+    the other rows they lock, deadlock (tests/services/test_races.py). After the commit a
+    reader sees the new data at once; one that read the number just before the bump caches that
+    fresher list under the old number, and the next request after the bump reads anew.
+
+    One statement, whether or not the row exists yet (an upsert). The new number is random
+    rather than the old one plus one: an increment would need the row to exist first (a read,
+    then an insert). 62 random bits: a repeat of a number still cached is not a practical
+    concern."""
+    transaction.on_commit(lambda: _bump(name))
+
+
+def _bump(name: str) -> None:
     CacheVersion.objects.bulk_create(
         [CacheVersion(name=name, number=secrets.randbits(62))],
         update_conflicts=True,

@@ -8,22 +8,36 @@ import html
 import re
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from launcher.cache_versions import RUN_FILTER_CHOICES, cache_version
 from launcher.models import Batch, PromptLabel, PromptVersion, Run, RunStatus
+from launcher.permissions import LAUNCH_RUN, OPERATORS_GROUP
 from launcher.selectors import run_filter_choices
 from tests.launch_api import make_model, make_run, make_workflow
 from tests.services.test_batches import plan
 
-pytestmark = pytest.mark.django_db
+# Committed for real (not rolled back around each test): the version is bumped as a change
+# commits, which is when the next request must see it.
+pytestmark = pytest.mark.django_db(transaction=True)
 URL = reverse("run_list")
 FIXED_OPTIONS = {"", "default", "stored"}  # "All …", "Workflow default", "stored prompt"
 _SELECT = re.compile(r'<select name="(\w+)"[^>]*>(.*?)</select>', re.S)
 _OPTION = re.compile(r'<option value="([^"]*)"[^>]*>(.*?)</option>', re.S)
+
+
+@pytest.fixture(autouse=True)
+def operators_group(transactional_db):
+    """The group the migrations made: a transactional test's clean-up (a flush) empties it."""
+    group, _ = Group.objects.get_or_create(name=OPERATORS_GROUP)
+    group.permissions.add(
+        Permission.objects.get(
+            content_type__app_label="launcher", codename=LAUNCH_RUN.split(".")[1]
+        )
+    )
 
 
 def offered(client, **params) -> dict[str, dict[str, str]]:
