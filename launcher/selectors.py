@@ -660,13 +660,7 @@ def batch_unfinished_sent_runs(batch: Batch) -> list[Run]:
 # The runs a batch's progress still counts one by one: those on their way (not finished) and
 # those set aside (refused, not sent, sent without an answer). In a finished batch these are
 # few whatever its size; everything else is derived from the kept numbers.
-_PROGRESS_COUNTED_STATUSES = (
-    RunStatus.PENDING,
-    RunStatus.SCHEDULING,
-    RunStatus.RUNNING,
-    RunStatus.RUNNING_CHECKS,
-    RunStatus.REJECTED,
-)
+_PROGRESS_COUNTED_STATUSES = (*UNFINISHED_STATUSES, RunStatus.REJECTED)
 _PROGRESS_COUNTED_SUBMISSIONS = (Submission.QUEUED, Submission.UNKNOWN, Submission.REJECTED)
 
 
@@ -709,7 +703,7 @@ def batch_progress(batch: Batch) -> BatchProgress:
     unknown = total(submission=Submission.UNKNOWN)
     refused = total(submission=Submission.REJECTED)
     rejected = total(statuses=(RunStatus.REJECTED,))
-    unfinished = total(statuses=_PROGRESS_COUNTED_STATUSES[:4])
+    unfinished = total(statuses=UNFINISHED_STATUSES)
     pending_unknown = total(submission=Submission.UNKNOWN, statuses=(RunStatus.PENDING,))
     return BatchProgress(
         total=size,
