@@ -125,14 +125,18 @@ def batch_cell_rollups_count_inserted(inserted: QuerySet) -> None:
         .order_by()
     )
     BatchCellRollup.objects.bulk_create(
-        BatchCellRollup(
-            batch_id=row["batch_id"],
-            cell=cell_key(row["model_option_id"], row["prompt_version_id"]),
-            model_option_id=row["model_option_id"],
-            prompt_version_id=row["prompt_version_id"],
-            runs=row["runs"],
-        )
-        for row in rows
+        _cell_row(BatchCellRollup, row, runs=row["runs"]) for row in rows
+    )
+
+
+def _cell_row(rollup_model, row: dict, **numbers):
+    """A cell's row from a GROUP BY (batch_id, model_option_id, prompt_version_id) row."""
+    return rollup_model(
+        batch_id=row["batch_id"],
+        cell=cell_key(row["model_option_id"], row["prompt_version_id"]),
+        model_option_id=row["model_option_id"],
+        prompt_version_id=row["prompt_version_id"],
+        **numbers,
     )
 
 
@@ -173,11 +177,9 @@ def _counted_from_runs(run_model, rollup_model) -> list:
         .order_by()
     )
     return [
-        rollup_model(
-            batch_id=row["batch_id"],
-            cell=cell_key(row["model_option_id"], row["prompt_version_id"]),
-            model_option_id=row["model_option_id"],
-            prompt_version_id=row["prompt_version_id"],
+        _cell_row(
+            rollup_model,
+            row,
             runs=row["runs"],
             outcomes=row["outcomes"],
             succeeded=row["succeeded"],
