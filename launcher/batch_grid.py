@@ -32,6 +32,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from launcher.db_union import union_all_rows
 from launcher.models import Batch, BatchCellRollup, PromptLabel, Run, RunStatus
 from launcher.services.prompt_rollups import MICRO
 from launcher.services.stats import RateComparison, rate_compare, wilson_interval
@@ -40,8 +41,6 @@ OUTCOMES = (RunStatus.SUCCESS, RunStatus.TASK_FAILED, RunStatus.ERROR)
 ALPHA = 0.05
 TEST_NAME = "Fisher's exact test, two-sided, α = 0.05"
 DEFAULT_MODEL = "default"
-# SQLite caps a compound SELECT at 500 terms (two per cell).
-_TERMS_PER_QUERY = 200
 STORED_PROMPT = "stored"
 
 
@@ -282,16 +281,8 @@ def _add_durations(batch: Batch, cells: list[GridCell]) -> None:
         list(timed.values_list("duration_ms")[:1])
         return
     found: dict[tuple[int, int], list[int]] = {}
-    with connection.cursor() as cursor:
-        for start in range(0, len(terms), _TERMS_PER_QUERY):
-            chunk = terms[start : start + _TERMS_PER_QUERY]
-            sql = " UNION ALL ".join(
-                f"SELECT * FROM ({term_sql}) AS term_{n}"  # noqa: S608
-                for n, (term_sql, _) in enumerate(chunk)
-            )
-            cursor.execute(sql, [param for _, params in chunk for param in params])
-            for index, which, duration in cursor.fetchall():
-                found.setdefault((index, which), []).append(duration)
+    for index, which, duration in union_all_rows(terms):
+        found.setdefault((index, which), []).append(duration)
     for index, cell in enumerate(cells):
         for which, q in enumerate(_QUANTILES):
             values = sorted(found.get((index, which), []))

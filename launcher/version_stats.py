@@ -24,6 +24,7 @@ from decimal import Decimal
 
 from django.db import connection
 
+from launcher.db_union import union_all_rows
 from launcher.models import (
     PromptLabel,
     PromptVersion,
@@ -87,11 +88,6 @@ class VersionStats:
         if hours:
             return f"{hours}h {minutes:02d}m"
         return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
-
-
-# SQLite caps a compound SELECT at 500 terms; one term per version, so a workflow with more
-# versions than this takes one more query per this many.
-_TERMS_PER_QUERY = 200
 
 
 @dataclass(frozen=True)
@@ -165,8 +161,8 @@ def version_medians(workflow: Workflow) -> dict[int, timedelta]:
     """Median run duration per version id, exact, from the kept duration buckets and the
     stored `Run.duration_ms` on the (workflow, prompt_version, duration_ms) index; never by
     sorting, nor by walking more than one bucket's durations. Two queries whatever the
-    history (one more per `_TERMS_PER_QUERY` versions with runs), on SQLite and PostgreSQL
-    alike:
+    history (one more per `db_union.TERMS_PER_QUERY` versions with runs), on SQLite and
+    PostgreSQL alike:
 
     1. from the buckets of the workflow's versions (`_median_buckets`), for each version the
        bucket holding its middle run(s) and how many of its runs lie below that bucket;
@@ -187,31 +183,17 @@ def version_medians(workflow: Workflow) -> dict[int, timedelta]:
         # stays the same (pinned) with or without timed runs.
         list(timed.values_list("duration_ms")[:1])
         return {}
+    terms = []
+    for probe in probes:
+        term = timed.filter(prompt_version_id=probe.version_id)
+        if probe.low is not None:
+            term = term.filter(duration_ms__gte=probe.low)
+        # The database walks the index from the bucket's start; it does not sort.
+        sliced = term.order_by("duration_ms").values_list("prompt_version_id", "duration_ms")
+        terms.append(sliced[probe.offset : probe.offset + probe.count].query.sql_with_params())
     middles: dict[int, list[int]] = {}
-    for start in range(0, len(probes), _TERMS_PER_QUERY):
-        terms = []
-        for probe in probes[start : start + _TERMS_PER_QUERY]:
-            term = timed.filter(prompt_version_id=probe.version_id)
-            if probe.low is not None:
-                term = term.filter(duration_ms__gte=probe.low)
-            # The database walks the index from the bucket's start; it does not sort.
-            terms.append(
-                term.order_by("duration_ms").values_list("prompt_version_id", "duration_ms")[
-                    probe.offset : probe.offset + probe.count
-                ]
-            )
-        # Django refuses sliced terms in a compound query; both databases accept them as
-        # subqueries, so the terms' own compiled SQL is joined here (all parameters).
-        compiled = [term.query.sql_with_params() for term in terms]
-        sql = " UNION ALL ".join(
-            f"SELECT * FROM ({term_sql}) AS term_{n}"  # noqa: S608
-            for n, (term_sql, _) in enumerate(compiled)
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [param for _, params in compiled for param in params])
-            rows = cursor.fetchall()
-        for version_id, duration in rows:
-            middles.setdefault(version_id, []).append(duration)
+    for version_id, duration in union_all_rows(terms):
+        middles.setdefault(version_id, []).append(duration)
     return {
         version_id: timedelta(milliseconds=sum(values) / len(values))
         for version_id, values in middles.items()
